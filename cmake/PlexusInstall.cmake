@@ -1,0 +1,29 @@
+# Install rules: headers, libraries, a CMake package (find_package(plexus)) and a pkg-config file.
+include(CMakePackageConfigHelpers)
+
+set(PLEXUS_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/plexus)
+install(TARGETS ${PLEXUS_EXPORTED_TARGETS} EXPORT plexusTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT plexusTargets NAMESPACE plexus:: DESTINATION ${PLEXUS_CMAKE_DIR})
+
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/plexusConfig.cmake.in
+                              ${PROJECT_BINARY_DIR}/plexusConfig.cmake
+                              INSTALL_DESTINATION ${PLEXUS_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
+                                 COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/plexusConfig.cmake ${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
+        DESTINATION ${PLEXUS_CMAKE_DIR})
+
+# pkg-config lists the layers from the most dependent down, so static linking resolves.
+set(PLEXUS_PC_LIBS "")
+foreach(target IN LISTS PLEXUS_EXPORTED_TARGETS)
+  string(PREPEND PLEXUS_PC_LIBS "-l${target} ")
+endforeach()
+# The prefix is computed from the .pc file's own location, so an installed tree can be moved
+# (and `cmake --install --prefix` elsewhere than the configured prefix works).
+file(RELATIVE_PATH PLEXUS_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" PLEXUS_PC_TO_PREFIX "${PLEXUS_PC_TO_PREFIX}")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/plexus.pc.in ${PROJECT_BINARY_DIR}/plexus.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/plexus.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

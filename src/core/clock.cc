@@ -1,0 +1,1 @@
+#include "plexus/core/clock.h"
