@@ -8,7 +8,7 @@
 PRESETS ?= release asan tsan clang
 BENCH_FILTER ?= .
 
-.PHONY: all deps test demo bench format clean $(addprefix test-,$(PRESETS))
+.PHONY: all deps test demo bench format clean $(addprefix test-,$(PRESETS) debug)
 
 all: test
 
@@ -24,7 +24,7 @@ test: deps
 	done
 	@echo "=== plexus: all flavours passed: $(PRESETS) ==="
 
-test-%: deps
+$(addprefix test-,$(PRESETS) debug): test-%: deps
 	cmake --preset $* >/dev/null
 	cmake --build --preset $*
 	ctest --preset $*

@@ -3,7 +3,8 @@
 # Warnings apply to plexus's own targets only, never to consumers (no CMAKE_CXX_FLAGS edits).
 add_library(plexus_warnings INTERFACE)
 target_compile_options(plexus_warnings INTERFACE
-  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor>
+  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+                                  -Wno-missing-field-initializers>
   $<$<BOOL:${PLEXUS_WERROR}>:-Werror>)
 if(PLEXUS_THREAD_SAFETY_ANALYSIS)
   target_compile_options(plexus_warnings INTERFACE

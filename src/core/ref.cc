@@ -15,8 +15,10 @@ void RefCounted::TrackAdd(SourceLocation where, const void* holder) const {
 
 void RefCounted::DestroySelf() const {
   if (core_internal::RefDebugEver()) core_internal::RefTrackDestroyed(this);
-  delete this;
+  LastReferenceDropped();
 }
+
+void RefCounted::LastReferenceDropped() const { delete this; }
 
 void RefCounted::OverRelease(SourceLocation where) const {
   // The count went below zero: restore it so the object is not touched by a second bogus

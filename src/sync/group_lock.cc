@@ -777,11 +777,13 @@ bool GroupLock::UnchainErased(void* lock, SourceLocation where) {
   if (IsDestroyed()) return false;
   Acquire(where);
   const ChainSnapshot* current = chain_.load(std::memory_order_relaxed);
-  auto found = current == nullptr
-                   ? current->entries.end()
-                   : std::find_if(current->entries.begin(), current->entries.end(),
-                                  [lock](const ChainEntry& e) { return e.lock == lock; });
-  if (current == nullptr || found == current->entries.end()) {
+  if (current == nullptr) {
+    (void)Release(where);
+    return false;
+  }
+  auto found = std::find_if(current->entries.begin(), current->entries.end(),
+                            [lock](const ChainEntry& e) { return e.lock == lock; });
+  if (found == current->entries.end()) {
     (void)Release(where);
     return false;
   }

@@ -89,12 +89,30 @@ class RefCounted {
     return Liveness::kAlive;
   }
 
+  // Takes a reference only if the object still has one: for registries that keep plain
+  // pointers to objects whose last reference may be dropping concurrently. Returns false
+  // (and takes nothing) when the count already reached zero.
+  bool TryAddRef(SourceLocation where = SourceLocation::current(),
+                 const void* holder = nullptr) const noexcept {
+    std::int32_t n = refs_.load(std::memory_order_relaxed);
+    do {
+      if (n <= 0) return false;
+    } while (!refs_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    if (core_internal::RefDebugOn()) TrackAdd(where, holder);
+    return true;
+  }
+
   // A snapshot of the count; stale as soon as it is read unless the caller knows better.
   std::int32_t RefCount() const noexcept { return refs_.load(std::memory_order_relaxed); }
 
  protected:
   RefCounted() noexcept = default;
   virtual ~RefCounted();
+
+  // Called once the last reference was dropped. The default deletes the object; a type whose
+  // end needs more (waiting for work it runs, or deferring its deletion until that work
+  // returns) overrides it and must eventually delete the object itself.
+  virtual void LastReferenceDropped() const;
 
  private:
   void TrackAdd(SourceLocation where, const void* holder) const;

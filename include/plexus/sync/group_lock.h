@@ -115,22 +115,28 @@ const ChainedLockOps* ChainedLockOpsFor() noexcept {
       return ChainedLockOps{nullptr, nullptr, nullptr,
                             nullptr, nullptr, true};  // see group_lock.cc
     } else if constexpr (HasLocatedLock<L>) {
-      return ChainedLockOps{[](void* l, SourceLocation where) { static_cast<L*>(l)->Lock(where); },
-                            [](void* l, SourceLocation where) {
-                              return static_cast<bool>(static_cast<L*>(l)->TryLock(where));
-                            },
-                            [](void* l) { static_cast<L*>(l)->Unlock(); },
-                            nullptr,
-                            nullptr,
-                            true};
-    } else {
+      // Type-erased lock/unlock pairs: the analysis cannot follow them across calls.
       return ChainedLockOps{
-          [](void* l, SourceLocation) { static_cast<L*>(l)->lock(); },
-          [](void* l, SourceLocation) { return static_cast<bool>(static_cast<L*>(l)->try_lock()); },
-          [](void* l) { static_cast<L*>(l)->unlock(); },
+          [](void* l, SourceLocation where)
+              PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->Lock(where); },
+          [](void* l, SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+            return static_cast<bool>(static_cast<L*>(l)->TryLock(where));
+          },
+          [](void* l) PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->Unlock(); },
           nullptr,
           nullptr,
-          false};
+          true};
+    } else {
+      return ChainedLockOps{[](void* l, SourceLocation)
+                                PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->lock(); },
+                            [](void* l, SourceLocation) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+                              return static_cast<bool>(static_cast<L*>(l)->try_lock());
+                            },
+                            [](void* l)
+                                PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->unlock(); },
+                            nullptr,
+                            nullptr,
+                            false};
     }
   }();
   return &ops;

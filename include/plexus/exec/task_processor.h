@@ -1,0 +1,216 @@
+// -----------------------------------------------------------------------------
+// plexus/exec/task_processor.h
+// -----------------------------------------------------------------------------
+//
+// TaskProcessor is a serializer: it runs the tasks pushed to it one at a time, in push order.
+// It is Asterisk's taskprocessor (main/taskprocessor.c) and taskpool serializer
+// (main/taskpool.c) in one type, with what those lack:
+//
+//   * M:N by default: task processors borrow threads of a shared ThreadPool only while they
+//     have work, so 100 000 idle ones cost memory (a few hundred bytes each), no threads. A
+//     dedicated thread is an option (`dedicated_thread`).
+//   * Fairness: a busy task processor gives its thread back after `batch_limit` tasks and
+//     queues itself behind the others (Asterisk's threadpool serializer drains everything).
+//   * Steady-state pushes allocate nothing: queued tasks live in two recycled arrays (one the
+//     producers fill, one the consumer drains, swapped in O(1)), and Task stores small
+//     closures inline.
+//   * Alerts are callbacks and readable state, per task processor, per subsystem (the part
+//     of the name before '/') and process-wide — not only a log warning.
+//   * Shutdown drains or discards, and says what it discarded.
+//
+// Lifetime: a TaskProcessor is shared through Ref<TaskProcessor>. Dropping the last
+// reference shuts it down (draining, unless `discard_on_release`) and returns once its
+// running task finished — except from one of its own tasks, where it cannot wait for itself:
+// the object then goes away when that task returns.
+//
+// Example:
+//
+//   auto dialog_tp = plexus::TaskProcessor::Create({.name = "pjsip/dialog-42"});
+//   dialog_tp->Push([d = dialog] { d->HandleTimeout(); });
+//
+// Thread safety: thread-safe; every member may be called from any thread, including from its
+// own tasks (PushAndWait then runs the task inline instead of deadlocking). Tasks of one task
+// processor never run concurrently with each other, and each one happens-before the next.
+
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plexus/core/ref.h"
+#include "plexus/core/source_location.h"
+#include "plexus/exec/task.h"
+#include "plexus/exec/thread_pool.h"
+
+namespace plexus {
+
+enum class ShutdownMode {
+  kDrain,    // every queued task runs first
+  kDiscard,  // queued tasks are destroyed without running; the running one finishes
+};
+
+struct TaskProcessorOptions {
+  // Unique among live task processors when not empty (a duplicate is refused); the part
+  // before the first '/' is the subsystem. Empty: anonymous, not registered for lookup.
+  std::string name;
+  // The pool whose threads run the tasks; null: ThreadPool::Shared(). Ignored with
+  // `dedicated_thread`, which gives the task processor a one-thread pool of its own.
+  Ref<ThreadPool> pool;
+  bool dedicated_thread = false;
+  // Tasks run per turn on a pool thread before the task processor yields it.
+  std::uint32_t batch_limit = 64;
+  // Queue depths (tasks waiting, the running one not counted) that raise and clear the
+  // alert: raised when the depth reaches high_water, cleared when it falls to low_water.
+  std::uint32_t high_water = 500;
+  std::uint32_t low_water = 450;
+  // What dropping the last reference does with queued tasks.
+  bool discard_on_release = false;
+};
+
+// A change of alert state, as given to the alert handler.
+struct TaskProcessorAlert {
+  std::string_view processor;  // the task processor's name
+  std::string_view subsystem;  // its subsystem (may be empty)
+  bool raised;                 // true: the depth reached high water; false: cleared
+  std::size_t depth;
+  std::size_t subsystem_alerts;  // task processors of the subsystem in alert, after this change
+  std::size_t process_alerts;    // task processors in alert process-wide, after this change
+};
+// Installs the process-wide alert handler (nullptr removes it); returns the previous one.
+// The handler runs on the thread whose push or task crossed the level, under a process-wide
+// alert lock (so changes arrive in order); it must not push to task processors.
+using TaskProcessorAlertHandler = std::function<void(const TaskProcessorAlert&)>;
+TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler handler);
+std::size_t TaskProcessorSubsystemAlertCount(std::string_view subsystem);
+std::size_t TaskProcessorProcessAlertCount();
+
+// A snapshot of a task processor's counters.
+struct TaskProcessorStats {
+  std::string name;
+  std::uint64_t processed = 0;  // tasks that ran (threw or not)
+  std::uint64_t failed = 0;     // tasks that threw
+  std::uint64_t discarded = 0;  // tasks destroyed unrun by a discarding shutdown
+  std::size_t depth = 0;        // tasks waiting
+  std::size_t max_depth = 0;    // the most tasks ever waiting at once
+  bool executing = false;       // a task is running now
+  bool alerted = false;
+  std::uint32_t suspended = 0;       // suspension count
+  std::chrono::nanoseconds busy{0};  // total time spent running tasks
+};
+
+class TaskProcessor final : public RefCounted {
+ public:
+  // Creates a task processor. A name already in use is misuse: reported, and null returned.
+  static Ref<TaskProcessor> Create(TaskProcessorOptions options = {},
+                                   SourceLocation where = SourceLocation::current());
+  // The live task processor with this name, or null.
+  static Ref<TaskProcessor> Find(std::string_view name);
+  // The task processor whose task the calling thread is running, or null.
+  static TaskProcessor* Current() noexcept;
+  // Snapshots of every live task processor, named or not.
+  static std::vector<TaskProcessorStats> List();
+  // A table of List(), one line per task processor.
+  static std::string ListText();
+  static std::size_t LiveCount();
+
+  // Queues `task` behind every task pushed before it. An empty task, or a push after
+  // Shutdown, is misuse: reported, and false returned (the task is destroyed unrun).
+  bool Push(Task task, SourceLocation where = SourceLocation::current());
+
+  // As Push, for callers that race a shutdown on purpose: a task processor that was shut
+  // down refuses without a misuse report, returns false and leaves `task` untouched; on
+  // success `task` is moved from.
+  bool TryPush(Task& task);
+
+  // Pushes `task` and returns once it ran (true), or was discarded by a shutdown (false).
+  // Called from one of this task processor's own tasks, runs `task` inline at once. Called
+  // from a task of another task processor of the same pool, it blocks that pool thread; a
+  // pool must then have a thread to spare (or grow) for the target to run.
+  bool PushAndWait(Task task, SourceLocation where = SourceLocation::current());
+
+  // Suspensions are counted: while the count is above zero no task starts (one that is
+  // running finishes). Resume without a matching Suspend is misuse.
+  void Suspend();
+  void Resume(SourceLocation where = SourceLocation::current());
+  bool IsSuspended() const noexcept;
+
+  // Stops accepting tasks. kDrain runs every queued task (resuming a suspended task
+  // processor to do so); kDiscard destroys them unrun. Returns the number discarded, once
+  // the running task (if any) finished — or at once when called from one of this task
+  // processor's own tasks, which cannot wait for itself. Idempotent (a second call returns
+  // 0 and waits the same way).
+  std::size_t Shutdown(ShutdownMode mode = ShutdownMode::kDrain);
+  bool IsShutDown() const;
+
+  // Sets the alert levels (high_water < low_water is misuse) and re-evaluates the alert.
+  void SetAlertLevels(std::uint32_t low_water, std::uint32_t high_water,
+                      SourceLocation where = SourceLocation::current());
+  bool IsAlerted() const noexcept { return alerted_.load(std::memory_order_relaxed); }
+
+  TaskProcessorStats Stats() const;
+  // The name given at creation, or "anonymous-<n>".
+  std::string Name() const;
+  std::string_view Subsystem() const noexcept;
+  std::size_t Depth() const noexcept { return depth_.load(std::memory_order_relaxed); }
+  ThreadPool& Pool() const noexcept { return *pool_; }
+
+ private:
+  TaskProcessor(TaskProcessorOptions&& options, Ref<ThreadPool> pool);
+  ~TaskProcessor() override;
+  void LastReferenceDropped() const override;
+
+  // The job a pool thread runs while the task processor has work.
+  void RunTurn();
+  void ScheduleTurn();
+  // Requires mu_: the turn ends (nothing to run, or suspended); wakes shutdown waiters.
+  void EndTurnLocked();
+  void CheckAlert();
+  void WaitForTurnEnd(std::unique_lock<std::mutex>& lock);
+
+  friend class TaskProcessorRegistry;
+
+  const std::string name_;
+  const std::uint64_t serial_;
+  Ref<ThreadPool> pool_;
+  const std::uint32_t batch_limit_;
+  std::atomic<std::uint32_t> low_water_;
+  std::atomic<std::uint32_t> high_water_;
+  const bool discard_on_release_;
+
+  mutable std::mutex mu_;
+  std::vector<Task> incoming_;  // guarded by mu_: where pushes go
+  std::size_t max_depth_ = 0;   // guarded by mu_
+  // Set while a turn is queued on the pool or running; guarded by mu_ for writes, read by
+  // waiters (shutdown) through mu_ as well.
+  bool scheduled_ = false;
+  bool shut_down_ = false;          // guarded by mu_
+  bool discard_ = false;            // guarded by mu_: a discarding shutdown is pending
+  bool free_after_turn_ = false;    // guarded by mu_: the last reference went from inside a task
+  std::uint32_t turn_waiters_ = 0;  // guarded by mu_
+
+  // Owned by the running turn only (a turn runs on one thread at a time).
+  std::vector<Task> draining_;
+  std::size_t next_ = 0;
+
+  std::atomic<std::size_t> depth_{0};
+  std::atomic<std::uint32_t> suspended_{0};
+  std::atomic<bool> alerted_{false};
+  std::atomic<bool> executing_{false};
+  std::atomic<std::uint64_t> processed_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> discarded_{0};
+  std::atomic<std::int64_t> busy_ns_{0};
+
+  // Intrusive links in the list of live task processors (guarded by the registry's lock).
+  TaskProcessor* prev_ = nullptr;
+  TaskProcessor* next_live_ = nullptr;
+};
+
+}  // namespace plexus

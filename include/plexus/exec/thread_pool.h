@@ -1,0 +1,147 @@
+// -----------------------------------------------------------------------------
+// plexus/exec/thread_pool.h
+// -----------------------------------------------------------------------------
+//
+// ThreadPool is an elastic pool of worker threads with one FIFO queue of Tasks: Asterisk's
+// threadpool (main/threadpool.c) with its options and its listener, and the engine under
+// plexus's task processors (task_processor.h), which share a pool M:N.
+//
+//   * Size: an initial size, a minimum, a maximum; `auto_increment` threads are added when a
+//     push finds no idle thread; an idle thread exits after `idle_timeout` (never below the
+//     minimum); SetSize resizes at run time. Shrinking stops idle threads first; threads
+//     that are running a task finish it, then exit ("zombies", no longer counted as active).
+//   * Observer: told of every push (and whether the queue was empty), of the queue emptying
+//     (a worker took the last task), and of every change of the (active, idle) counts.
+//   * Shutdown runs what is queued (if the pool has threads), stops and joins every worker.
+//
+// Example:
+//
+//   auto pool = plexus::ThreadPool::Create({.name = "media", .initial_size = 4});
+//   pool->Push([] { MixConference(); });
+//
+// Thread safety: thread-safe. Every member may be called from any thread, including from the
+// pool's own tasks, except Shutdown (and dropping the last reference), which joins the
+// workers and is refused from a worker of the same pool.
+//
+// Observer contract: callbacks are made with the pool's lock held, so they arrive in the
+// order the state changed; they must be quick and must not call back into the pool.
+
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "plexus/core/ref.h"
+#include "plexus/core/source_location.h"
+#include "plexus/exec/task.h"
+
+namespace plexus {
+
+// Receives a pool's notifications (see the contract above). The default implementations
+// ignore them.
+class ThreadPoolObserver {
+ public:
+  virtual ~ThreadPoolObserver() = default;
+  virtual void OnTaskPushed(bool queue_was_empty) { (void)queue_was_empty; }
+  virtual void OnQueueEmptied() {}
+  virtual void OnStateChanged(std::size_t active, std::size_t idle) {
+    (void)active;
+    (void)idle;
+  }
+};
+
+struct ThreadPoolOptions {
+  std::string name = "pool";
+  std::size_t initial_size = 0;
+  std::size_t min_size = 0;  // the idle timeout never shrinks the pool below this
+  std::size_t max_size = 0;  // the most auto-increment may grow to; 0: no limit
+  // Threads added when a push finds no idle thread (0: the pool never grows by itself).
+  std::size_t auto_increment = 0;
+  // How long a thread stays idle before it exits; zero: forever.
+  std::chrono::milliseconds idle_timeout{0};
+  // Not owned; must outlive the pool.
+  ThreadPoolObserver* observer = nullptr;
+  // Run on each worker thread when it starts and before it exits.
+  std::function<void()> thread_start;
+  std::function<void()> thread_end;
+};
+
+class ThreadPool final : public RefCounted {
+ public:
+  static Ref<ThreadPool> Create(ThreadPoolOptions options = {},
+                                SourceLocation where = SourceLocation::current());
+
+  // The process-wide pool that task processors use unless told otherwise: one thread per
+  // hardware thread (at least two), created on first use, never shut down.
+  static ThreadPool& Shared();
+
+  // Queues `task`. Returns false, after a misuse report, for an empty task or a pool that
+  // was shut down; the task is then destroyed without running.
+  bool Push(Task task, SourceLocation where = SourceLocation::current());
+
+  // Resizes to `threads` (negative is misuse). Growing starts threads at once; shrinking
+  // stops idle threads first, then lets running ones finish their task and exit.
+  void SetSize(int threads, SourceLocation where = SourceLocation::current());
+
+  // Runs what is queued (discards it, with a log line, if the pool has no thread left to run
+  // it), then stops and joins every worker. Later pushes are refused. Idempotent.
+  void Shutdown(SourceLocation where = SourceLocation::current());
+  bool IsShutDown() const;
+
+  // Snapshots.
+  std::size_t ActiveCount() const;
+  std::size_t IdleCount() const;
+  std::size_t QueueSize() const;
+  // Whether the calling thread is one of this pool's workers.
+  bool IsWorkerThread() const noexcept;
+  const std::string& Name() const noexcept { return options_.name; }
+
+ private:
+  struct Worker;
+
+  ThreadPool(ThreadPoolOptions options, SourceLocation where);
+  ~ThreadPool() override;
+  void LastReferenceDropped() const override;
+
+  void WorkerMain(Worker* self);
+  // The following require mu_ held.
+  void StartThreadsLocked(std::size_t n);
+  void NotifyStateLocked();
+  bool PopLocked(Task& out);
+  void PushLocked(Task&& task);
+  std::size_t LiveThreadsLocked() const;
+  std::vector<std::thread> TakeFinishedLocked();
+
+  const ThreadPoolOptions options_;
+  const SourceLocation created_at_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
+  // Ring buffer of queued tasks (capacity a power of two); steady-state pushes allocate
+  // nothing.
+  std::vector<Task> ring_;
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
+  // count_, readable without the lock by workers spinning before they sleep.
+  std::atomic<std::size_t> queued_hint_{0};
+  std::size_t active_ = 0;
+  std::size_t idle_ = 0;
+  std::size_t sleepers_ = 0;         // idle workers blocked on work_cv_
+  std::size_t wakeups_pending_ = 0;  // notify_one calls not yet consumed by a sleeper
+  std::size_t stop_idle_ = 0;        // idle workers asked to exit
+  std::size_t stop_active_ = 0;      // active workers asked to exit after their task
+  std::size_t zombies_ = 0;          // active workers that will exit after their task
+  bool shutting_down_ = false;
+  std::vector<Worker*> workers_;
+  std::vector<std::thread> finished_;  // exited workers, joined by the next control call
+};
+
+}  // namespace plexus
