@@ -52,28 +52,36 @@ TimerHeap::~TimerHeap() = default;
 
 void TimerHeap::LastReferenceDropped() const {
   auto* self = const_cast<TimerHeap*>(this);
+  const bool on_timer_thread = thread_.get_id() == std::this_thread::get_id();
   {
     std::lock_guard lock(mu_);
     self->stopping_ = true;
+    // A callback on the timer thread dropped the last reference: the thread cannot join
+    // itself, so it finishes the heap when its loop ends.
+    self->free_on_exit_ = on_timer_thread;
   }
   self->wake_cv_.notify_all();
-  if (self->thread_.get_id() == std::this_thread::get_id()) {
-    self->thread_.detach();  // a callback on the timer thread dropped the last reference
-  } else {
-    self->thread_.join();
+  if (on_timer_thread) {
+    self->thread_.detach();
+    return;
   }
-  // Cancel whatever is still pending; the callbacks and group references die outside the lock.
+  self->thread_.join();
+  self->CancelAllAndFree();
+}
+
+void TimerHeap::CancelAllAndFree() {
+  // The callbacks and group references of pending timers die outside the lock.
   std::vector<Released> released;
   {
     std::lock_guard lock(mu_);
     for (std::uint32_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i].state == SlotState::kFree) continue;
-      self->FreeSlotLocked(i, released.emplace_back());
+      FreeSlotLocked(i, released.emplace_back());
     }
-    self->heap_.clear();
+    heap_.clear();
   }
   released.clear();
-  delete self;
+  delete this;
 }
 
 // -----------------------------------------------------------------------------
@@ -339,6 +347,9 @@ void TimerHeap::ThreadMain() {
     }
     lock.lock();
   }
+  const bool free_self = free_on_exit_;
+  lock.unlock();
+  if (free_self) CancelAllAndFree();
 }
 
 void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {

@@ -123,6 +123,8 @@ class TimerHeap final : public RefCounted {
   void LastReferenceDropped() const override;
 
   void ThreadMain();
+  // Cancels every timer still in the heap, then deletes the heap.
+  void CancelAllAndFree();
   // Runs the callback of a dispatched slot (on the timer thread or an executor).
   void Fire(std::uint32_t slot, std::uint32_t generation);
   bool CheckId(TimerId id, SourceLocation where, const char* operation) const;
@@ -145,6 +147,7 @@ class TimerHeap final : public RefCounted {
   std::vector<std::uint32_t> heap_;  // slot indices, ordered by (deadline, sequence)
   std::uint64_t next_sequence_ = 0;
   bool stopping_ = false;
+  bool free_on_exit_ = false;  // the timer thread deletes the heap when its loop ends
   std::thread thread_;
 };
 
