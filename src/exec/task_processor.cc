@@ -374,7 +374,10 @@ void TaskProcessor::RunTurn() {
     executing_.store(false, std::memory_order_relaxed);
     // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
     processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed))) CheckAlert();
+    if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed)) &&
+        depth_.load(std::memory_order_relaxed) <= low_water_.load(std::memory_order_relaxed)) {
+      CheckAlert();
+    }
   }
 }
 

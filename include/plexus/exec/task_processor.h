@@ -191,7 +191,6 @@ class TaskProcessor final : public RefCounted {
   // waiters (shutdown) through mu_ as well.
   bool scheduled_ = false;
   bool shut_down_ = false;          // guarded by mu_
-  bool discard_ = false;            // guarded by mu_: a discarding shutdown is pending
   bool free_after_turn_ = false;    // guarded by mu_: the last reference went from inside a task
   std::uint32_t turn_waiters_ = 0;  // guarded by mu_
 
