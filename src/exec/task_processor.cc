@@ -67,7 +67,7 @@ class TaskProcessorRegistry {
   TaskProcessor* head = nullptr;
   std::size_t live = 0;
   std::unordered_map<std::string_view, TaskProcessor*> by_name;
-  std::uint64_t next_serial = 1;
+  std::uint32_t next_serial = 1;
 
   void LinkLocked(TaskProcessor* tp) {
     tp->next_live_ = head;
@@ -91,13 +91,13 @@ class TaskProcessorRegistry {
 // -----------------------------------------------------------------------------
 
 TaskProcessor::TaskProcessor(TaskProcessorOptions&& options, Ref<ThreadPool> pool)
-    : name_(std::move(options.name)),
-      serial_(TaskProcessorRegistry::Get().next_serial++),  // registry lock held by Create
-      pool_(std::move(pool)),
+    : serial_(TaskProcessorRegistry::Get().next_serial++),  // registry lock held by Create
       batch_limit_(std::max<std::uint32_t>(1, options.batch_limit)),
       low_water_(options.low_water),
       high_water_(options.high_water),
-      discard_on_release_(options.discard_on_release) {}
+      discard_on_release_(options.discard_on_release),
+      name_(std::move(options.name)),
+      pool_(std::move(pool)) {}
 
 Ref<TaskProcessor> TaskProcessor::Create(TaskProcessorOptions options, SourceLocation where) {
   if (options.high_water < options.low_water) {
@@ -235,7 +235,7 @@ bool TaskProcessor::TryPush(Task& task) {
     if (shut_down_) return false;
     incoming_.push_back(std::move(task));
     depth = depth_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (depth > max_depth_) max_depth_ = depth;
+    if (depth > max_depth_) max_depth_ = static_cast<std::uint32_t>(depth);
     if (!scheduled_ && suspended_.load(std::memory_order_relaxed) == 0) {
       scheduled_ = true;
       schedule = true;
@@ -370,10 +370,11 @@ void TaskProcessor::RunTurn() {
       failed_.fetch_add(1, std::memory_order_relaxed);
       Log(LogLevel::kError, "task processor '" + Name() + "': a task threw a non-exception");
     }
+    // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
+    // Counted before the task is destroyed, which is what releases a PushAndWait caller.
+    processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     task.reset();
     executing_.store(false, std::memory_order_relaxed);
-    // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
-    processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed)) &&
         depth_.load(std::memory_order_relaxed) <= low_water_.load(std::memory_order_relaxed)) {
       CheckAlert();

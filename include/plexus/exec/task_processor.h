@@ -176,32 +176,32 @@ class TaskProcessor final : public RefCounted {
 
   friend class TaskProcessorRegistry;
 
-  const std::string name_;
-  const std::uint64_t serial_;
-  Ref<ThreadPool> pool_;
+  // Members are ordered small-first so that an idle task processor, with its allocation
+  // header, fits in 256 bytes (measured by BM_TaskProcessor_Create_Destroy's bytes/tps).
+  const std::uint32_t serial_;
   const std::uint32_t batch_limit_;
   std::atomic<std::uint32_t> low_water_;
   std::atomic<std::uint32_t> high_water_;
-  const bool discard_on_release_;
-
-  mutable std::mutex mu_;
-  std::vector<Task> incoming_;  // guarded by mu_: where pushes go
-  std::size_t max_depth_ = 0;   // guarded by mu_
-  // Set while a turn is queued on the pool or running; guarded by mu_ for writes, read by
-  // waiters (shutdown) through mu_ as well.
-  bool scheduled_ = false;
-  bool shut_down_ = false;          // guarded by mu_
-  bool free_after_turn_ = false;    // guarded by mu_: the last reference went from inside a task
-  std::uint32_t turn_waiters_ = 0;  // guarded by mu_
-
-  // Owned by the running turn only (a turn runs on one thread at a time).
-  std::vector<Task> draining_;
-  std::size_t next_ = 0;
-
-  std::atomic<std::size_t> depth_{0};
   std::atomic<std::uint32_t> suspended_{0};
+  std::uint32_t turn_waiters_ = 0;  // guarded by mu_
+  std::uint32_t max_depth_ = 0;     // guarded by mu_
+  std::uint32_t next_ = 0;          // owned by the running turn: next task of draining_
+  const bool discard_on_release_;
+  // Set while a turn is queued on the pool or running; guarded by mu_.
+  bool scheduled_ = false;
+  bool shut_down_ = false;        // guarded by mu_
+  bool free_after_turn_ = false;  // guarded by mu_: the last reference went from inside a task
   std::atomic<bool> alerted_{false};
   std::atomic<bool> executing_{false};
+
+  const std::string name_;
+  Ref<ThreadPool> pool_;
+  mutable std::mutex mu_;
+  std::vector<Task> incoming_;  // guarded by mu_: where pushes go
+  // Owned by the running turn only (a turn runs on one thread at a time).
+  std::vector<Task> draining_;
+
+  std::atomic<std::size_t> depth_{0};
   std::atomic<std::uint64_t> processed_{0};
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> discarded_{0};

@@ -1,0 +1,548 @@
+// Tests for plexus::Task (inline and heap storage, move-only captures, reset) and
+// plexus::ThreadPool: the acceptance cases EXE01-EXE08 (sizes, growth, idle timeout, observer
+// notices, reactivation, distribution and shrinking while tasks run), misuse reports (empty
+// task, push after shutdown, negative size, shutdown from a worker), shutdown, throwing tasks,
+// the worker hooks and the shared pool. Every wait is on a condition, never a sleep.
+
+#include "plexus/exec/thread_pool.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/test_support.h"
+#include "exec/exec_test_support.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "plexus/core/log.h"
+#include "plexus/core/misuse.h"
+#include "plexus/exec/task.h"
+
+namespace plexus {
+namespace {
+
+using namespace std::chrono_literals;
+using plexus_test::Gate;
+using plexus_test::LogCapture;
+using plexus_test::PoolState;
+using plexus_test::RecordingObserver;
+using plexus_test::ScopedMisuseAction;
+using plexus_test::WaitUntil;
+using ::testing::ElementsAre;
+
+// Counts the worker threads a pool starts and ends (through its hooks).
+struct ThreadCounter {
+  std::atomic<int> started{0};
+  std::atomic<int> ended{0};
+
+  std::function<void()> OnStart() {
+    return [this] { started.fetch_add(1); };
+  }
+  std::function<void()> OnEnd() {
+    return [this] { ended.fetch_add(1); };
+  }
+};
+
+bool HasRecordAtLeast(const LogCapture& log, LogLevel level) {
+  for (const plexus_test::CapturedRecord& r : log.Records()) {
+    if (r.level >= level) return true;
+  }
+  return false;
+}
+
+// -----------------------------------------------------------------------------
+// Task
+// -----------------------------------------------------------------------------
+
+TEST(Task, DefaultNullAndNullFunctionPointerAreEmpty) {
+  Task empty;
+  EXPECT_FALSE(empty);
+  EXPECT_FALSE(empty.IsInline());
+  Task from_nullptr = nullptr;
+  EXPECT_FALSE(from_nullptr);
+  void (*null_function)() = nullptr;
+  Task from_null_function = null_function;
+  EXPECT_FALSE(from_null_function);
+}
+
+int g_function_calls = 0;
+void CountFunctionCall() {
+  ++g_function_calls;
+}
+
+TEST(Task, FunctionPointerRuns) {
+  g_function_calls = 0;
+  Task task = &CountFunctionCall;
+  ASSERT_TRUE(task);
+  task();
+  EXPECT_EQ(g_function_calls, 1);
+}
+
+TEST(Task, SmallClosureIsStoredInline) {
+  int calls = 0;
+  Task task = [&calls] { ++calls; };
+  ASSERT_TRUE(task);
+  EXPECT_TRUE(task.IsInline());
+  task();
+  task();  // a Task may be invoked more than once
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(Task, SixPointersAreInlineSevenGoToTheHeap) {
+  int value = 0;
+  std::array<int*, 6> six{};
+  six.fill(&value);
+  std::array<int*, 7> seven{};
+  seven.fill(&value);
+  Task six_task = [six] { ++*six[5]; };
+  Task seven_task = [seven] { ++*seven[6]; };
+  EXPECT_TRUE(six_task.IsInline());
+  EXPECT_FALSE(seven_task.IsInline());
+  ASSERT_TRUE(seven_task);
+  six_task();
+  seven_task();
+  EXPECT_EQ(value, 2);
+}
+
+struct alignas(64) OverAligned {
+  int* out;
+  void operator()() const { ++*out; }
+};
+
+struct ThrowingMove {
+  explicit ThrowingMove(int* o) : out(o) {}
+  ThrowingMove(const ThrowingMove&) = default;
+  ThrowingMove(ThrowingMove&& other) noexcept(false) : out(other.out) {}
+  void operator()() const { ++*out; }
+  int* out;
+};
+
+TEST(Task, OverAlignedAndThrowingMoveCallablesGoToTheHeap) {
+  int value = 0;
+  Task aligned = OverAligned{&value};
+  Task throwing = ThrowingMove(&value);
+  EXPECT_FALSE(aligned.IsInline());
+  EXPECT_FALSE(throwing.IsInline());
+  aligned();
+  throwing();
+  EXPECT_EQ(value, 2);
+}
+
+TEST(Task, MoveOnlyCaptureWorks) {
+  int seen = 0;
+  Task task = [p = std::make_unique<int>(42), &seen] { seen = *p; };
+  Task moved = std::move(task);
+  moved();
+  EXPECT_EQ(seen, 42);
+}
+
+// Moving a task neither runs nor destroys the capture; the moved-from task is empty. Reset
+// destroys the capture at once. Checked for inline and heap storage.
+template <std::size_t kPadding>
+void CheckMoveAndReset(bool expect_inline) {
+  auto sentinel = std::make_shared<int>(7);
+  std::weak_ptr<int> watch = sentinel;
+  int seen = 0;
+  std::array<char, kPadding> padding{};
+  Task task = [s = std::move(sentinel), &seen, padding] { seen = *s + padding[0]; };
+  EXPECT_EQ(task.IsInline(), expect_inline);
+  Task moved = std::move(task);
+  EXPECT_FALSE(task);  // NOLINT(bugprone-use-after-move): moved-from is specified empty
+  EXPECT_EQ(moved.IsInline(), expect_inline);
+  EXPECT_FALSE(watch.expired());
+  moved();
+  EXPECT_EQ(seen, 7);
+  EXPECT_FALSE(watch.expired());
+  moved.reset();
+  EXPECT_FALSE(moved);
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST(Task, MoveKeepsAndResetDestroysTheCaptureInline) {
+  CheckMoveAndReset<8>(true);
+}
+
+TEST(Task, MoveKeepsAndResetDestroysTheCaptureOnTheHeap) {
+  CheckMoveAndReset<64>(false);
+}
+
+TEST(Task, AssignmentAndDestructionDestroyCaptures) {
+  auto first = std::make_shared<int>(1);
+  auto second = std::make_shared<int>(2);
+  std::weak_ptr<int> first_watch = first;
+  std::weak_ptr<int> second_watch = second;
+  {
+    Task task = [s = std::move(first)] { (void)*s; };
+    task = [s = std::move(second)] { (void)*s; };
+    EXPECT_TRUE(first_watch.expired());  // the previous callable went with the assignment
+    EXPECT_FALSE(second_watch.expired());
+  }
+  EXPECT_TRUE(second_watch.expired());  // the destructor destroyed the current one
+}
+
+// -----------------------------------------------------------------------------
+// EXE01-EXE08
+// -----------------------------------------------------------------------------
+
+TEST(ThreadPool, EXE01_SizeZeroPoolThatCannotGrowAcceptsATask) {
+  RecordingObserver observer;
+  LogCapture log;  // the pool discards the task, with a log line, when it goes
+  auto sentinel = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = sentinel;
+  std::atomic<bool> ran{false};
+  {
+    Ref<ThreadPool> pool = ThreadPool::Create({.name = "exe01", .observer = &observer});
+    EXPECT_TRUE(pool->Push([s = std::move(sentinel), &ran] { ran = true; }));
+    EXPECT_THAT(observer.Pushes(), ElementsAre(true));
+    EXPECT_EQ(observer.LastState(), (PoolState{0, 0}));
+    EXPECT_EQ(pool->ActiveCount(), 0u);
+    EXPECT_EQ(pool->IdleCount(), 0u);
+    EXPECT_EQ(pool->QueueSize(), 1u);
+    EXPECT_EQ(observer.EmptiedCount(), 0u);  // nothing can run it
+  }
+  EXPECT_FALSE(ran.load());
+  EXPECT_TRUE(watch.expired());
+  EXPECT_TRUE(HasRecordAtLeast(log, LogLevel::kWarning)) << log.Text();
+}
+
+TEST(ThreadPool, EXE02_InitialSizeThreeGivesThreeIdleThreads) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 3, .observer = &observer});
+  EXPECT_TRUE(observer.WaitForState(0, 3)) << observer.LastState();
+  EXPECT_EQ(pool->ActiveCount(), 0u);
+  EXPECT_EQ(pool->IdleCount(), 3u);
+}
+
+TEST(ThreadPool, EXE03_GrowingAndShrinkingAnEmptyPool) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});
+  pool->SetSize(1);
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+  pool->SetSize(3);
+  EXPECT_TRUE(observer.WaitForState(0, 3)) << observer.LastState();
+  pool->SetSize(2);
+  EXPECT_TRUE(observer.WaitForState(0, 2)) << observer.LastState();
+  EXPECT_EQ(pool->ActiveCount(), 0u);
+  EXPECT_EQ(pool->IdleCount(), 2u);
+}
+
+TEST(ThreadPool, EXE04_IdleTimeoutReturnsThePoolToEmpty) {
+  RecordingObserver observer;
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create({.idle_timeout = 1s,  // the case's value
+                                             .observer = &observer,
+                                             .thread_end = threads.OnEnd()});
+  pool->SetSize(1);
+  EXPECT_TRUE(WaitUntil([&] { return observer.Saw(PoolState{0, 1}); }));
+  EXPECT_TRUE(observer.WaitForState(0, 0)) << observer.LastState();
+  EXPECT_TRUE(WaitUntil([&] { return threads.ended.load() == 1; }));
+  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 0u);
+}
+
+TEST(ThreadPool, EXE05_PushThenGrowRunsTheTask) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([&ran] { ran = true; }));
+  pool->SetSize(1);
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+  EXPECT_TRUE(observer.WaitForEmptied());
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+}
+
+TEST(ThreadPool, EXE05_GrowThenPushRunsTheTask) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});
+  pool->SetSize(1);
+  ASSERT_TRUE(observer.WaitForState(0, 1));
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([&ran] { ran = true; }));
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+  EXPECT_TRUE(observer.WaitForEmptied());
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+}
+
+TEST(ThreadPool, EXE05_OneIdleThreadRunsThreeTasksInOrder) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1, .observer = &observer});
+  ASSERT_TRUE(observer.WaitForState(0, 1));
+  std::mutex mu;
+  std::vector<int> order;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool->Push([&mu, &order, i] {
+      std::lock_guard lock(mu);
+      order.push_back(i);
+    }));
+  }
+  EXPECT_TRUE(WaitUntil([&] {
+    std::lock_guard lock(mu);
+    return order.size() == 3;
+  }));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_THAT(order, ElementsAre(0, 1, 2));
+  }
+  EXPECT_TRUE(observer.WaitForEmptied());
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+}
+
+TEST(ThreadPool, EXE06_AutoIncrementGrowsByItsStepOnce) {
+  RecordingObserver observer;
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create(
+      {.auto_increment = 3, .observer = &observer, .thread_start = threads.OnStart()});
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(pool->Push([&ran] { ran.fetch_add(1); }));
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == 1; }));
+  EXPECT_TRUE(observer.WaitForState(0, 3)) << observer.LastState();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool->Push([&ran] { ran.fetch_add(1); }));
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == 4; }));
+  EXPECT_TRUE(observer.WaitForState(0, 3)) << observer.LastState();
+  EXPECT_EQ(observer.MaxThreads(), 3u);
+  EXPECT_EQ(threads.started.load(), 3);
+}
+
+TEST(ThreadPool, EXE06_AutoIncrementStopsAtTheMaximum) {
+  RecordingObserver observer;
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create({.max_size = 2,
+                                             .auto_increment = 3,
+                                             .observer = &observer,
+                                             .thread_start = threads.OnStart()});
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([&ran] { ran = true; }));
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+  EXPECT_TRUE(observer.WaitForState(0, 2)) << observer.LastState();
+  EXPECT_EQ(observer.MaxThreads(), 2u);
+  EXPECT_EQ(threads.started.load(), 2);
+}
+
+TEST(ThreadPool, EXE07_AnIdleThreadWakesForANewTask) {
+  RecordingObserver observer;
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create(
+      {.initial_size = 1, .observer = &observer, .thread_start = threads.OnStart()});
+  ASSERT_TRUE(observer.WaitForState(0, 1));
+  std::atomic<int> ran{0};
+  std::thread::id first;
+  std::thread::id second;
+  ASSERT_TRUE(pool->Push([&] {
+    first = std::this_thread::get_id();
+    ran.fetch_add(1);
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return ran.load() == 1; }));
+  ASSERT_TRUE(observer.WaitForState(0, 1));
+  const std::size_t reports_before = observer.StateCount();
+  ASSERT_TRUE(pool->Push([&] {
+    second = std::this_thread::get_id();
+    ran.fetch_add(1);
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return ran.load() == 2; }));
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+  EXPECT_TRUE(observer.Saw(PoolState{1, 0}, reports_before));  // it was reactivated
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(threads.started.load(), 1);
+}
+
+TEST(ThreadPool, EXE08_DistributionAndShrinkingWhileTasksRun) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});
+  Gate gate;
+  std::mutex mu;
+  std::set<std::thread::id> runners;
+  std::atomic<int> done{0};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(pool->Push([&, w = gate.waiter()] {
+      {
+        std::lock_guard lock(mu);
+        runners.insert(std::this_thread::get_id());
+      }
+      w.Wait();
+      done.fetch_add(1);
+    }));
+  }
+  pool->SetSize(2);
+  ASSERT_TRUE(gate.WaitForArrivals(2));
+  EXPECT_TRUE(observer.WaitForState(2, 0)) << observer.LastState();
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(runners.size(), 2u);  // each task on its own thread
+  }
+  pool->SetSize(4);
+  EXPECT_TRUE(observer.WaitForState(2, 2)) << observer.LastState();
+  pool->SetSize(1);
+  EXPECT_TRUE(observer.WaitForState(1, 0)) << observer.LastState();
+  EXPECT_EQ(pool->ActiveCount(), 1u);
+  EXPECT_EQ(pool->IdleCount(), 0u);
+  EXPECT_EQ(done.load(), 0);
+  gate.Open();
+  EXPECT_TRUE(WaitUntil([&] { return done.load() == 2; }));  // both still complete
+  EXPECT_TRUE(observer.WaitForState(0, 1)) << observer.LastState();
+}
+
+// -----------------------------------------------------------------------------
+// Observer, misuse, shutdown, hooks
+// -----------------------------------------------------------------------------
+
+TEST(ThreadPool, ObserverIsToldWhetherTheQueueWasEmpty) {
+  RecordingObserver observer;
+  LogCapture log;  // the unrun tasks are discarded with a log line
+  Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});
+  ASSERT_TRUE(pool->Push([] {}));
+  ASSERT_TRUE(pool->Push([] {}));
+  EXPECT_THAT(observer.Pushes(), ElementsAre(true, false));
+  EXPECT_EQ(pool->QueueSize(), 2u);
+}
+
+TEST(ThreadPool, PushingAnEmptyTaskIsMisuse) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
+  PLEXUS_EXPECT_MISUSE_HERE(pool->Push(Task{}));
+  LogCapture log;
+  ScopedMisuseAction action(MisuseAction::kLog);
+  EXPECT_FALSE(pool->Push(Task{}));
+  EXPECT_FALSE(pool->Push(nullptr));
+  EXPECT_EQ(pool->QueueSize(), 0u);
+}
+
+TEST(ThreadPool, PushingToAShutDownPoolIsMisuseAndDestroysTheTask) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
+  pool->Shutdown();
+  EXPECT_TRUE(pool->IsShutDown());
+  auto sentinel = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = sentinel;
+  std::atomic<bool> ran{false};
+  PLEXUS_EXPECT_MISUSE_HERE(pool->Push([s = sentinel, &ran] { ran = true; }));
+  sentinel.reset();
+  LogCapture log;
+  ScopedMisuseAction action(MisuseAction::kLog);
+  std::weak_ptr<int> second_watch;
+  {
+    auto second = std::make_shared<int>(0);
+    second_watch = second;
+    EXPECT_FALSE(pool->Push([s = std::move(second), &ran] { ran = true; }));
+  }
+  EXPECT_TRUE(watch.expired());
+  EXPECT_TRUE(second_watch.expired());
+  EXPECT_FALSE(ran.load());
+}
+
+TEST(ThreadPool, NegativeSizeIsMisuse) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 2, .observer = &observer});
+  ASSERT_TRUE(observer.WaitForState(0, 2));
+  PLEXUS_EXPECT_MISUSE_HERE(pool->SetSize(-1));
+  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 2u);  // the size did not change
+}
+
+TEST(ThreadPool, ShutdownRunsWhatIsQueuedThenRefusesPushes) {
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create(
+      {.initial_size = 1, .thread_start = threads.OnStart(), .thread_end = threads.OnEnd()});
+  std::atomic<int> ran{0};
+  {
+    Gate gate;  // holds the only thread while the others queue
+    ASSERT_TRUE(pool->Push([w = gate.waiter()] { w.Wait(); }));
+    ASSERT_TRUE(gate.WaitForArrivals(1));
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(pool->Push([&ran] { ran.fetch_add(1); }));
+  }
+  pool->Shutdown();
+  EXPECT_EQ(ran.load(), 5);
+  EXPECT_TRUE(pool->IsShutDown());
+  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 0u);
+  EXPECT_EQ(threads.started.load(), 1);
+  EXPECT_EQ(threads.ended.load(), 1);  // joined
+  pool->Shutdown();                    // idempotent
+  EXPECT_TRUE(pool->IsShutDown());
+}
+
+TEST(ThreadPool, ShutdownWithoutThreadsDiscardsQueuedTasksWithALogLine) {
+  LogCapture log;
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "threadless"});
+  auto sentinel = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = sentinel;
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([s = std::move(sentinel), &ran] { ran = true; }));
+  pool->Shutdown();
+  EXPECT_FALSE(ran.load());
+  EXPECT_TRUE(watch.expired());
+  EXPECT_TRUE(HasRecordAtLeast(log, LogLevel::kWarning)) << log.Text();
+}
+
+TEST(ThreadPool, ShutdownFromAWorkerIsRefused) {
+  ScopedMisuseAction action(MisuseAction::kThrow);
+  LogCapture log;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
+  ThreadPool* raw = pool.get();
+  std::atomic<int> outcome{0};  // 1: refused with a UsageError, 2: returned
+  ASSERT_TRUE(pool->Push([raw, &outcome] {
+    try {
+      raw->Shutdown();
+      outcome = 2;
+    } catch (const UsageError&) {
+      outcome = 1;
+    }
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return outcome.load() != 0; }));
+  EXPECT_EQ(outcome.load(), 1);
+  EXPECT_FALSE(pool->IsShutDown());
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([&ran] { ran = true; }));  // still serving
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+}
+
+TEST(ThreadPool, AThrowingTaskIsLoggedAndTheThreadKeepsServing) {
+  LogCapture log;
+  ThreadCounter threads;
+  Ref<ThreadPool> pool =
+      ThreadPool::Create({.initial_size = 1, .thread_start = threads.OnStart()});
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->Push([] { throw std::runtime_error("pool task failed"); }));
+  ASSERT_TRUE(pool->Push([] { throw 42; }));
+  ASSERT_TRUE(pool->Push([&ran] { ran = true; }));
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+  EXPECT_TRUE(HasRecordAtLeast(log, LogLevel::kError)) << log.Text();
+  EXPECT_EQ(threads.started.load(), 1);  // the same thread went on
+  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 1u);
+}
+
+TEST(ThreadPool, HooksRunOncePerWorkerThread) {
+  ThreadCounter threads;
+  Ref<ThreadPool> pool = ThreadPool::Create(
+      {.initial_size = 2, .thread_start = threads.OnStart(), .thread_end = threads.OnEnd()});
+  EXPECT_TRUE(WaitUntil([&] { return threads.started.load() == 2; }));
+  pool.Reset();  // shuts down and joins
+  EXPECT_EQ(threads.started.load(), 2);
+  EXPECT_EQ(threads.ended.load(), 2);
+}
+
+TEST(ThreadPool, IsWorkerThreadAndName) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "media", .initial_size = 1});
+  EXPECT_EQ(pool->Name(), "media");
+  EXPECT_FALSE(pool->IsWorkerThread());
+  std::atomic<int> inside{0};  // 1: worker, 2: not a worker
+  ASSERT_TRUE(pool->Push([&] { inside = pool->IsWorkerThread() ? 1 : 2; }));
+  ASSERT_TRUE(WaitUntil([&] { return inside.load() != 0; }));
+  EXPECT_EQ(inside.load(), 1);
+}
+
+TEST(ThreadPool, SharedPoolHasAtLeastTwoThreadsAndRunsTasks) {
+  ThreadPool& shared = ThreadPool::Shared();
+  EXPECT_EQ(&shared, &ThreadPool::Shared());
+  EXPECT_GE(shared.ActiveCount() + shared.IdleCount(), 2u);
+  EXPECT_FALSE(shared.IsShutDown());
+  std::atomic<int> inside{0};
+  ASSERT_TRUE(shared.Push([&] { inside = ThreadPool::Shared().IsWorkerThread() ? 1 : 2; }));
+  ASSERT_TRUE(WaitUntil([&] { return inside.load() != 0; }));
+  EXPECT_EQ(inside.load(), 1);
+}
+
+}  // namespace
+}  // namespace plexus
