@@ -305,7 +305,9 @@ void TimerHeap::ThreadMain() {
     }
     const MonotonicClock::time_point now = MonotonicClock::now();
     if (slots_[heap_.front()].deadline > now) {
-      wake_cv_.wait_until(lock, slots_[heap_.front()].deadline);
+      // A copy: slots_ may be reallocated by a Schedule while this thread waits.
+      const MonotonicClock::time_point earliest = slots_[heap_.front()].deadline;
+      wake_cv_.wait_until(lock, earliest);
       continue;
     }
     due.clear();
