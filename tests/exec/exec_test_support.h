@@ -1,6 +1,7 @@
 // Helpers shared by the exec suites: Scaled() for loop counts under sanitizers, a gate that
 // tasks block on until the test opens it (opened on every exit path), a ThreadPoolObserver
-// that records every notification, and a scope guard.
+// that records every notification, a scope guard, and barriers on a one-thread pool and on a
+// timer heap.
 
 #pragma once
 
@@ -18,7 +19,9 @@
 
 #include "core/test_support.h"
 #include "plexus/core/config.h"
+#include "plexus/exec/task_processor.h"
 #include "plexus/exec/thread_pool.h"
+#include "plexus/exec/timer_heap.h"
 
 namespace plexus_test {
 
@@ -183,6 +186,16 @@ inline bool DrainOneThreadPool(plexus::ThreadPool& pool) {
   std::future<void> ran = done->get_future();
   if (!pool.Push([done] { done->set_value(); })) return false;
   return WaitFor(ran);
+}
+
+// Schedules a timer on `executor` (null: the timer thread) after `delay` and waits for it to
+// fire: every timer dispatched to the same executor before it has then been dealt with.
+inline bool WaitForLaterTimer(plexus::TimerHeap& heap, std::chrono::nanoseconds delay,
+                              const plexus::Ref<plexus::TaskProcessor>& executor) {
+  auto fired = std::make_shared<std::promise<void>>();
+  std::future<void> done = fired->get_future();
+  heap.Schedule(delay, [fired] { fired->set_value(); }, {.executor = executor});
+  return WaitFor(done);
 }
 
 }  // namespace plexus_test

@@ -81,8 +81,9 @@ struct AlertRecord {
 class AlertRecorder {
  public:
   AlertRecorder()
-      : previous_(SetTaskProcessorAlertHandler(
-            [this](const TaskProcessorAlert& alert) { Add(alert); })) {}
+      : previous_(
+            SetTaskProcessorAlertHandler([this](const TaskProcessorAlert& alert) { Add(alert); })) {
+  }
   ~AlertRecorder() { SetTaskProcessorAlertHandler(std::move(previous_)); }
   AlertRecorder(const AlertRecorder&) = delete;
   AlertRecorder& operator=(const AlertRecorder&) = delete;
@@ -243,9 +244,8 @@ TEST(TaskProcessor, PushAndWaitFromAnotherProcessorOfTheSamePool) {
   Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
   Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
   TaskProcessor* target_raw = target.get();
-  ASSERT_TRUE(caller->Push([&, target_raw] {
-    result.set_value(target_raw->PushAndWait([&] { target_ran = true; }));
-  }));
+  ASSERT_TRUE(caller->Push(
+      [&, target_raw] { result.set_value(target_raw->PushAndWait([&] { target_ran = true; })); }));
   ASSERT_TRUE(WaitFor(future));
   EXPECT_TRUE(future.get());
   EXPECT_TRUE(target_ran.load());
@@ -311,8 +311,8 @@ TEST(TaskProcessor, EXE15_AlertsPerProcessorSubsystemAndProcess) {
   const std::size_t process_before = TaskProcessorProcessAlertCount();
   const std::string name = "exe15/queue";
   Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 2});
-  Ref<TaskProcessor> tp = TaskProcessor::Create(
-      {.name = name, .pool = pool, .high_water = 6, .low_water = 3});
+  Ref<TaskProcessor> tp =
+      TaskProcessor::Create({.name = name, .pool = pool, .high_water = 6, .low_water = 3});
   ASSERT_TRUE(tp);
   std::array<Gate, 8> gates;
   auto push = [&](int i) { return tp->Push([w = gates[i].waiter()] { w.Wait(); }); };
@@ -607,8 +607,8 @@ TEST(TaskProcessor, PushAndWaitOnATaskDiscardedByShutdownReturnsFalse) {
   Gate gate;
   ASSERT_TRUE(tp->Push([w = gate.waiter()] { w.Wait(); }));
   ASSERT_TRUE(gate.WaitForArrivals(1));
-  waiter = std::jthread(
-      [&] { waited = tp->PushAndWait([&queued_ran] { queued_ran = true; }) ? 1 : 0; });
+  waiter =
+      std::jthread([&] { waited = tp->PushAndWait([&queued_ran] { queued_ran = true; }) ? 1 : 0; });
   ASSERT_TRUE(WaitUntil([&] { return tp->Depth() == 1; }));  // its task is queued
   shutter = std::jthread([&] { (void)tp->Shutdown(ShutdownMode::kDiscard); });
   ASSERT_TRUE(WaitUntil([&] { return tp->IsShutDown(); }));
@@ -726,11 +726,10 @@ TEST(TaskProcessor, EXE18_AHundredThousandIdleProcessorsNeedNoMoreThreads) {
   RecordingObserver observer;
   std::atomic<int> started{0};
   std::atomic<int> ran{0};
-  Ref<ThreadPool> pool =
-      ThreadPool::Create({.name = "exe18",
-                          .initial_size = 2,
-                          .observer = &observer,
-                          .thread_start = [&started] { started.fetch_add(1); }});
+  Ref<ThreadPool> pool = ThreadPool::Create(
+      {.name = "exe18", .initial_size = 2, .observer = &observer, .thread_start = [&started] {
+         started.fetch_add(1);
+       }});
   const std::size_t live_before = TaskProcessor::LiveCount();
   std::vector<Ref<TaskProcessor>> tps;
   tps.reserve(static_cast<std::size_t>(n));
@@ -826,8 +825,8 @@ TEST(TaskProcessor, DroppingTheLastReferenceFromItsOwnTask) {
   const std::size_t live_before = TaskProcessor::LiveCount();
   const std::string name = "lifetime/self-drop";
   Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
-  auto holder = std::make_shared<Ref<TaskProcessor>>(
-      TaskProcessor::Create({.name = name, .pool = pool}));
+  auto holder =
+      std::make_shared<Ref<TaskProcessor>>(TaskProcessor::Create({.name = name, .pool = pool}));
   ASSERT_TRUE(*holder);
   TaskProcessor* raw = holder->get();
   {

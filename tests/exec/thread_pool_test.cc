@@ -502,8 +502,7 @@ TEST(ThreadPool, ShutdownFromAWorkerIsRefused) {
 TEST(ThreadPool, AThrowingTaskIsLoggedAndTheThreadKeepsServing) {
   LogCapture log;
   ThreadCounter threads;
-  Ref<ThreadPool> pool =
-      ThreadPool::Create({.initial_size = 1, .thread_start = threads.OnStart()});
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1, .thread_start = threads.OnStart()});
   std::atomic<bool> ran{false};
   ASSERT_TRUE(pool->Push([] { throw std::runtime_error("pool task failed"); }));
   ASSERT_TRUE(pool->Push([] { throw 42; }));

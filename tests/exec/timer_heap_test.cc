@@ -36,6 +36,7 @@ using plexus_test::Gate;
 using plexus_test::LogCapture;
 using plexus_test::MentionsLocation;
 using plexus_test::WaitFor;
+using plexus_test::WaitForLaterTimer;
 using plexus_test::WaitUntil;
 
 void CountDestroy(void* counter) {
@@ -51,9 +52,9 @@ struct Shot {
   // The callback: records the processor it runs on and the time since `start`.
   Task Callback(MonotonicClock::time_point start) {
     return [this, start] {
-      elapsed_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(MonotonicClock::now() -
-                                                                        start)
-                       .count();
+      elapsed_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(MonotonicClock::now() - start)
+              .count();
       current = TaskProcessor::Current();
       calls.fetch_add(1);
     };
@@ -62,17 +63,6 @@ struct Shot {
     return WaitUntil([&] { return calls.load() >= n; });
   }
 };
-
-// Schedules a timer on `executor` (or the timer thread) with `delay` and waits for it: every
-// timer due no later than it on the same executor was dispatched before it.
-bool WaitForLaterTimer(TimerHeap& heap, std::chrono::nanoseconds delay,
-                       const Ref<TaskProcessor>& executor) {
-  auto fired = std::make_shared<std::promise<void>>();
-  std::future<void> done = fired->get_future();
-  heap.Schedule(
-      delay, [fired] { fired->set_value(); }, {.executor = executor});
-  return WaitFor(done);
-}
 
 // -----------------------------------------------------------------------------
 // EXE19
@@ -136,7 +126,7 @@ TEST(TimerHeap, EXE20_CancelBeforeExpiryPreventsTheCallback) {
   EXPECT_FALSE(heap->IsPending(id));
   EXPECT_EQ(heap->PendingCount(), 0u);
   EXPECT_TRUE(WaitUntil([&] { return watch.expired(); }));  // the callback was destroyed
-  EXPECT_FALSE(heap->Cancel(id));                            // already cancelled
+  EXPECT_FALSE(heap->Cancel(id));                           // already cancelled
   EXPECT_FALSE(heap->CancelAndWait(id));
   EXPECT_FALSE(ran.load());
 }
@@ -203,13 +193,12 @@ TEST(TimerHeap, EXE20_CancelAndWaitOnAnExecutorWaitsForTheRunningCallback) {
   Ref<TimerHeap> heap = TimerHeap::Create("exe20-running-executor");
   std::jthread canceller;
   Gate gate;
-  const TimerId id = heap->Schedule(
-      1ms,
-      [&finished, w = gate.waiter()] {
-        w.Wait();
-        finished = true;
-      },
-      {.executor = tp});
+  const TimerId id = heap->Schedule(1ms,
+                                    [&finished, w = gate.waiter()] {
+                                      w.Wait();
+                                      finished = true;
+                                    },
+                                    {.executor = tp});
   ASSERT_TRUE(gate.WaitForArrivals(1));
   canceller = std::jthread([&] {
     result = heap->CancelAndWait(id) ? 1 : 0;
@@ -259,19 +248,18 @@ void CheckGroupHeldUntilFired(const Ref<TaskProcessor>& executor) {
   GroupLock* raw = group.get();
   Ref<TimerHeap> heap = TimerHeap::Create("exe21");
   EXPECT_EQ(group->RefCount(), 1u);
-  const TimerId fires = heap->Schedule(
-      1h,
-      [&, raw] {
-        destroyed_in_callback = destroyed.load();
-        refs_in_callback = static_cast<int>(raw->RefCount());
-        called = true;
-      },
-      {.group = group, .executor = executor});
+  const TimerId fires = heap->Schedule(1h,
+                                       [&, raw] {
+                                         destroyed_in_callback = destroyed.load();
+                                         refs_in_callback = static_cast<int>(raw->RefCount());
+                                         called = true;
+                                       },
+                                       {.group = group, .executor = executor});
   EXPECT_EQ(group->RefCount(), 2u);
   const TimerId cancelled = heap->Schedule(1h, [] {}, {.group = group});
   EXPECT_EQ(group->RefCount(), 3u);
   EXPECT_TRUE(heap->Cancel(cancelled));
-  EXPECT_EQ(group->RefCount(), 2u);  // the cancelled timer's reference went
+  EXPECT_EQ(group->RefCount(), 2u);            // the cancelled timer's reference went
   EXPECT_EQ(group.Reset(), Liveness::kAlive);  // the pending timer keeps it alive
   EXPECT_EQ(destroyed.load(), 0);
   EXPECT_EQ(raw->RefCount(), 1u);
@@ -314,8 +302,7 @@ TEST(TimerHeap, EXE21_DroppingTheHeapCancelsPendingTimersAndReleasesTheirGroups)
   std::weak_ptr<int> watch = sentinel;
   Ref<TimerHeap> heap = TimerHeap::Create("exe21-drop");
   Ref<GroupLock> group = GroupLock::Create({.member = &destroyed, .handler = &CountDestroy});
-  heap->Schedule(
-      1h, [&ran, s = std::move(sentinel)] { ran = true; }, {.group = group});
+  heap->Schedule(1h, [&ran, s = std::move(sentinel)] { ran = true; }, {.group = group});
   heap->Schedule(2h, [&ran] { ran = true; });
   EXPECT_EQ(group.Reset(), Liveness::kAlive);
   heap.Reset();
@@ -526,9 +513,8 @@ TEST(ScopedTimer, CallbackNeverRunsAfterTheScopedTimerIsGone) {
     int at_destruction = 0;
     {
       ScopedTimer timer(heap);
-      timer.Schedule(
-          std::chrono::microseconds(round % 50), [&calls] { calls.fetch_add(1); },
-          {.executor = round % 2 == 0 ? tp : nullptr});
+      timer.Schedule(std::chrono::microseconds(round % 50), [&calls] { calls.fetch_add(1); },
+                     {.executor = round % 2 == 0 ? tp : nullptr});
     }
     at_destruction = calls.load();
     ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, tp));

@@ -1,0 +1,288 @@
+// Stress and race tests for the exec layer: a task processor shut down while producers push
+// (every accepted task runs exactly once, or is counted as discarded), a pool resized up and
+// down while tasks run, Cancel racing the timer firing, a group lock whose last reference a
+// timer drops, and many producers to one task processor (per-producer FIFO, one task at a
+// time). They assert outcomes, never timings; their real strength is running under
+// AddressSanitizer and ThreadSanitizer. Counts shrink there (Scaled).
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <latch>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/test_support.h"
+#include "exec/exec_test_support.h"
+#include "gtest/gtest.h"
+#include "plexus/core/misuse.h"
+#include "plexus/core/ref.h"
+#include "plexus/exec/task_processor.h"
+#include "plexus/exec/thread_pool.h"
+#include "plexus/exec/timer_heap.h"
+#include "plexus/sync/group_lock.h"
+
+namespace plexus {
+namespace {
+
+using namespace std::chrono_literals;
+using plexus_test::LogCapture;
+using plexus_test::Scaled;
+using plexus_test::ScopedMisuseAction;
+using plexus_test::WaitForLaterTimer;
+using plexus_test::WaitUntil;
+
+// Producers push until they are refused while the task processor is shut down, in drain mode
+// (every accepted task runs exactly once) or discard mode (every accepted task runs or is
+// counted as discarded, never both).
+TEST(ExecStress, ShutdownWhileProducersPush) {
+  constexpr int kProducers = 4;
+  const int rounds = Scaled(60);
+  LogCapture log;  // each refused Push logs a misuse report
+  ScopedMisuseAction action(MisuseAction::kLog);
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-shutdown", .initial_size = 2});
+  for (int round = 0; round < rounds; ++round) {
+    const bool drain = round % 2 == 0;
+    std::atomic<long> accepted{0};
+    std::atomic<long> ran{0};
+    Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool});
+    std::latch start(kProducers + 1);
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&] {
+        start.arrive_and_wait();
+        while (tp->Push([&ran] { ran.fetch_add(1, std::memory_order_relaxed); })) {
+          accepted.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    }
+    start.arrive_and_wait();
+    EXPECT_TRUE(WaitUntil([&] { return accepted.load() >= 200; }));  // then shut down anyway
+    const std::size_t discarded =
+        tp->Shutdown(drain ? ShutdownMode::kDrain : ShutdownMode::kDiscard);
+    for (std::thread& t : producers) t.join();
+    const long total = accepted.load();
+    const auto dropped = static_cast<long>(discarded);
+    if (drain) {
+      EXPECT_EQ(dropped, 0) << "round " << round;
+    }
+    ASSERT_TRUE(WaitUntil([&] { return ran.load() + dropped == total; }))
+        << "round " << round << ": accepted " << total << ", ran " << ran.load() << ", discarded "
+        << dropped;
+    const TaskProcessorStats s = tp->Stats();
+    EXPECT_EQ(static_cast<long>(s.processed), ran.load()) << "round " << round;
+    EXPECT_EQ(static_cast<long>(s.discarded), dropped) << "round " << round;
+    tp.Reset();
+    ASSERT_EQ(ran.load() + dropped, total) << "round " << round;  // none twice
+  }
+}
+
+// SetSize up and down (through 0) while a producer pushes: every task runs, and the pool ends
+// with the size it was last given, every thread it started joined at shutdown.
+TEST(ExecStress, ResizeWhileTasksRun) {
+  const int tasks = Scaled(100'000);
+  const int resizes = Scaled(2'000);
+  std::atomic<int> started{0};
+  std::atomic<int> ended{0};
+  std::atomic<int> ran{0};
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-resize",
+                                             .initial_size = 2,
+                                             .thread_start = [&started] { started.fetch_add(1); },
+                                             .thread_end = [&ended] { ended.fetch_add(1); }});
+  std::thread producer([&] {
+    for (int i = 0; i < tasks; ++i) {
+      ASSERT_TRUE(pool->Push([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }));
+    }
+  });
+  std::mt19937 rng(8);
+  for (int i = 0; i < resizes; ++i) pool->SetSize(static_cast<int>(rng() % 5));
+  producer.join();
+  pool->SetSize(2);
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == tasks; })) << ran.load() << " of " << tasks;
+  EXPECT_TRUE(WaitUntil([&] { return started.load() - ended.load() == 2; }))
+      << started.load() << " started, " << ended.load() << " ended";
+  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 2u);
+  pool.Reset();
+  EXPECT_EQ(started.load(), ended.load());
+}
+
+// For each timer exactly one of "Cancel returned true" and "the callback ran" happens, on the
+// timer thread and on an executor, with Cancel and CancelAndWait.
+TEST(ExecStress, CancelRacesTheTimerFiring) {
+  constexpr int kTimers = 64;
+  const int rounds = Scaled(300);
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/cancel-executor"});
+  Ref<TimerHeap> heap = TimerHeap::Create("stress-cancel");
+  std::mt19937 rng(20);
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::atomic<int>> ran(kTimers);
+    std::vector<int> prevented(kTimers, 0);
+    std::vector<TimerId> ids(kTimers);
+    for (int i = 0; i < kTimers; ++i) {
+      ids[static_cast<std::size_t>(i)] =
+          heap->Schedule(std::chrono::microseconds(rng() % 400),
+                         [&ran, i] { ran[static_cast<std::size_t>(i)].fetch_add(1); },
+                         {.executor = i % 2 == 0 ? tp : nullptr});
+    }
+    std::vector<int> order(kTimers);
+    for (int i = 0; i < kTimers; ++i) order[static_cast<std::size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    int late_waits = 0;  // CancelAndWait returned false before the callback finished
+    for (int i : order) {
+      const auto at = static_cast<std::size_t>(i);
+      if (i % 3 == 0) {
+        prevented[at] = heap->CancelAndWait(ids[at]) ? 1 : 0;
+        if (prevented[at] == 0 && ran[at].load() != 1) ++late_waits;
+      } else {
+        prevented[at] = heap->Cancel(ids[at]) ? 1 : 0;
+      }
+    }
+    EXPECT_EQ(late_waits, 0) << "round " << round;
+    ASSERT_TRUE(WaitUntil([&] {
+      for (std::size_t at = 0; at < ran.size(); ++at) {
+        if (prevented[at] == 0 && ran[at].load() == 0) return false;
+      }
+      return true;
+    })) << "round "
+        << round << ": a timer was neither prevented nor run";
+    // A prevented callback that would still (wrongly) run has had its chance after these.
+    ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, tp));
+    ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, nullptr));
+    for (std::size_t at = 0; at < ran.size(); ++at) {
+      ASSERT_EQ(prevented[at] + ran[at].load(), 1)
+          << "round " << round << " timer " << at << ": prevented " << prevented[at] << ", ran "
+          << ran[at].load();
+    }
+    ASSERT_EQ(heap->PendingCount(), 0u);
+  }
+}
+
+// What a group's destroy handler saw.
+struct GroupEnd {
+  std::atomic<bool> callback_done{false};
+  std::atomic<int> callback_done_at_destroy{-1};
+  std::thread::id destroyer;  // written before `destroyed`, read after it
+  std::atomic<int> destroyed{0};
+};
+
+void OnGroupEnd(void* p) {
+  auto* end = static_cast<GroupEnd*>(p);
+  end->callback_done_at_destroy = end->callback_done.load() ? 1 : 0;
+  end->destroyer = std::this_thread::get_id();
+  end->destroyed.fetch_add(1);  // last: the test may free `end` once it sees this
+}
+
+// The timer holds the group's last reference: the group is destroyed exactly once, after the
+// callback returned, by the thread that ran it (the timer thread or the executor).
+TEST(ExecStress, TimerDropsTheLastGroupReference) {
+  const int rounds = Scaled(2'000);
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/group-executor"});
+  Ref<TimerHeap> heap = TimerHeap::Create("stress-group");
+  for (int round = 0; round < rounds; ++round) {
+    GroupEnd end;
+    std::atomic<bool> outside_dropped{false};
+    Ref<GroupLock> group = GroupLock::Create({.member = &end, .handler = &OnGroupEnd});
+    heap->Schedule(std::chrono::microseconds(round % 100),
+                   [&end, &outside_dropped] {
+                     // Fires while or after the test drops its reference; finishes only after it
+                     // did.
+                     (void)WaitUntil([&] { return outside_dropped.load(); });
+                     end.callback_done = true;
+                   },
+                   {.group = group, .executor = round % 2 == 0 ? tp : nullptr});
+    const Liveness after_drop = group.Reset();
+    outside_dropped = true;
+    EXPECT_EQ(after_drop, Liveness::kAlive) << "round " << round;  // the timer holds it
+    ASSERT_TRUE(WaitUntil([&] { return end.destroyed.load() == 1; })) << "round " << round;
+    ASSERT_EQ(end.callback_done_at_destroy.load(), 1) << "round " << round;
+    ASSERT_NE(end.destroyer, std::this_thread::get_id()) << "round " << round;
+    ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, round % 2 == 0 ? tp : nullptr));
+    ASSERT_EQ(end.destroyed.load(), 1) << "round " << round;  // exactly once
+  }
+}
+
+// Several producers push numbered tasks to one task processor: each producer's tasks run in
+// its push order, and no two tasks ever overlap.
+TEST(ExecStress, ManyProducersKeepPerProducerOrder) {
+  constexpr int kProducers = 4;
+  const int per_producer = Scaled(50'000);
+  struct State {
+    std::array<int, kProducers> last{};  // written by the tasks only, one at a time
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<int> out_of_order{0};
+    std::atomic<int> ran{0};
+  } state;
+  state.last.fill(-1);
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/fifo"});
+  std::latch start(kProducers);
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      start.arrive_and_wait();
+      for (int seq = 0; seq < per_producer; ++seq) {
+        ASSERT_TRUE(tp->Push([&state, p, seq] {
+          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
+          int& last = state.last[static_cast<std::size_t>(p)];
+          if (last != seq - 1) state.out_of_order.fetch_add(1);
+          last = seq;
+          state.inside.fetch_sub(1);
+          state.ran.fetch_add(1, std::memory_order_release);
+        }));
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  const int total = kProducers * per_producer;
+  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }));
+  EXPECT_EQ(state.overlaps.load(), 0);
+  EXPECT_EQ(state.out_of_order.load(), 0);
+  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
+}
+
+// Many task processors share a small pool: each one's tasks never overlap and all run.
+TEST(ExecStress, ManyProcessorsOnASmallPoolRunOneTaskAtATimeEach) {
+  constexpr int kProcessors = 32;
+  const int per_processor = Scaled(2'000);
+  struct PerProcessor {
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<int> ran{0};
+  };
+  std::array<PerProcessor, kProcessors> stats;
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-many", .initial_size = 3});
+  std::vector<Ref<TaskProcessor>> tps;
+  for (int i = 0; i < kProcessors; ++i) {
+    tps.push_back(TaskProcessor::Create({.pool = pool, .batch_limit = 8}));
+  }
+  std::vector<std::thread> producers;
+  for (int t = 0; t < 2; ++t) {
+    producers.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int i = 0; i < kProcessors * per_processor / 2; ++i) {
+        const std::size_t which = rng() % kProcessors;
+        PerProcessor* mine = &stats[which];
+        ASSERT_TRUE(tps[which]->Push([mine] {
+          if (mine->inside.fetch_add(1) != 0) mine->overlaps.fetch_add(1);
+          mine->inside.fetch_sub(1);
+          mine->ran.fetch_add(1);
+        }));
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  const int total = kProcessors * per_processor / 2 * 2;
+  ASSERT_TRUE(WaitUntil([&] {
+    int sum = 0;
+    for (const PerProcessor& s : stats) sum += s.ran.load();
+    return sum == total;
+  }));
+  for (const PerProcessor& s : stats) EXPECT_EQ(s.overlaps.load(), 0);
+  tps.clear();
+}
+
+}  // namespace
+}  // namespace plexus
