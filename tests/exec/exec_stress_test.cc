@@ -13,6 +13,7 @@
 #include <latch>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/test_support.h"
@@ -38,7 +39,7 @@ using plexus_test::WaitUntil;
 // Producers push until they are refused while the task processor is shut down, in drain mode
 // (every accepted task runs exactly once) or discard mode (every accepted task runs or is
 // counted as discarded, never both).
-TEST(ExecStress, ShutdownWhileProducersPush) {
+TEST(ExecStress, ProcessorShutdownWhileProducersPush) {
   constexpr int kProducers = 4;
   const int rounds = Scaled(60);
   LogCapture log;  // each refused Push logs a misuse report
@@ -82,16 +83,16 @@ TEST(ExecStress, ShutdownWhileProducersPush) {
 
 // SetSize up and down (through 0) while a producer pushes: every task runs, and the pool ends
 // with the size it was last given, every thread it started joined at shutdown.
-TEST(ExecStress, ResizeWhileTasksRun) {
+TEST(ExecStress, PoolResizedUpAndDownWhileTasksRun) {
   const int tasks = Scaled(100'000);
   const int resizes = Scaled(2'000);
   std::atomic<int> started{0};
   std::atomic<int> ended{0};
   std::atomic<int> ran{0};
-  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-resize",
-                                             .initial_size = 2,
-                                             .thread_start = [&started] { started.fetch_add(1); },
-                                             .thread_end = [&ended] { ended.fetch_add(1); }});
+  ThreadPoolOptions options{.name = "stress-resize", .initial_size = 2};
+  options.thread_start = [&started] { started.fetch_add(1); };
+  options.thread_end = [&ended] { ended.fetch_add(1); };
+  Ref<ThreadPool> pool = ThreadPool::Create(std::move(options));
   std::thread producer([&] {
     for (int i = 0; i < tasks; ++i) {
       ASSERT_TRUE(pool->Push([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }));
@@ -141,13 +142,14 @@ TEST(ExecStress, CancelRacesTheTimerFiring) {
       }
     }
     EXPECT_EQ(late_waits, 0) << "round " << round;
-    ASSERT_TRUE(WaitUntil([&] {
+    const auto all_settled = [&] {
       for (std::size_t at = 0; at < ran.size(); ++at) {
         if (prevented[at] == 0 && ran[at].load() == 0) return false;
       }
       return true;
-    })) << "round "
-        << round << ": a timer was neither prevented nor run";
+    };
+    ASSERT_TRUE(WaitUntil(all_settled))
+        << "round " << round << ": a timer neither prevented nor run";
     // A prevented callback that would still (wrongly) run has had its chance after these.
     ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, tp));
     ASSERT_TRUE(WaitForLaterTimer(*heap, 0ns, nullptr));
@@ -177,7 +179,7 @@ void OnGroupEnd(void* p) {
 
 // The timer holds the group's last reference: the group is destroyed exactly once, after the
 // callback returned, by the thread that ran it (the timer thread or the executor).
-TEST(ExecStress, TimerDropsTheLastGroupReference) {
+TEST(ExecStress, TimerDropsTheLastGroupReferenceAfterItsCallback) {
   const int rounds = Scaled(2'000);
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/group-executor"});
   Ref<TimerHeap> heap = TimerHeap::Create("stress-group");
@@ -187,8 +189,7 @@ TEST(ExecStress, TimerDropsTheLastGroupReference) {
     Ref<GroupLock> group = GroupLock::Create({.member = &end, .handler = &OnGroupEnd});
     heap->Schedule(std::chrono::microseconds(round % 100),
                    [&end, &outside_dropped] {
-                     // Fires while or after the test drops its reference; finishes only after it
-                     // did.
+                     // Finishes only after the test dropped its own reference.
                      (void)WaitUntil([&] { return outside_dropped.load(); });
                      end.callback_done = true;
                    },
@@ -206,7 +207,7 @@ TEST(ExecStress, TimerDropsTheLastGroupReference) {
 
 // Several producers push numbered tasks to one task processor: each producer's tasks run in
 // its push order, and no two tasks ever overlap.
-TEST(ExecStress, ManyProducersKeepPerProducerOrder) {
+TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
   constexpr int kProducers = 4;
   const int per_producer = Scaled(50'000);
   struct State {

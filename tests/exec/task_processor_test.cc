@@ -305,7 +305,7 @@ TEST(TaskProcessor, ResumeWithoutSuspendIsMisuse) {
 
 // EXE15: low water 3, high water 8 -> 6. Task 0 runs and blocks; tasks 1..7 wait, each
 // blocked on its own gate once it runs, so the test steps the depth down one task at a time.
-TEST(TaskProcessor, EXE15_AlertsPerProcessorSubsystemAndProcess) {
+TEST(TaskProcessor, EXE15_AlertRaisedAtHighWaterAndClearedBelowLowWater) {
   LogCapture log;  // the alert also logs a warning
   AlertRecorder alerts;
   const std::size_t process_before = TaskProcessorProcessAlertCount();
@@ -659,7 +659,7 @@ TEST(TaskProcessor, DefaultPoolIsTheSharedPool) {
   EXPECT_TRUE(future.get());
 }
 
-TEST(TaskProcessor, DedicatedThreadIsNotASharedPoolWorker) {
+TEST(TaskProcessor, DedicatedThreadRunsTasksOffTheSharedPool) {
   struct Seen {
     bool shared_worker;
     bool own_pool_worker;
@@ -726,10 +726,9 @@ TEST(TaskProcessor, EXE18_AHundredThousandIdleProcessorsNeedNoMoreThreads) {
   RecordingObserver observer;
   std::atomic<int> started{0};
   std::atomic<int> ran{0};
-  Ref<ThreadPool> pool = ThreadPool::Create(
-      {.name = "exe18", .initial_size = 2, .observer = &observer, .thread_start = [&started] {
-         started.fetch_add(1);
-       }});
+  ThreadPoolOptions options{.name = "exe18", .initial_size = 2, .observer = &observer};
+  options.thread_start = [&started] { started.fetch_add(1); };
+  Ref<ThreadPool> pool = ThreadPool::Create(std::move(options));
   const std::size_t live_before = TaskProcessor::LiveCount();
   std::vector<Ref<TaskProcessor>> tps;
   tps.reserve(static_cast<std::size_t>(n));
