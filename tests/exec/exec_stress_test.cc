@@ -19,6 +19,7 @@
 #include "core/test_support.h"
 #include "exec/exec_test_support.h"
 #include "gtest/gtest.h"
+#include "plexus/core/clock.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/ref.h"
 #include "plexus/exec/task_processor.h"
@@ -105,7 +106,8 @@ TEST(ExecStress, PoolResizedUpAndDownWhileTasksRun) {
   EXPECT_TRUE(WaitUntil([&] { return ran.load() == tasks; })) << ran.load() << " of " << tasks;
   EXPECT_TRUE(WaitUntil([&] { return started.load() - ended.load() == 2; }))
       << started.load() << " started, " << ended.load() << " ended";
-  EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 2u);
+  EXPECT_TRUE(WaitUntil([&] { return pool->ActiveCount() == 0 && pool->IdleCount() == 2; }))
+      << pool->ActiveCount() << " active, " << pool->IdleCount() << " idle";
   pool.Reset();
   EXPECT_EQ(started.load(), ended.load());
 }
@@ -122,19 +124,22 @@ TEST(ExecStress, CancelRacesTheTimerFiring) {
     std::vector<std::atomic<int>> ran(kTimers);
     std::vector<int> prevented(kTimers, 0);
     std::vector<TimerId> ids(kTimers);
+    std::vector<MonotonicClock::time_point> deadlines(kTimers);
+    const MonotonicClock::time_point base = MonotonicClock::now() + 200us;
     for (int i = 0; i < kTimers; ++i) {
-      ids[static_cast<std::size_t>(i)] =
-          heap->Schedule(std::chrono::microseconds(rng() % 400),
-                         [&ran, i] { ran[static_cast<std::size_t>(i)].fetch_add(1); },
-                         {.executor = i % 2 == 0 ? tp : nullptr});
-    }
-    std::vector<int> order(kTimers);
-    for (int i = 0; i < kTimers; ++i) order[static_cast<std::size_t>(i)] = i;
-    std::shuffle(order.begin(), order.end(), rng);
-    int late_waits = 0;  // CancelAndWait returned false before the callback finished
-    for (int i : order) {
       const auto at = static_cast<std::size_t>(i);
-      if (i % 3 == 0) {
+      deadlines[at] = base + i * 20us;
+      ids[at] = heap->ScheduleAt(deadlines[at], [&ran, at] { ran[at].fetch_add(1); },
+                                 {.executor = i % 2 == 0 ? tp : nullptr});
+    }
+    int late_waits = 0;  // CancelAndWait returned false before the callback finished
+    for (std::size_t at = 0; at < ids.size(); ++at) {
+      // Aim the cancel at the firing, give or take 30 us: a spin that makes the race likely,
+      // not a wait for an outcome (either outcome passes).
+      const auto aim = deadlines[at] + std::chrono::microseconds(static_cast<int>(rng() % 61) - 30);
+      while (MonotonicClock::now() < aim) {
+      }
+      if (at % 3 == 0) {
         prevented[at] = heap->CancelAndWait(ids[at]) ? 1 : 0;
         if (prevented[at] == 0 && ran[at].load() != 1) ++late_waits;
       } else {
@@ -218,6 +223,7 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
     std::atomic<int> ran{0};
   } state;
   state.last.fill(-1);
+  LogCapture log;  // deep queues raise (logged) alerts
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/fifo"});
   std::latch start(kProducers);
   std::vector<std::thread> producers;
@@ -247,12 +253,13 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
 // Many task processors share a small pool: each one's tasks never overlap and all run.
 TEST(ExecStress, ManyProcessorsOnASmallPoolRunOneTaskAtATimeEach) {
   constexpr int kProcessors = 32;
-  const int per_processor = Scaled(2'000);
+  const int per_processor = Scaled(5'000);
   struct PerProcessor {
     std::atomic<int> inside{0};
     std::atomic<int> overlaps{0};
     std::atomic<int> ran{0};
   };
+  LogCapture log;  // deep queues raise (logged) alerts
   std::array<PerProcessor, kProcessors> stats;
   Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-many", .initial_size = 3});
   std::vector<Ref<TaskProcessor>> tps;

@@ -33,7 +33,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using plexus_test::Gate;
-using plexus_test::LogCapture;
 using plexus_test::MentionsLocation;
 using plexus_test::WaitFor;
 using plexus_test::WaitForLaterTimer;
