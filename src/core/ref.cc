@@ -18,7 +18,9 @@ void RefCounted::DestroySelf() const {
   LastReferenceDropped();
 }
 
-void RefCounted::LastReferenceDropped() const { delete this; }
+void RefCounted::LastReferenceDropped() const {
+  delete this;
+}
 
 void RefCounted::OverRelease(SourceLocation where) const {
   // The count went below zero: restore it so the object is not touched by a second bogus

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <string>
 
+#include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 
@@ -24,13 +25,7 @@ thread_local const ThreadPool* tls_worker_of = nullptr;
 // Polls for work this many times (with a pause each) before a worker sleeps.
 constexpr int kIdleSpins = 2000;
 
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+using core_internal::CpuRelax;
 
 }  // namespace
 

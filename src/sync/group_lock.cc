@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <deque>
 
+#include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/sync/internal/parking_lot.h"
@@ -59,13 +60,7 @@ namespace {
 // About 700 pauses (a few microseconds) of polling with backoff before a waiter sleeps.
 constexpr int kSpinLimit = 16;
 
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+using core_internal::CpuRelax;
 
 constexpr std::uint32_t RefsOf(std::uint64_t word) {
   return static_cast<std::uint32_t>(word >> 32);
