@@ -415,7 +415,12 @@ TEST(TaskProcessor, EXE17_DiscardReportsWhatItDiscarded) {
   tp->Push([&] { ran++; });
   tp->Push([&] { ran++; });
   ASSERT_TRUE(WaitUntil([&] { return running.load(); }));
-  std::thread opener([&] { gate.Open(); });
+  // Open the gate only once the shutdown is under way, so the two queued tasks are still
+  // queued when it takes them.
+  std::thread opener([&] {
+    while (!tp->IsShutDown()) std::this_thread::yield();
+    gate.Open();
+  });
   EXPECT_EQ(tp->Shutdown(ShutdownMode::kDiscard), 2u);
   EXPECT_EQ(ran.load(), 1);
   opener.join();
