@@ -608,6 +608,11 @@ Liveness GroupLock::DecRefSlow(std::uint64_t previous, SourceLocation where) con
   const std::uint64_t now = previous - kRef;
   GroupLock* target =
       (previous & kDestroyed) != 0 ? replaced_by_.load(std::memory_order_acquire) : nullptr;
+  // A drop forwarded while ReplaceWith is still moving the counted references over must wait
+  // for them, or it could take the replacement to zero under references not yet counted there.
+  if (target != nullptr) {
+    while (!references_moved_.load(std::memory_order_acquire)) CpuRelax();
+  }
   Liveness result = Liveness::kAlive;
   if ((now & ~kDestroyed) == 0) result = Finish(now);
   if (target != nullptr) return target->DecRef(where);
@@ -851,6 +856,7 @@ Liveness GroupLock::ReplaceWith(GroupLock& replacement, SourceLocation where) {
   const std::uint64_t at_switch = word_.fetch_or(kDestroyed, std::memory_order_acq_rel);
   const std::uint32_t moved = RefsOf(at_switch);
   replacement.word_.fetch_add(kRef * moved, std::memory_order_relaxed);
+  references_moved_.store(true, std::memory_order_release);
   if (core_internal::RefDebugOn()) {
     for (std::uint32_t i = 0; i < moved; ++i) {
       core_internal::RefTrackAdd(&replacement, typeid(GroupLock).name(), nullptr, where);

@@ -361,6 +361,8 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   bool validated_ = false;
   mutable std::atomic<sync_internal::ChainSnapshot*> chain_{nullptr};
   std::atomic<GroupLock*> replaced_by_{nullptr};
+  // Set once ReplaceWith added the moved references to the replacement.
+  std::atomic<bool> references_moved_{false};
   LockClassRef class_;
 
   // Guards the handler list and the retired chain arrays. A leaf lock: nothing else is
