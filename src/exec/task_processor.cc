@@ -54,6 +54,10 @@ std::string_view SubsystemOf(std::string_view name) {
 
 }  // namespace
 
+// Requires Alerts().mu.
+void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
+                                  std::size_t high_water);
+
 // The registry of live task processors: all of them in an intrusive list (for List), the
 // named ones also by name (for Find and uniqueness).
 class TaskProcessorRegistry {
@@ -507,12 +511,17 @@ void TaskProcessor::CheckAlert() {
   if (was && depth <= low_water_.load(std::memory_order_relaxed)) now = false;
   if (now == was) return;
   alerted_.store(now, std::memory_order_relaxed);
-  const std::string name = Name();
-  const std::string_view subsystem = Subsystem();
+  ReportQueueAlertChangeLocked(Name(), now, depth, high_water_.load(std::memory_order_relaxed));
+}
+
+void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
+                                  std::size_t high_water) {
+  AlertState& alerts = Alerts();
+  const std::string_view subsystem = SubsystemOf(name);
   std::size_t subsystem_count = 0;
   if (!subsystem.empty()) {
     auto it = alerts.by_subsystem.find(subsystem);
-    if (now) {
+    if (raised) {
       if (it == alerts.by_subsystem.end()) it = alerts.by_subsystem.emplace(subsystem, 0).first;
       subsystem_count = ++it->second;
     } else if (it != alerts.by_subsystem.end()) {
@@ -520,16 +529,22 @@ void TaskProcessor::CheckAlert() {
       if (subsystem_count == 0) alerts.by_subsystem.erase(it);
     }
   }
-  alerts.process = now ? alerts.process + 1 : alerts.process - 1;
-  if (now) {
-    Log(LogLevel::kWarning,
-        "task processor '" + name + "' queue reached " + std::to_string(depth) +
-            " scheduled tasks (high water mark: " + std::to_string(high_water_.load()) + ")");
+  alerts.process = raised ? alerts.process + 1 : alerts.process - 1;
+  if (raised) {
+    Log(LogLevel::kWarning, "queue '" + std::string(name) + "' reached " + std::to_string(depth) +
+                                " waiting items (high water mark: " + std::to_string(high_water) +
+                                ")");
   }
   if (alerts.handler) {
     alerts.handler(
-        TaskProcessorAlert{name, subsystem, now, depth, subsystem_count, alerts.process});
+        TaskProcessorAlert{name, subsystem, raised, depth, subsystem_count, alerts.process});
   }
+}
+
+void ReportQueueAlertChange(std::string_view name, bool raised, std::size_t depth,
+                            std::size_t high_water) {
+  std::lock_guard lock(Alerts().mu);
+  ReportQueueAlertChangeLocked(name, raised, depth, high_water);
 }
 
 TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler handler) {

@@ -91,6 +91,13 @@ TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler
 std::size_t TaskProcessorSubsystemAlertCount(std::string_view subsystem);
 std::size_t TaskProcessorProcessAlertCount();
 
+// The same machinery for other queues (the bus's subscriptions): reports that the queue `name`
+// (its subsystem is the part before the first '/') entered (`raised`) or left its alert state
+// at `depth`, updating the subsystem and process counts, logging a raise and calling the
+// handler. The caller keeps the hysteresis (one report per crossing, raise and clear paired).
+void ReportQueueAlertChange(std::string_view name, bool raised, std::size_t depth,
+                            std::size_t high_water);
+
 // A snapshot of a task processor's counters.
 struct TaskProcessorStats {
   std::string name;

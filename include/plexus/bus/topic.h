@@ -1,0 +1,198 @@
+// -----------------------------------------------------------------------------
+// plexus/bus/topic.h
+// -----------------------------------------------------------------------------
+//
+// Topic is a named channel of messages (Asterisk's stasis_topic). Publishing a message on a
+// topic delivers it to every current subscription of the topic (subscription.h) and, through
+// forwards (ForwardAll), to the subscriptions of every topic it forwards into.
+//
+// Semantics (Asterisk's, with its known faults mended):
+//   * Order: the fan-out of one topic is serialized, so every subscriber of a topic sees that
+//     topic's messages in the same order; messages that one thread publishes reach a subscriber
+//     in that thread's order, even through different child topics forwarded into one parent.
+//   * Forwarding re-publishes along forward edges on the publisher's thread, visiting each
+//     topic once per publish: a cycle terminates and a diamond delivers once (Asterisk's
+//     flattened lists overflow the stack on a cycle and duplicate on a diamond).
+//   * Publishing takes no lock that a subscriber holds; pool and dedicated-thread callbacks run
+//     after the publisher has left. Synchronous subscriptions run their callback on the
+//     publisher's thread, inside the topic's fan-out (which is why it is serialized), so a
+//     synchronous callback must not wait for another thread that publishes on this topic.
+//   * PublishAndWait waits for one subscriber *after* leaving the fan-out: the topic's other
+//     publishers are not held up (Asterisk waits holding the topic lock).
+//   * Subscribe and unsubscribe announce themselves on the topic (subscription_change.h).
+//
+// A topic with no subscription and no forward costs a publisher two relaxed atomic operations.
+//
+// Lifetime: Ref<Topic>. A subscription and a forward hold their topics; the topic holds its
+// subscriptions only until they unsubscribe, so dropping references in any order is safe.
+//
+// Thread safety: thread-safe. Publish may be called from any thread, including from a callback
+// of one of the topic's own subscriptions.
+
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plexus/bus/message.h"
+#include "plexus/bus/message_type.h"
+#include "plexus/core/ref.h"
+#include "plexus/core/source_location.h"
+
+namespace plexus {
+
+class Subscription;
+class Forward;
+class Topic;
+Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to,
+                   SourceLocation where = SourceLocation::current());
+namespace bus_internal {
+class SubscriptionCore;
+struct TopicSnapshot;
+struct WaitTicket;
+struct TopicRegistry;
+}  // namespace bus_internal
+
+// What one Publish did, summed over every subscription it reached (forwarded ones included).
+struct PublishResult {
+  std::uint32_t delivered = 0;  // subscriptions that queued the message or ran their callback
+  std::uint32_t filtered = 0;   // subscriptions whose filter refused it
+  std::uint32_t rejected = 0;   // bounded queues (QueuePolicy::kRejectNew) that were full
+  std::uint32_t dropped = 0;    // older messages dropped for it (QueuePolicy::kDropOldest)
+};
+
+// A snapshot of a topic's counters.
+struct TopicStats {
+  std::string name;
+  std::string description;
+  std::uint64_t id = 0;
+  std::size_t subscribers = 0;     // current direct subscriptions
+  std::size_t forwards_out = 0;    // topics this one forwards into
+  std::uint64_t published = 0;     // messages published on this topic (not forwarded in)
+  std::uint64_t forwarded_in = 0;  // messages that arrived through a forward
+  std::uint64_t deliveries = 0;    // messages handed to its subscriptions
+};
+
+class Topic final : public RefCounted {
+ public:
+  // A new topic. Names need not be unique (unlike Asterisk's registry, which silently hands back
+  // an existing topic); use a TopicPool for get-or-create by name.
+  static Ref<Topic> Create(std::string_view name, std::string_view description = {},
+                           SourceLocation where = SourceLocation::current());
+
+  const std::string& Name() const noexcept { return name_; }
+  const std::string& Description() const noexcept { return description_; }
+  // Process-unique.
+  std::uint64_t Id() const noexcept { return id_; }
+  // Current direct subscriptions (not those of topics it forwards into).
+  std::size_t SubscriberCount() const noexcept {
+    return subscriber_count_.load(std::memory_order_relaxed);
+  }
+
+  // Delivers `message` to every subscription of this topic and of the topics it forwards
+  // into. A null message is misuse (reported; nothing published).
+  PublishResult Publish(const Ref<Message>& message,
+                        SourceLocation where = SourceLocation::current());
+
+  // Makes a message of `type` carrying `value` and publishes it; nothing is made for a
+  // declined type.
+  template <class T>
+  PublishResult Publish(const TypedMessageType<T>& type, T value,
+                        SourceLocation where = SourceLocation::current()) {
+    if (type.get() == nullptr || type->IsDeclined()) return {};
+    return Publish(type.Make(std::move(value), where), where);
+  }
+
+  // Publishes as Publish does, then waits until `subscriber` has handled the message (its
+  // callback returned) — unless its filter refused it or its bounded queue rejected it, or it
+  // is not reached by this topic, which return at once. Waiting from the subscriber's own
+  // callback is misuse (it would wait for itself). Other publishers of the topic proceed
+  // meanwhile.
+  PublishResult PublishAndWait(const Ref<Message>& message, const Subscription& subscriber,
+                               SourceLocation where = SourceLocation::current());
+
+  TopicStats Stats() const;
+
+ private:
+  friend class Subscription;
+  friend class Forward;
+  friend class bus_internal::SubscriptionCore;
+  friend struct bus_internal::TopicRegistry;
+  friend Forward ForwardAll(const Ref<Topic>&, const Ref<Topic>&, SourceLocation);
+
+  Topic(std::string_view name, std::string_view description);
+  ~Topic() override;
+
+  PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket);
+  // Delivers to this topic's own subscriptions; appends its forward targets to `next`.
+  template <class Targets>
+  void FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishResult& result,
+              Targets& next);
+  // Replace the snapshot (subscribers and forwards); require mu_.
+  void AddSubscriberLocked(bus_internal::SubscriptionCore* core);
+  bool RemoveSubscriberLocked(bus_internal::SubscriptionCore* core);
+  void AddForwardLocked(Topic* to);
+  bool RemoveForwardLocked(Topic* to);
+  void SwapSnapshotLocked(bus_internal::TopicSnapshot* next);
+
+  const std::uint64_t id_;
+  const std::string name_;
+  const std::string description_;
+  std::atomic<std::uint32_t> subscriber_count_{0};
+  // Subscriptions plus forward edges: zero lets a publisher skip the fan-out entirely.
+  std::atomic<std::uint32_t> receivers_{0};
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> forwarded_in_{0};
+  std::atomic<std::uint64_t> deliveries_{0};
+  // Serializes fan-outs and snapshot changes. Recursive: a synchronous callback may publish on
+  // the topic it is called from, or unsubscribe itself.
+  mutable std::recursive_mutex mu_;
+  // Guarded by mu_. Immutable once published; replaced whole (copy on write) so a fan-out that
+  // a synchronous callback interrupts (by subscribing or unsubscribing on this thread) keeps
+  // iterating the snapshot it started with.
+  bus_internal::TopicSnapshot* snapshot_ = nullptr;
+  std::vector<bus_internal::TopicSnapshot*> retired_;  // guarded by mu_; freed after fan-out
+  std::uint32_t fanout_depth_ = 0;                     // guarded by mu_
+  // Intrusive links in the registry of live topics (guarded by its lock).
+  Topic* prev_live_ = nullptr;
+  Topic* next_live_ = nullptr;
+};
+
+// Forwards every message published on one topic into another until cancelled (Asterisk's
+// stasis_forward_all). The handle owns the forward: destroying it cancels. A second forward of
+// a pair that is already forwarded is refused (an inactive handle): it would deliver twice.
+//
+// Thread safety: a Forward handle is thread-compatible (one owner); forwarding itself is safe
+// against concurrent publishes: a publish that started before Cancel returned may still go
+// through the forward, none that starts after.
+class Forward {
+ public:
+  Forward() noexcept = default;
+  Forward(Forward&& other) noexcept;
+  Forward& operator=(Forward&& other) noexcept;
+  Forward(const Forward&) = delete;
+  Forward& operator=(const Forward&) = delete;
+  ~Forward() { Cancel(); }
+
+  // Stops forwarding; idempotent.
+  void Cancel() noexcept;
+  bool IsActive() const noexcept { return from_ != nullptr; }
+  const Ref<Topic>& From() const noexcept { return from_; }
+  const Ref<Topic>& To() const noexcept { return to_; }
+
+ private:
+  friend Forward ForwardAll(const Ref<Topic>&, const Ref<Topic>&, SourceLocation);
+  Ref<Topic> from_;
+  Ref<Topic> to_;
+};
+
+// ForwardAll(from, to) (declared above): forwards `from` into `to`. Null topics are misuse;
+// forwarding a topic into itself, or a pair that is already forwarded, gives an inactive handle
+// (nothing to do).
+
+}  // namespace plexus

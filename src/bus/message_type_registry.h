@@ -1,0 +1,28 @@
+// Every message type ever created (types live until the process ends) and the decline list.
+
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+
+#include "plexus/bus/message_type.h"
+
+namespace plexus {
+
+struct MessageTypeRegistry {
+  std::mutex mu;
+  std::deque<std::unique_ptr<MessageType>> types;  // guarded by mu; index == id
+  std::set<std::string, std::less<>> declined;     // guarded by mu
+
+  static MessageTypeRegistry& Get();
+  // `declinable` false: the bus's own types, which configuration must not switch off.
+  const MessageType* Add(std::string_view name, const std::type_info* payload,
+                         MessageFormatters formatters, bool declinable = true);
+};
+
+}  // namespace plexus

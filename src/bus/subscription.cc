@@ -1,0 +1,555 @@
+#include "plexus/bus/subscription.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <string>
+
+#include "message_type_registry.h"
+#include "plexus/core/log.h"
+#include "plexus/core/misuse.h"
+#include "plexus/exec/task_processor.h"
+#include "registry.h"
+#include "subscription_core.h"
+
+namespace plexus {
+namespace bus_internal {
+namespace {
+
+// The subscription whose callback the calling thread runs (innermost, for nested synchronous
+// deliveries), so joins from inside a callback can be refused.
+thread_local const SubscriptionCore* tls_current = nullptr;
+
+class CurrentCallback {
+ public:
+  explicit CurrentCallback(const SubscriptionCore* core) noexcept
+      : previous_(std::exchange(tls_current, core)) {}
+  ~CurrentCallback() { tls_current = previous_; }
+  CurrentCallback(const CurrentCallback&) = delete;
+  CurrentCallback& operator=(const CurrentCallback&) = delete;
+
+ private:
+  const SubscriptionCore* previous_;
+};
+
+std::atomic<std::uint64_t> next_subscription_number{0};
+
+// Messages a turn takes from the mailbox per lock acquisition.
+constexpr std::uint32_t kTakeBatch = 64;
+
+}  // namespace
+
+SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
+                                   SubscriptionOptions&& options)
+    : id_(topic->Name() + "-" +
+          std::to_string(next_subscription_number.fetch_add(1, std::memory_order_relaxed) + 1)),
+      topic_(std::move(topic)),
+      mode_(options.mode),
+      policy_(options.policy),
+      capacity_(static_cast<std::uint32_t>(
+          std::clamp<std::size_t>(options.capacity, 1, std::size_t{1} << 30))),
+      batch_limit_(std::max<std::uint32_t>(options.batch_limit, 1)),
+      high_water_(options.high_water),
+      low_water_(std::min(options.low_water, options.high_water)),
+      handler_(std::move(handler)) {
+  if (mode_ == DeliveryMode::kPool) {
+    own_pool_ = std::move(options.pool);
+    pool_ = own_pool_ ? own_pool_.get() : &ThreadPool::Shared();
+  } else if (mode_ == DeliveryMode::kDedicatedThread) {
+    own_pool_ = ThreadPool::Create({.name = "bus/m:" + id_, .initial_size = 1, .min_size = 1});
+    pool_ = own_pool_.get();
+  }
+  for (const MessageType* type : options.accepted_types) {
+    if (type != nullptr) AcceptType(type);
+  }
+  if (Any(options.accepted_formats)) SetAcceptedFormats(options.accepted_formats);
+  SubscriptionRegistry::Get().Add(this);
+}
+
+SubscriptionCore::~SubscriptionCore() {
+  SubscriptionRegistry::Get().Remove(this);
+  std::lock_guard lock(mu_);
+  // Messages still queued (a subscription dropped without its final turn: only possible when
+  // its pool was shut down under it) are released.
+  for (std::uint32_t i = 0; i < count_; ++i) ring_[(head_ + i) & ring_mask_]->DecRef();
+  if (alerted_) ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
+}
+
+bool SubscriptionCore::InOwnCallback() const noexcept {
+  return tls_current == this;
+}
+
+// -----------------------------------------------------------------------------
+// Filter
+// -----------------------------------------------------------------------------
+
+bool SubscriptionCore::Passes(const Message& message) const noexcept {
+  const bool selective = selective_.load(std::memory_order_relaxed);
+  const std::uint32_t formats = formats_.load(std::memory_order_relaxed);
+  if (!selective && formats == 0) return true;
+  const MessageType& type = message.Type();
+  if (selective) {
+    const FilterWords* words = words_.load(std::memory_order_acquire);
+    const std::uint32_t id = type.Id();
+    if (words != nullptr && id / 64 < words->count &&
+        (words->words[id / 64].load(std::memory_order_relaxed) >> (id % 64)) & 1) {
+      return true;
+    }
+  }
+  return (formats & static_cast<std::uint32_t>(type.AvailableFormats())) != 0;
+}
+
+void SubscriptionCore::AcceptType(const MessageType* type) {
+  std::lock_guard lock(filter_mu_);
+  const std::uint32_t id = type->Id();
+  FilterWords* words = words_.load(std::memory_order_relaxed);
+  if (words == nullptr || id / 64 >= words->count) {
+    auto bigger = std::make_unique<FilterWords>(std::max<std::size_t>(id / 64 + 1, 2));
+    if (words != nullptr) {
+      for (std::size_t i = 0; i < words->count; ++i) {
+        bigger->words[i].store(words->words[i].load(std::memory_order_relaxed),
+                               std::memory_order_relaxed);
+      }
+    }
+    words = bigger.get();
+    filter_arrays_.push_back(std::move(bigger));
+    words_.store(words, std::memory_order_release);
+  }
+  words->words[id / 64].fetch_or(std::uint64_t{1} << (id % 64), std::memory_order_relaxed);
+  selective_.store(true, std::memory_order_release);
+}
+
+void SubscriptionCore::DeclineType(const MessageType* type) {
+  std::lock_guard lock(filter_mu_);
+  const std::uint32_t id = type->Id();
+  FilterWords* words = words_.load(std::memory_order_relaxed);
+  if (words != nullptr && id / 64 < words->count) {
+    words->words[id / 64].fetch_and(~(std::uint64_t{1} << (id % 64)), std::memory_order_relaxed);
+  }
+}
+
+void SubscriptionCore::AcceptAllTypes() {
+  std::lock_guard lock(filter_mu_);
+  selective_.store(false, std::memory_order_release);
+  if (FilterWords* words = words_.load(std::memory_order_relaxed)) {
+    for (std::size_t i = 0; i < words->count; ++i) {
+      words->words[i].store(0, std::memory_order_relaxed);
+    }
+  }
+}
+
+void SubscriptionCore::SetAcceptedFormats(MessageFormats formats) {
+  formats_.store(static_cast<std::uint32_t>(formats), std::memory_order_release);
+}
+
+// -----------------------------------------------------------------------------
+// Delivery
+// -----------------------------------------------------------------------------
+
+DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
+                                         std::uint32_t& dropped) {
+  if (!Passes(*message)) {
+    filtered_.fetch_add(1, std::memory_order_relaxed);
+    return DeliverOutcome::kFiltered;
+  }
+  if (mode_ == DeliveryMode::kSynchronous) {
+    std::lock_guard sync(sync_mu_);
+    // Closed: unsubscribed by a callback of this very fan-out, which still walks the snapshot
+    // that held this subscription.
+    if (!subscribed_.load(std::memory_order_relaxed)) return DeliverOutcome::kFiltered;
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    Invoke(message);
+    if (final_pending_ && !InOwnCallback()) {
+      final_pending_ = false;
+      Invoke(final_message_);
+      final_message_->DecRef(SourceLocation::current(), this);
+    }
+    return DeliverOutcome::kDelivered;
+  }
+
+  Message* evicted = nullptr;
+  bool schedule = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return DeliverOutcome::kFiltered;
+    if (policy_ != QueuePolicy::kUnbounded && count_ >= capacity_) {
+      if (policy_ == QueuePolicy::kRejectNew) {
+        rejected_.store(rejected_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        return DeliverOutcome::kRejected;
+      }
+      evicted = ring_[head_];
+      head_ = (head_ + 1) & ring_mask_;
+      --count_;
+      dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      ++dropped;
+    }
+    if (count_ == ring_mask_ + 1 || !ring_) GrowLocked();
+    message->AddRef(SourceLocation::current(), this);
+    ring_[(head_ + count_) & ring_mask_] = message;
+    ++count_;
+    ++enqueued_;
+    if (ticket != nullptr && ticket->target == this) ticket->seq = enqueued_;
+    queued_.store(queued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    const std::size_t depth = DepthLocked();
+    if (depth > max_depth_.load(std::memory_order_relaxed)) {
+      max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
+    }
+    if (depth >= high_water_ && !alerted_) [[unlikely]] {
+      CheckAlertLocked(depth);
+    }
+    if (!scheduled_) {
+      scheduled_ = true;
+      schedule = true;
+    }
+  }
+  if (evicted != nullptr) evicted->DecRef(SourceLocation::current(), this);
+  if (schedule) ScheduleTurn();
+  return DeliverOutcome::kDelivered;
+}
+
+void SubscriptionCore::GrowLocked() {
+  const std::uint32_t capacity = ring_ ? (ring_mask_ + 1) * 2 : 8;
+  std::unique_ptr<Message*[]> bigger(new Message*[capacity]);
+  for (std::uint32_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) & ring_mask_];
+  ring_ = std::move(bigger);
+  ring_mask_ = capacity - 1;
+  head_ = 0;
+}
+
+void SubscriptionCore::ScheduleTurn() {
+  // The turn holds a reference, so the subscription outlives its last queued callback.
+  AddRef(SourceLocation::current(), &pool_);
+  if (!pool_->Push([this] { RunTurn(); })) {
+    // The pool was shut down under the subscription: its messages can no longer run.
+    Log(LogLevel::kError, "bus subscription '" + id_ + "': its pool refused a turn");
+    {
+      std::lock_guard lock(mu_);
+      scheduled_ = false;
+    }
+    DecRef(SourceLocation::current(), &pool_);
+  }
+}
+
+void SubscriptionCore::CheckAlertLocked(std::size_t depth) {
+  const bool now = alerted_ ? depth > low_water_ : depth >= high_water_;
+  if (now == alerted_) return;
+  alerted_ = now;
+  ReportQueueAlertChange("bus/" + id_, now, depth, high_water_);
+}
+
+void SubscriptionCore::RunTurn() {
+  Message* batch[kTakeBatch];
+  std::uint32_t handled = 0;
+  for (;;) {
+    std::uint32_t n;
+    {
+      std::lock_guard lock(mu_);
+      // Everything before the ring's head left the queue (handled, or dropped meanwhile).
+      in_hand_ = 0;
+      const std::uint64_t left = enqueued_ - count_;
+      if (done_upto_.load(std::memory_order_relaxed) != left) {
+        done_upto_.store(left, std::memory_order_seq_cst);
+        if (waiters_.load(std::memory_order_seq_cst) != 0) cv_.notify_all();
+      }
+      if (alerted_) CheckAlertLocked(count_);
+      n = std::min(count_, kTakeBatch);
+      if (n == 0 || handled >= batch_limit_) {
+        if (n == 0) scheduled_ = false;
+        if (n != 0) {
+          // Fairness: give the thread back and queue behind the pool's other work; the
+          // reference held for this turn passes to the next.
+          if (pool_->Push([this] { RunTurn(); })) return;
+          scheduled_ = false;
+        }
+      } else {
+        for (std::uint32_t i = 0; i < n; ++i) batch[i] = ring_[(head_ + i) & ring_mask_];
+        head_ = (head_ + n) & ring_mask_;
+        count_ -= n;
+        in_hand_ = n;
+      }
+    }
+    if (n == 0 || handled >= batch_limit_) break;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Invoke(batch[i]);
+      batch[i]->DecRef(SourceLocation::current(), this);
+    }
+    handled += n;
+  }
+  DecRef(SourceLocation::current(), &pool_);
+}
+
+void SubscriptionCore::Invoke(Message* message) {
+  const bool is_final = message == final_message_;
+  if (is_final) final_started_.store(true, std::memory_order_release);
+  {
+    CurrentCallback current(this);
+    try {
+      handler_(*message, is_final);
+    } catch (const std::exception& e) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      Log(LogLevel::kError, "bus subscription '" + id_ + "': callback threw: " + e.what());
+    } catch (...) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      Log(LogLevel::kError, "bus subscription '" + id_ + "': callback threw");
+    }
+  }
+  dispatched_.store(dispatched_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (is_final) {
+    // Nothing runs after the final message: let what the callback captured go now.
+    MessageHandler().swap(handler_);
+    std::lock_guard lock(mu_);
+    final_done_ = true;
+    cv_.notify_all();
+  }
+}
+
+// -----------------------------------------------------------------------------
+// Lifecycle
+// -----------------------------------------------------------------------------
+
+void SubscriptionCore::AnnounceSubscribe() {
+  topic_->Publish(SubscriptionChangeType().Make(
+      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kSubscribe}));
+}
+
+bool SubscriptionCore::Unsubscribe() {
+  if (!subscribed_.exchange(false, std::memory_order_acq_rel)) return false;
+  {
+    std::lock_guard lock(topic_->mu_);
+    topic_->RemoveSubscriberLocked(this);
+  }
+  Ref<Message> notice = SubscriptionChangeType().Make(
+      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kUnsubscribe});
+  // The others hear of it; this subscription (no longer on the topic) gets it as its final.
+  topic_->Publish(notice);
+  DeliverFinal(notice.get());
+  return true;
+}
+
+void SubscriptionCore::DeliverFinal(Message* message) {
+  message->AddRef(SourceLocation::current(), this);
+  final_message_ = message;
+  if (mode_ == DeliveryMode::kSynchronous) {
+    std::lock_guard sync(sync_mu_);
+    if (InOwnCallback()) {
+      // Unsubscribed from its own callback: the final message follows once it returns.
+      final_pending_ = true;
+      return;
+    }
+    Invoke(message);
+    message->DecRef(SourceLocation::current(), this);
+    return;
+  }
+  bool schedule = false;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    if (count_ == ring_mask_ + 1 || !ring_) GrowLocked();
+    ring_[(head_ + count_) & ring_mask_] = message;
+    ++count_;
+    ++enqueued_;
+    if (!scheduled_) {
+      scheduled_ = true;
+      schedule = true;
+    }
+  }
+  if (schedule) ScheduleTurn();
+}
+
+bool SubscriptionCore::Join(SourceLocation where) {
+  if (InOwnCallback()) {
+    ReportMisuse(
+        "Subscription::Join from the subscription's own callback (it would wait for "
+        "itself)",
+        where);
+    return false;
+  }
+  if (subscribed_.load(std::memory_order_acquire)) {
+    ReportMisuse("Subscription::Join before Unsubscribe (it would never return)", where);
+    return false;
+  }
+  if (mode_ == DeliveryMode::kSynchronous) {
+    // The final callback ran inside Unsubscribe, or runs when the callback that unsubscribed
+    // returns: the callback lock orders us after it.
+    std::lock_guard sync(sync_mu_);
+    return true;
+  }
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return final_done_; });
+  return true;
+}
+
+void SubscriptionCore::WaitHandled(std::uint64_t seq) {
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_upto_.load(std::memory_order_seq_cst) >= seq; });
+  }
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+SubscriptionStats SubscriptionCore::Stats() const {
+  SubscriptionStats s;
+  s.id = id_;
+  s.topic = topic_->Name();
+  s.mode = mode_;
+  s.queued = queued_.load(std::memory_order_relaxed);
+  s.filtered = filtered_.load(std::memory_order_relaxed);
+  s.dispatched = dispatched_.load(std::memory_order_relaxed);
+  s.failed = failed_.load(std::memory_order_relaxed);
+  s.dropped = dropped_.load(std::memory_order_relaxed);
+  s.rejected = rejected_.load(std::memory_order_relaxed);
+  s.max_depth = max_depth_.load(std::memory_order_relaxed);
+  s.subscribed = subscribed_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    s.depth = DepthLocked();
+    s.alerted = alerted_;
+    s.done = final_done_;
+  }
+  if (mode_ == DeliveryMode::kSynchronous) s.done = final_started_.load() && !s.subscribed;
+  return s;
+}
+
+}  // namespace bus_internal
+
+// -----------------------------------------------------------------------------
+// Subscription (the handle)
+// -----------------------------------------------------------------------------
+
+Subscription Subscription::Create(const Ref<Topic>& topic, MessageHandler handler,
+                                  SubscriptionOptions options, SourceLocation where) {
+  if (topic == nullptr) {
+    ReportMisuse("Subscribe: null topic", where);
+    return {};
+  }
+  if (!handler) {
+    ReportMisuse("Subscribe: empty callback", where);
+    return {};
+  }
+  for (const MessageType* type : options.accepted_types) {
+    if (type == nullptr) {
+      ReportMisuse("Subscribe: null message type among accepted_types", where);
+      return {};
+    }
+  }
+  auto core = Ref<bus_internal::SubscriptionCore>::Adopt(
+      new bus_internal::SubscriptionCore(topic, std::move(handler), std::move(options)), where);
+  {
+    std::lock_guard lock(topic->mu_);
+    topic->AddSubscriberLocked(core.get());
+  }
+  core->AnnounceSubscribe();
+  return Subscription(std::move(core));
+}
+
+Subscription::Subscription(Ref<bus_internal::SubscriptionCore> core) noexcept
+    : core_(std::move(core)) {}
+
+Subscription::Subscription(Subscription&& other) noexcept : core_(std::move(other.core_)) {}
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    if (core_) core_->Unsubscribe();
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
+
+Subscription::~Subscription() {
+  if (core_) core_->Unsubscribe();
+}
+
+bool Subscription::Unsubscribe(SourceLocation) {
+  return core_ && core_->Unsubscribe();
+}
+
+bool Subscription::Join(SourceLocation where) {
+  if (!core_) {
+    ReportMisuse("Subscription::Join on an empty handle", where);
+    return false;
+  }
+  return core_->Join(where);
+}
+
+bool Subscription::UnsubscribeAndJoin(SourceLocation where) {
+  if (!core_) {
+    ReportMisuse("Subscription::UnsubscribeAndJoin on an empty handle", where);
+    return false;
+  }
+  if (core_->InOwnCallback()) {
+    ReportMisuse(
+        "Subscription::UnsubscribeAndJoin from the subscription's own callback (it "
+        "would wait for itself)",
+        where);
+    return false;
+  }
+  core_->Unsubscribe();
+  return core_->Join(where);
+}
+
+bool Subscription::IsSubscribed() const noexcept {
+  return core_ && core_->IsSubscribed();
+}
+bool Subscription::IsDone() const noexcept {
+  return core_ && core_->IsDone();
+}
+
+const std::string& Subscription::Id() const noexcept {
+  static const std::string kEmpty;
+  return core_ ? core_->Id() : kEmpty;
+}
+
+Ref<Topic> Subscription::GetTopic() const {
+  return core_ ? core_->GetTopic() : nullptr;
+}
+
+void Subscription::AcceptType(const MessageType* type, SourceLocation where) {
+  if (type == nullptr) {
+    ReportMisuse("Subscription::AcceptType: null type", where);
+    return;
+  }
+  if (core_) core_->AcceptType(type);
+}
+
+void Subscription::DeclineType(const MessageType* type, SourceLocation where) {
+  if (type == nullptr) {
+    ReportMisuse("Subscription::DeclineType: null type", where);
+    return;
+  }
+  if (core_) core_->DeclineType(type);
+}
+
+void Subscription::AcceptAllTypes() {
+  if (core_) core_->AcceptAllTypes();
+}
+
+void Subscription::SetAcceptedFormats(MessageFormats formats) {
+  if (core_) core_->SetAcceptedFormats(formats);
+}
+
+SubscriptionStats Subscription::Stats() const {
+  return core_ ? core_->Stats() : SubscriptionStats{};
+}
+
+// -----------------------------------------------------------------------------
+// Subscription-change messages
+// -----------------------------------------------------------------------------
+
+const TypedMessageType<SubscriptionChange>& SubscriptionChangeType() {
+  static const TypedMessageType<SubscriptionChange> type = [] {
+    // Final messages are subscription changes: this type must never be declined, whatever the
+    // decline list says (Asterisk's joins hang when it is).
+    return TypedMessageType<SubscriptionChange>::Adopt(MessageTypeRegistry::Get().Add(
+        "SubscriptionChange", &typeid(SubscriptionChange), {}, /*declinable=*/false));
+  }();
+  return type;
+}
+
+bool IsFinalMessage(const Message& message, std::string_view subscription_id) noexcept {
+  const SubscriptionChange* change = SubscriptionChangeType().Get(message);
+  return change != nullptr && change->kind == SubscriptionChangeKind::kUnsubscribe &&
+         change->subscription_id == subscription_id;
+}
+
+}  // namespace plexus

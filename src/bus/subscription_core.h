@@ -1,0 +1,142 @@
+// The shared state of one subscription: its mailbox (a serializer on a thread pool), its filter,
+// its lifecycle and its counters. Internal to the bus; the public face is plexus::Subscription.
+
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "plexus/bus/subscription.h"
+#include "plexus/bus/topic.h"
+#include "plexus/core/ref.h"
+#include "plexus/exec/thread_pool.h"
+
+namespace plexus::bus_internal {
+
+// What PublishAndWait needs from the fan-out: where the message landed in the target's queue.
+struct WaitTicket {
+  const SubscriptionCore* target = nullptr;
+  std::uint64_t seq = 0;  // the message's position in the target's queue; 0: not queued
+};
+
+enum class DeliverOutcome { kDelivered, kFiltered, kRejected };
+
+// The type filter's bits, indexed by MessageType::Id. Replaced (never resized in place) when a
+// larger id is accepted, so a publisher reading it needs no lock; old arrays are kept until the
+// subscription goes.
+struct FilterWords {
+  explicit FilterWords(std::size_t n) : count(n), words(new std::atomic<std::uint64_t>[n]) {
+    for (std::size_t i = 0; i < n; ++i) words[i].store(0, std::memory_order_relaxed);
+  }
+  std::size_t count;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> words;
+};
+
+class SubscriptionCore final : public RefCounted {
+ public:
+  SubscriptionCore(Ref<Topic> topic, MessageHandler handler, SubscriptionOptions&& options);
+
+  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it.
+  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped);
+
+  bool Unsubscribe();
+  bool Join(SourceLocation where);
+  // Waits until the message at `seq` left the queue (handled or dropped).
+  void WaitHandled(std::uint64_t seq);
+  bool IsSubscribed() const noexcept { return subscribed_.load(std::memory_order_acquire); }
+  bool IsDone() const noexcept { return final_started_.load(std::memory_order_acquire); }
+  bool IsSynchronous() const noexcept { return mode_ == DeliveryMode::kSynchronous; }
+  // Whether the calling thread is running this subscription's callback.
+  bool InOwnCallback() const noexcept;
+
+  void AcceptType(const MessageType* type);
+  void DeclineType(const MessageType* type);
+  void AcceptAllTypes();
+  void SetAcceptedFormats(MessageFormats formats);
+
+  SubscriptionStats Stats() const;
+  const std::string& Id() const noexcept { return id_; }
+  const Ref<Topic>& GetTopic() const noexcept { return topic_; }
+
+  // Publishes the subscribe notice (after the topic registered this subscription).
+  void AnnounceSubscribe();
+
+  // Links in the registry of live subscriptions.
+  SubscriptionCore* prev_live_ = nullptr;
+  SubscriptionCore* next_live_ = nullptr;
+
+ private:
+  ~SubscriptionCore() override;
+
+  bool Passes(const Message& message) const noexcept;
+  void DeliverFinal(Message* message);
+  // The job a pool thread runs while the mailbox has messages.
+  void RunTurn();
+  void ScheduleTurn();
+  void Invoke(Message* message);
+  // Require mu_.
+  void CheckAlertLocked(std::size_t depth);
+  std::size_t DepthLocked() const { return count_ + in_hand_; }
+  void GrowLocked();
+
+  const std::string id_;
+  const Ref<Topic> topic_;
+  const DeliveryMode mode_;
+  const QueuePolicy policy_;
+  const std::uint32_t capacity_;
+  const std::uint32_t batch_limit_;
+  const std::uint32_t high_water_;
+  const std::uint32_t low_water_;
+  ThreadPool* pool_ = nullptr;  // the pool the turns run on
+  Ref<ThreadPool> own_pool_;    // kDedicatedThread: a one-thread pool of its own
+  MessageHandler handler_;      // run by one thread at a time; reset after the final message
+
+  // Guards the mailbox fields below down to alerted_ (std::mutex carries no annotations for
+  // clang's analysis, hence comments).
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // joiners and PublishAndWait waiters
+  // The mailbox: a ring of message references (capacity a power of two).
+  std::unique_ptr<Message*[]> ring_;
+  std::uint32_t ring_mask_ = 0;
+  std::uint32_t head_ = 0;
+  std::uint32_t count_ = 0;
+  std::uint32_t in_hand_ = 0;   // taken by the running turn, not yet handled
+  std::uint64_t enqueued_ = 0;  // messages ever queued (the last one's seq)
+  bool scheduled_ = false;      // a turn is queued on the pool or running
+  bool closed_ = false;         // the final message was queued
+  bool final_done_ = false;
+  bool alerted_ = false;
+  Message* final_message_ = nullptr;  // written before it is queued, read by the consumer
+  // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
+  std::recursive_mutex sync_mu_;
+  bool final_pending_ = false;  // guarded by sync_mu_: unsubscribed from its own callback
+
+  std::atomic<bool> subscribed_{true};
+  std::atomic<bool> final_started_{false};
+  std::atomic<std::uint64_t> done_upto_{0};  // every seq up to this left the queue
+  std::atomic<std::uint32_t> waiters_{0};
+
+  // Filter.
+  std::atomic<bool> selective_{false};
+  std::atomic<std::uint32_t> formats_{0};
+  std::atomic<FilterWords*> words_{nullptr};
+  std::mutex filter_mu_;
+  std::vector<std::unique_ptr<FilterWords>> filter_arrays_;  // guarded by filter_mu_
+
+  // Counters (written under mu_ or by the one running callback; read relaxed by Stats).
+  std::atomic<std::uint64_t> queued_{0};
+  std::atomic<std::uint64_t> filtered_{0};
+  std::atomic<std::uint64_t> dispatched_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint32_t> max_depth_{0};
+};
+
+}  // namespace plexus::bus_internal

@@ -1,0 +1,262 @@
+#include "plexus/bus/topic.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "plexus/bus/subscription.h"
+#include "plexus/core/id.h"
+#include "plexus/core/misuse.h"
+#include "registry.h"
+#include "small_vector.h"
+#include "subscription_core.h"
+
+namespace plexus {
+namespace bus_internal {
+
+// What a fan-out walks: the topic's subscriptions and forward targets, immutable once published
+// (copy on write), so that a subscribe or unsubscribe made by a synchronous callback in the
+// middle of a fan-out does not disturb it.
+struct TopicSnapshot {
+  std::vector<Ref<SubscriptionCore>> subscribers;
+  std::vector<Ref<Topic>> forwards;
+};
+
+}  // namespace bus_internal
+
+using bus_internal::SubscriptionCore;
+using bus_internal::TopicSnapshot;
+
+Topic::Topic(std::string_view name, std::string_view description)
+    : id_(NextUniqueId()), name_(name), description_(description) {
+  bus_internal::TopicRegistry::Get().Add(this);
+}
+
+Topic::~Topic() {
+  bus_internal::TopicRegistry::Get().Remove(this);
+  delete snapshot_;
+  for (TopicSnapshot* s : retired_) delete s;
+}
+
+Ref<Topic> Topic::Create(std::string_view name, std::string_view description,
+                         SourceLocation where) {
+  return Ref<Topic>::Adopt(new Topic(name, description), where);
+}
+
+TopicStats Topic::Stats() const {
+  TopicStats s;
+  s.name = name_;
+  s.description = description_;
+  s.id = id_;
+  s.subscribers = subscriber_count_.load(std::memory_order_relaxed);
+  s.forwards_out = receivers_.load(std::memory_order_relaxed) - s.subscribers;
+  s.published = published_.load(std::memory_order_relaxed);
+  s.forwarded_in = forwarded_in_.load(std::memory_order_relaxed);
+  s.deliveries = deliveries_.load(std::memory_order_relaxed);
+  return s;
+}
+
+// -----------------------------------------------------------------------------
+// Publishing
+// -----------------------------------------------------------------------------
+
+PublishResult Topic::Publish(const Ref<Message>& message, SourceLocation where) {
+  if (message == nullptr) [[unlikely]] {
+    ReportMisuse("Topic::Publish: null message", where);
+    return {};
+  }
+  return PublishImpl(message.get(), nullptr);
+}
+
+PublishResult Topic::PublishAndWait(const Ref<Message>& message, const Subscription& subscriber,
+                                    SourceLocation where) {
+  if (message == nullptr) {
+    ReportMisuse("Topic::PublishAndWait: null message", where);
+    return {};
+  }
+  SubscriptionCore* target = subscriber.core_.get();
+  if (target == nullptr) {
+    ReportMisuse("Topic::PublishAndWait: empty subscription handle", where);
+    return {};
+  }
+  if (target->InOwnCallback() && !target->IsSynchronous()) {
+    ReportMisuse(
+        "Topic::PublishAndWait for a subscription from its own callback (it would wait "
+        "for itself)",
+        where);
+    return {};
+  }
+  bus_internal::WaitTicket ticket{target, 0};
+  const PublishResult result = PublishImpl(message.get(), &ticket);
+  // A synchronous subscriber ran its callback inside the publish.
+  if (ticket.seq != 0) target->WaitHandled(ticket.seq);
+  return result;
+}
+
+PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket) {
+  published_.fetch_add(1, std::memory_order_relaxed);
+  PublishResult result;
+  if (receivers_.load(std::memory_order_acquire) == 0) return result;
+
+  // Forward targets still to visit, and the topics this publish already reached: each topic is
+  // visited once, so cycles end and diamonds deliver once. No topic lock is held while another
+  // topic is visited, so forward edges impose no lock order.
+  bus_internal::SmallVector<Ref<Topic>, 4> pending;
+  bus_internal::SmallVector<const Topic*, 8> visited;
+  visited.push_back(this);
+  FanOut(message, ticket, result, pending);
+  while (!pending.empty()) {
+    Ref<Topic> next = pending.pop_back();
+    if (visited.contains(next.get())) continue;
+    visited.push_back(next.get());
+    next->forwarded_in_.fetch_add(1, std::memory_order_relaxed);
+    if (next->receivers_.load(std::memory_order_acquire) == 0) continue;
+    next->FanOut(message, ticket, result, pending);
+  }
+  return result;
+}
+
+template <class Targets>
+void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishResult& result,
+                   Targets& next) {
+  std::vector<TopicSnapshot*> to_free;
+  {
+    std::lock_guard lock(mu_);
+    TopicSnapshot* snapshot = snapshot_;
+    if (snapshot == nullptr) return;
+    ++fanout_depth_;
+    std::uint32_t delivered = 0;
+    for (const Ref<SubscriptionCore>& sub : snapshot->subscribers) {
+      switch (sub->Deliver(message, ticket, result.dropped)) {
+        case bus_internal::DeliverOutcome::kDelivered:
+          ++delivered;
+          break;
+        case bus_internal::DeliverOutcome::kFiltered:
+          ++result.filtered;
+          break;
+        case bus_internal::DeliverOutcome::kRejected:
+          ++result.rejected;
+          break;
+      }
+    }
+    result.delivered += delivered;
+    deliveries_.store(deliveries_.load(std::memory_order_relaxed) + delivered,
+                      std::memory_order_relaxed);
+    for (const Ref<Topic>& target : snapshot->forwards) next.push_back(target);
+    if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
+  }
+  for (TopicSnapshot* s : to_free) delete s;
+}
+
+// -----------------------------------------------------------------------------
+// Snapshot changes (callers hold mu_)
+// -----------------------------------------------------------------------------
+
+void Topic::SwapSnapshotLocked(TopicSnapshot* next) {
+  TopicSnapshot* old = std::exchange(snapshot_, next);
+  if (old == nullptr) return;
+  // A fan-out on this thread may still walk the old one (a synchronous callback subscribed or
+  // unsubscribed): free it once the outermost fan-out ends.
+  if (fanout_depth_ > 0) {
+    retired_.push_back(old);
+  } else {
+    delete old;
+  }
+}
+
+void Topic::AddSubscriberLocked(SubscriptionCore* core) {
+  auto* next = snapshot_ ? new TopicSnapshot(*snapshot_) : new TopicSnapshot();
+  next->subscribers.emplace_back(core);
+  SwapSnapshotLocked(next);
+  subscriber_count_.fetch_add(1, std::memory_order_relaxed);
+  receivers_.fetch_add(1, std::memory_order_release);
+}
+
+bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
+  if (snapshot_ == nullptr) return false;
+  auto* next = new TopicSnapshot(*snapshot_);
+  auto it = std::find_if(next->subscribers.begin(), next->subscribers.end(),
+                         [core](const Ref<SubscriptionCore>& s) { return s.get() == core; });
+  if (it == next->subscribers.end()) {
+    delete next;
+    return false;
+  }
+  next->subscribers.erase(it);  // keeps the others' order
+  SwapSnapshotLocked(next);
+  subscriber_count_.fetch_sub(1, std::memory_order_relaxed);
+  receivers_.fetch_sub(1, std::memory_order_release);
+  return true;
+}
+
+void Topic::AddForwardLocked(Topic* to) {
+  auto* next = snapshot_ ? new TopicSnapshot(*snapshot_) : new TopicSnapshot();
+  next->forwards.emplace_back(to);
+  SwapSnapshotLocked(next);
+  receivers_.fetch_add(1, std::memory_order_release);
+}
+
+bool Topic::RemoveForwardLocked(Topic* to) {
+  if (snapshot_ == nullptr) return false;
+  auto* next = new TopicSnapshot(*snapshot_);
+  auto it = std::find_if(next->forwards.begin(), next->forwards.end(),
+                         [to](const Ref<Topic>& t) { return t.get() == to; });
+  if (it == next->forwards.end()) {
+    delete next;
+    return false;
+  }
+  next->forwards.erase(it);
+  SwapSnapshotLocked(next);
+  receivers_.fetch_sub(1, std::memory_order_release);
+  return true;
+}
+
+// -----------------------------------------------------------------------------
+// Forwarding
+// -----------------------------------------------------------------------------
+
+Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to, SourceLocation where) {
+  Forward forward;
+  if (from == nullptr || to == nullptr) {
+    ReportMisuse("ForwardAll: null topic", where);
+    return forward;
+  }
+  if (from == to) return forward;
+  {
+    std::lock_guard lock(from->mu_);
+    if (from->snapshot_ != nullptr) {
+      for (const Ref<Topic>& t : from->snapshot_->forwards) {
+        if (t == to) return forward;  // already forwarded: a second edge would deliver twice
+      }
+    }
+    from->AddForwardLocked(to.get());
+  }
+  forward.from_ = from;
+  forward.to_ = to;
+  return forward;
+}
+
+Forward::Forward(Forward&& other) noexcept
+    : from_(std::move(other.from_)), to_(std::move(other.to_)) {}
+
+Forward& Forward::operator=(Forward&& other) noexcept {
+  if (this != &other) {
+    Cancel();
+    from_ = std::move(other.from_);
+    to_ = std::move(other.to_);
+  }
+  return *this;
+}
+
+void Forward::Cancel() noexcept {
+  if (from_ == nullptr) return;
+  TopicSnapshot* to_free = nullptr;
+  {
+    std::lock_guard lock(from_->mu_);
+    from_->RemoveForwardLocked(to_.get());
+  }
+  delete to_free;
+  from_ = nullptr;
+  to_ = nullptr;
+}
+
+}  // namespace plexus
