@@ -1,57 +1,26 @@
 #include "plexus/bus/node_id.h"
 
-#include <atomic>
 #include <cstdio>
-#include <mutex>
 #include <random>
 
 namespace plexus {
-namespace {
 
-// The local id lives in one 64-bit word (six bytes and a "set" bit) so that NodeId::Local, which
-// every message creation calls, is one relaxed load.
-constexpr std::uint64_t kSetBit = std::uint64_t{1} << 63;
+std::atomic<std::uint64_t> NodeId::local_word_{0};
 
-std::uint64_t Pack(const NodeId::Bytes& b) {
-  std::uint64_t w = kSetBit;
-  for (int i = 0; i < 6; ++i) w |= std::uint64_t{b[i]} << (8 * i);
-  return w;
-}
-
-NodeId Unpack(std::uint64_t w) {
-  NodeId::Bytes b{};
-  for (int i = 0; i < 6; ++i) b[i] = static_cast<std::uint8_t>(w >> (8 * i));
-  return NodeId(b);
-}
-
-std::atomic<std::uint64_t>& LocalWord() {
-  static std::atomic<std::uint64_t> word{0};
-  return word;
-}
-
-std::uint64_t RandomLocal() {
+NodeId NodeId::ChooseLocal() noexcept {
   std::random_device rd;
-  NodeId::Bytes b{};
+  Bytes b{};
   for (auto& byte : b) byte = static_cast<std::uint8_t>(rd());
   b[0] = static_cast<std::uint8_t>((b[0] | 0x02) & ~0x01);  // locally administered, unicast
-  return Pack(b);
-}
-
-}  // namespace
-
-NodeId NodeId::Local() noexcept {
-  std::uint64_t w = LocalWord().load(std::memory_order_acquire);
-  if (w == 0) [[unlikely]] {
-    std::uint64_t expected = 0;
-    const std::uint64_t fresh = RandomLocal();
-    w = LocalWord().compare_exchange_strong(expected, fresh, std::memory_order_acq_rel) ? fresh
-                                                                                        : expected;
-  }
-  return Unpack(w);
+  std::uint64_t expected = 0;
+  const std::uint64_t fresh = Pack(b);
+  return FromWord(local_word_.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)
+                      ? fresh
+                      : expected);
 }
 
 void SetLocalNodeId(const NodeId& id) {
-  LocalWord().store(id.IsNone() ? 0 : Pack(id.bytes()), std::memory_order_release);
+  NodeId::local_word_.store(id.word_, std::memory_order_release);
 }
 
 std::optional<NodeId> NodeId::Parse(std::string_view text) {
@@ -80,10 +49,11 @@ std::optional<NodeId> NodeId::Parse(std::string_view text) {
 }
 
 std::string NodeId::ToString() const {
-  if (!set_) return "none";
+  if (IsNone()) return "none";
+  const Bytes b = bytes();
   char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", bytes_[0], bytes_[1], bytes_[2],
-                bytes_[3], bytes_[4], bytes_[5]);
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4],
+                b[5]);
   return buf;
 }
 

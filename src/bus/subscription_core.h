@@ -112,6 +112,8 @@ class SubscriptionCore final : public RefCounted {
   bool closed_ = false;         // the final message was queued
   bool final_done_ = false;
   bool alerted_ = false;
+  // count_, readable without the lock by a turn that waits a moment for more before it ends.
+  std::atomic<std::uint32_t> count_hint_{0};
   Message* final_message_ = nullptr;  // written before it is queued, read by the consumer
   // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
   std::recursive_mutex sync_mu_;

@@ -15,6 +15,9 @@
 //   auto msg = plexus::Message::Create(kChannelState, ChannelState{"PJSIP/bob-0002", 4});
 //   if (const auto* cs = msg->As<ChannelState>()) ...
 //
+// Timestamp: FastWallClock::now() at creation (core/clock.h: the wall clock, interpolated with
+// the CPU's cycle counter; within microseconds of system_clock and never going back).
+//
 // Node id: a message made without one carries the local node's (NodeId::Local()), as
 // Asterisk's stasis_message_create does; pass NodeId::None() for an aggregate.
 //
@@ -64,6 +67,7 @@ class Message : public RefCounted {
                              SourceLocation where = SourceLocation::current());
 
   const MessageType& Type() const noexcept { return *type_; }
+  // When the message was made, on FastWallClock.
   WallClock::time_point Timestamp() const noexcept { return timestamp_; }
   const NodeId& Node() const noexcept { return node_; }
 
@@ -86,7 +90,7 @@ class Message : public RefCounted {
       : type_(type),
         payload_type_(&payload_type),
         payload_(payload),
-        timestamp_(WallClock::now()),
+        timestamp_(FastWallClock::now()),
         node_(node) {}
   ~Message() override = default;
 

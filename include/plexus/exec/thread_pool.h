@@ -100,6 +100,9 @@ class ThreadPool final : public RefCounted {
   std::size_t ActiveCount() const;
   std::size_t IdleCount() const;
   std::size_t QueueSize() const;
+  // Whether tasks wait for a thread: a lock-free hint (it may be stale), for a task deciding
+  // whether to keep its thread a little longer.
+  bool HasQueuedWork() const noexcept { return queued_hint_.load(std::memory_order_relaxed) != 0; }
   // Whether the calling thread is one of this pool's workers.
   bool IsWorkerThread() const noexcept;
   const std::string& Name() const noexcept { return options_.name; }
