@@ -272,6 +272,8 @@ void SubscriptionCore::RunTurn() {
         continue;
       }
       spun = false;
+      // Fairness only matters when other work waits for the thread.
+      if (handled >= batch_limit_ && !pool_->HasQueuedWork()) handled = 0;
       if (n == 0 || handled >= batch_limit_) {
         if (n == 0) scheduled_ = false;
         if (n != 0) {

@@ -7,7 +7,8 @@
 //
 // FastWallClock reads the wall clock for the price of a cycle-counter read: it interpolates
 // system_clock with the CPU's invariant time-stamp counter and re-anchors about every
-// millisecond, as absl::Now does. Its readings never go backwards (on any thread), stay within
+// millisecond, as absl::Now does. Its readings never go backwards on one thread (across
+// threads, by at most the skew between CPUs' counters, well under a microsecond), stay within
 // a few microseconds of system_clock (a forward step of the system clock is followed at the
 // next anchor; a backward step is absorbed by running slower until it is caught up), and cost
 // about a third of a system_clock read. Where the CPU has no invariant counter it is
@@ -47,6 +48,9 @@ std::int64_t FastWallNanosSlow() noexcept;
 
 inline std::uint64_t ReadCycleCounter() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
+  // The fence keeps the read after the loads before it: without it a thread that saw another's
+  // reading could take an earlier count (rdtsc is not ordered with loads).
+  __builtin_ia32_lfence();
   return __builtin_ia32_rdtsc();
 #else
   return 0;
@@ -63,6 +67,24 @@ struct FastWallClock {
 
   // Nanoseconds since the Unix epoch.
   static std::int64_t NowNanos() noexcept {
+    // The counters of two CPUs may be a little apart (the kernel clamps its own readings for
+    // the same reason): a thread never reads a time before one it read already.
+    thread_local std::int64_t last = 0;
+    std::int64_t now = Interpolate();
+    if (now < last) {
+      now = last;
+    } else {
+      last = now;
+    }
+    return now;
+  }
+
+  static time_point now() noexcept {
+    return time_point(std::chrono::duration_cast<duration>(std::chrono::nanoseconds(NowNanos())));
+  }
+
+ private:
+  static std::int64_t Interpolate() noexcept {
     core_internal::FastClockAnchor& a = core_internal::fast_clock_anchor;
     const std::uint64_t tsc = core_internal::ReadCycleCounter();
     const std::uint64_t seq = a.seq.load(std::memory_order_acquire);
@@ -77,10 +99,6 @@ struct FastWallClock {
       return core_internal::FastWallNanosSlow();
     }
     return wall + static_cast<std::int64_t>((delta * scale) >> 32);
-  }
-
-  static time_point now() noexcept {
-    return time_point(std::chrono::duration_cast<duration>(std::chrono::nanoseconds(NowNanos())));
   }
 };
 

@@ -1,0 +1,148 @@
+// Message blocks: a per-thread cache of fixed-size blocks with lock-free "remote" returns.
+//
+// Messages are made on publishers' threads and usually die on a subscriber's thread. With
+// malloc that is the worst pattern there is: every free lands in another thread's arena (under
+// its lock) and every publisher's allocation misses its thread cache. Here a block goes back
+// to the thread that made it: freed by that thread onto its local list, by any other thread
+// onto its remote list (one CAS); the maker takes the whole remote list when its local one is
+// empty. Taking the whole list (never popping one) is what makes the lock-free stack immune to
+// ABA.
+//
+// A thread that exits closes its cache: its free blocks go back to the system, and blocks
+// still in use are freed to the system by whichever thread drops them last; the cache itself
+// goes with the last of its blocks.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "plexus/bus/message.h"
+#include "plexus/core/config.h"
+
+namespace plexus::bus_internal {
+namespace {
+
+constexpr std::size_t kHeader = 16;  // keeps the object 16-byte aligned
+constexpr std::size_t kClassBytes = 64;
+constexpr std::size_t kClasses = 4;      // blocks of 64, 128, 192, 256 bytes (header included)
+constexpr std::size_t kMaxLocal = 4096;  // free blocks kept per class; more go back to malloc
+
+struct ThreadCache;
+
+struct Block {
+  ThreadCache* owner;
+  Block* next;
+};
+static_assert(sizeof(Block) <= kHeader);
+
+Block* const kClosed = reinterpret_cast<Block*>(std::uintptr_t{1});
+
+struct ThreadCache {
+  std::atomic<Block*> remote[kClasses] = {};
+  Block* local[kClasses] = {};
+  std::size_t local_count[kClasses] = {};
+  // Blocks made and not yet given back to the system, plus one for the owning thread.
+  std::atomic<std::int64_t> owned{1};
+
+  void Release(std::int64_t n) {
+    if (owned.fetch_sub(n, std::memory_order_acq_rel) == n) delete this;
+  }
+
+  ~ThreadCache() = default;
+};
+
+void FreeChain(Block* b, std::int64_t& freed) {
+  while (b != nullptr) {
+    Block* next = b->next;
+    ::operator delete(static_cast<void*>(b));
+    ++freed;
+    b = next;
+  }
+}
+
+struct CacheHolder {
+  ThreadCache* cache = nullptr;
+  ~CacheHolder() {
+    if (cache == nullptr) return;
+    std::int64_t freed = 0;
+    for (std::size_t c = 0; c < kClasses; ++c) {
+      FreeChain(cache->local[c], freed);
+      Block* remote = cache->remote[c].exchange(kClosed, std::memory_order_acquire);
+      FreeChain(remote, freed);
+    }
+    cache->Release(freed + 1);
+  }
+};
+
+thread_local CacheHolder tls_cache;
+
+ThreadCache& Mine() {
+  if (tls_cache.cache == nullptr) [[unlikely]] {
+    tls_cache.cache = new ThreadCache();
+  }
+  return *tls_cache.cache;
+}
+
+std::size_t ClassOf(std::size_t total) {
+  return (total + kClassBytes - 1) / kClassBytes - 1;
+}
+
+}  // namespace
+
+void* AllocateMessage(std::size_t size) {
+  const std::size_t total = size + kHeader;
+  if (kSanitizeAddress || total > kClasses * kClassBytes) return ::operator new(size);
+  const std::size_t c = ClassOf(total);
+  ThreadCache& cache = Mine();
+  Block* b = cache.local[c];
+  if (b == nullptr) {
+    b = cache.remote[c].exchange(nullptr, std::memory_order_acquire);
+    cache.local_count[c] = 0;
+    for (Block* p = b; p != nullptr; p = p->next) ++cache.local_count[c];
+  }
+  if (b != nullptr) {
+    cache.local[c] = b->next;
+    --cache.local_count[c];
+  } else {
+    b = static_cast<Block*>(::operator new((c + 1) * kClassBytes));
+    b->owner = &cache;
+    cache.owned.fetch_add(1, std::memory_order_relaxed);
+  }
+  return reinterpret_cast<unsigned char*>(b) + kHeader;
+}
+
+void FreeMessage(void* p, std::size_t size) noexcept {
+  const std::size_t total = size + kHeader;
+  if (kSanitizeAddress || total > kClasses * kClassBytes) {
+    ::operator delete(p);
+    return;
+  }
+  const std::size_t c = ClassOf(total);
+  Block* b = reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeader);
+  ThreadCache* owner = b->owner;
+  if (owner == tls_cache.cache) {
+    if (owner->local_count[c] < kMaxLocal) {
+      b->next = owner->local[c];
+      owner->local[c] = b;
+      ++owner->local_count[c];
+      return;
+    }
+    ::operator delete(static_cast<void*>(b));
+    owner->Release(1);
+    return;
+  }
+  Block* head = owner->remote[c].load(std::memory_order_relaxed);
+  do {
+    if (head == kClosed) {
+      // The owner exited: the block goes back to the system.
+      ::operator delete(static_cast<void*>(b));
+      owner->Release(1);
+      return;
+    }
+    b->next = head;
+  } while (!owner->remote[c].compare_exchange_weak(head, b, std::memory_order_release,
+                                                   std::memory_order_relaxed));
+}
+
+}  // namespace plexus::bus_internal
