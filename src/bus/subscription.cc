@@ -35,6 +35,11 @@ class CurrentCallback {
 
 std::atomic<std::uint64_t> next_subscription_number{0};
 
+std::mutex& FilterMutex() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+
 // Messages a turn takes from the mailbox per lock acquisition.
 constexpr std::uint32_t kTakeBatch = 64;
 // Polls of an empty mailbox before a turn ends (each a CPU pause: a few microseconds in all).
@@ -54,7 +59,8 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
       batch_limit_(std::max<std::uint32_t>(options.batch_limit, 1)),
       high_water_(options.high_water),
       low_water_(std::min(options.low_water, options.high_water)),
-      handler_(std::move(handler)) {
+      handler_(std::move(handler)),
+      sync_mu_(options.mode == DeliveryMode::kSynchronous ? new std::recursive_mutex() : nullptr) {
   if (mode_ == DeliveryMode::kPool) {
     own_pool_ = std::move(options.pool);
     pool_ = own_pool_ ? own_pool_.get() : &ThreadPool::Shared();
@@ -103,7 +109,7 @@ bool SubscriptionCore::Passes(const Message& message) const noexcept {
 }
 
 void SubscriptionCore::AcceptType(const MessageType* type) {
-  std::lock_guard lock(filter_mu_);
+  std::lock_guard lock(FilterMutex());
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words == nullptr || id / 64 >= words->count) {
@@ -123,7 +129,7 @@ void SubscriptionCore::AcceptType(const MessageType* type) {
 }
 
 void SubscriptionCore::DeclineType(const MessageType* type) {
-  std::lock_guard lock(filter_mu_);
+  std::lock_guard lock(FilterMutex());
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words != nullptr && id / 64 < words->count) {
@@ -132,7 +138,7 @@ void SubscriptionCore::DeclineType(const MessageType* type) {
 }
 
 void SubscriptionCore::AcceptAllTypes() {
-  std::lock_guard lock(filter_mu_);
+  std::lock_guard lock(FilterMutex());
   selective_.store(false, std::memory_order_release);
   if (FilterWords* words = words_.load(std::memory_order_relaxed)) {
     for (std::size_t i = 0; i < words->count; ++i) {
@@ -156,7 +162,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     return DeliverOutcome::kFiltered;
   }
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(sync_mu_);
+    std::lock_guard sync(*sync_mu_);
     // Closed: unsubscribed by a callback of this very fan-out, which still walks the snapshot
     // that held this subscription.
     if (!subscribed_.load(std::memory_order_relaxed)) return DeliverOutcome::kFiltered;
@@ -254,7 +260,7 @@ void SubscriptionCore::RunTurn() {
       const std::uint64_t left = enqueued_ - count_;
       if (done_upto_.load(std::memory_order_relaxed) != left) {
         done_upto_.store(left, std::memory_order_seq_cst);
-        if (waiters_.load(std::memory_order_seq_cst) != 0) cv_.notify_all();
+        if (waiters_.load(std::memory_order_seq_cst) != 0) done_upto_.notify_all();
       }
       if (alerted_) CheckAlertLocked(count_);
       n = std::min(count_, kTakeBatch);
@@ -319,9 +325,8 @@ void SubscriptionCore::Invoke(Message* message) {
   if (is_final) {
     // Nothing runs after the final message: let what the callback captured go now.
     MessageHandler().swap(handler_);
-    std::lock_guard lock(mu_);
-    final_done_ = true;
-    cv_.notify_all();
+    final_done_.store(true, std::memory_order_release);
+    final_done_.notify_all();
   }
 }
 
@@ -352,7 +357,7 @@ void SubscriptionCore::DeliverFinal(Message* message) {
   message->AddRef(SourceLocation::current(), this);
   final_message_ = message;
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(sync_mu_);
+    std::lock_guard sync(*sync_mu_);
     if (InOwnCallback()) {
       // Unsubscribed from its own callback: the final message follows once it returns.
       final_pending_ = true;
@@ -394,19 +399,21 @@ bool SubscriptionCore::Join(SourceLocation where) {
   if (mode_ == DeliveryMode::kSynchronous) {
     // The final callback ran inside Unsubscribe, or runs when the callback that unsubscribed
     // returns: the callback lock orders us after it.
-    std::lock_guard sync(sync_mu_);
+    std::lock_guard sync(*sync_mu_);
     return true;
   }
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return final_done_; });
+  while (!final_done_.load(std::memory_order_acquire)) final_done_.wait(false);
+  // A dedicated thread has nothing left to run: stop it here (joining it), so it is not left to
+  // end in the background when the last reference goes.
+  if (mode_ == DeliveryMode::kDedicatedThread) own_pool_->Shutdown();
   return true;
 }
 
 void SubscriptionCore::WaitHandled(std::uint64_t seq) {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
-  {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_upto_.load(std::memory_order_seq_cst) >= seq; });
+  for (std::uint64_t done = done_upto_.load(std::memory_order_seq_cst); done < seq;
+       done = done_upto_.load(std::memory_order_seq_cst)) {
+    done_upto_.wait(done);
   }
   waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -428,7 +435,7 @@ SubscriptionStats SubscriptionCore::Stats() const {
     std::lock_guard lock(mu_);
     s.depth = DepthLocked();
     s.alerted = alerted_;
-    s.done = final_done_;
+    s.done = final_done_.load(std::memory_order_relaxed);
   }
   if (mode_ == DeliveryMode::kSynchronous) s.done = final_started_.load() && !s.subscribed;
   return s;

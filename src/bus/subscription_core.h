@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -100,7 +99,6 @@ class SubscriptionCore final : public RefCounted {
   // Guards the mailbox fields below down to alerted_ (std::mutex carries no annotations for
   // clang's analysis, hence comments).
   mutable std::mutex mu_;
-  std::condition_variable cv_;  // joiners and PublishAndWait waiters
   // The mailbox: a ring of message references (capacity a power of two).
   std::unique_ptr<Message*[]> ring_;
   std::uint32_t ring_mask_ = 0;
@@ -110,26 +108,28 @@ class SubscriptionCore final : public RefCounted {
   std::uint64_t enqueued_ = 0;  // messages ever queued (the last one's seq)
   bool scheduled_ = false;      // a turn is queued on the pool or running
   bool closed_ = false;         // the final message was queued
-  bool final_done_ = false;
   bool alerted_ = false;
   // count_, readable without the lock by a turn that waits a moment for more before it ends.
   std::atomic<std::uint32_t> count_hint_{0};
   Message* final_message_ = nullptr;  // written before it is queued, read by the consumer
   // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
-  std::recursive_mutex sync_mu_;
-  bool final_pending_ = false;  // guarded by sync_mu_: unsubscribed from its own callback
+  // Made for synchronous subscriptions only (the others need no such lock).
+  const std::unique_ptr<std::recursive_mutex> sync_mu_;
+  bool final_pending_ = false;  // guarded by *sync_mu_: unsubscribed from its own callback
 
   std::atomic<bool> subscribed_{true};
   std::atomic<bool> final_started_{false};
-  std::atomic<std::uint64_t> done_upto_{0};  // every seq up to this left the queue
+  std::atomic<bool> final_done_{false};  // waited on (atomic wait) by joiners
+  // Every seq up to this left the queue; waited on (atomic wait) by PublishAndWait.
+  std::atomic<std::uint64_t> done_upto_{0};
   std::atomic<std::uint32_t> waiters_{0};
 
   // Filter.
   std::atomic<bool> selective_{false};
   std::atomic<std::uint32_t> formats_{0};
   std::atomic<FilterWords*> words_{nullptr};
-  std::mutex filter_mu_;
-  std::vector<std::unique_ptr<FilterWords>> filter_arrays_;  // guarded by filter_mu_
+  // Guarded by FilterMutex() (one for all subscriptions: filter changes are rare).
+  std::vector<std::unique_ptr<FilterWords>> filter_arrays_;
 
   // Counters (written under mu_ or by the one running callback; read relaxed by Stats).
   std::atomic<std::uint64_t> queued_{0};
