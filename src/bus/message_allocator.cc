@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #include "plexus/bus/message.h"
 #include "plexus/core/config.h"
@@ -66,12 +67,16 @@ struct CacheHolder {
   ~CacheHolder() {
     if (cache == nullptr) return;
     std::int64_t freed = 0;
+
     for (std::size_t c = 0; c < kClasses; ++c) {
       FreeChain(cache->local[c], freed);
       Block* remote = cache->remote[c].exchange(kClosed, std::memory_order_acquire);
       FreeChain(remote, freed);
     }
-    cache->Release(freed + 1);
+    // Blocks this thread frees from now on (in later thread_local destructors) take the
+    // remote path and find the cache closed.
+    ThreadCache* closed = std::exchange(cache, nullptr);
+    closed->Release(freed + 1);
   }
 };
 
