@@ -62,9 +62,14 @@ void FreeChain(Block* b, std::int64_t& freed) {
   }
 }
 
+// The calling thread's cache: a plain pointer for the hot path (initial-exec TLS: no call, no
+// guard), and a holder whose destructor closes the cache when the thread exits.
+__attribute__((tls_model("initial-exec"))) thread_local ThreadCache* tls_cache_ptr = nullptr;
+
 struct CacheHolder {
   ThreadCache* cache = nullptr;
   ~CacheHolder() {
+    tls_cache_ptr = nullptr;
     if (cache == nullptr) return;
     std::int64_t freed = 0;
 
@@ -82,11 +87,15 @@ struct CacheHolder {
 
 thread_local CacheHolder tls_cache;
 
+[[gnu::noinline]] ThreadCache& MakeMine() {
+  tls_cache.cache = new ThreadCache();
+  tls_cache_ptr = tls_cache.cache;
+  return *tls_cache_ptr;
+}
+
 ThreadCache& Mine() {
-  if (tls_cache.cache == nullptr) [[unlikely]] {
-    tls_cache.cache = new ThreadCache();
-  }
-  return *tls_cache.cache;
+  ThreadCache* cache = tls_cache_ptr;
+  return cache != nullptr ? *cache : MakeMine();
 }
 
 std::size_t ClassOf(std::size_t total) {
@@ -126,7 +135,7 @@ void FreeMessage(void* p, std::size_t size) noexcept {
   const std::size_t c = ClassOf(total);
   Block* b = reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeader);
   ThreadCache* owner = b->owner;
-  if (owner == tls_cache.cache) {
+  if (owner == tls_cache_ptr) {
     if (owner->local_count[c] < kMaxLocal) {
       b->next = owner->local[c];
       owner->local[c] = b;

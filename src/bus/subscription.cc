@@ -476,6 +476,8 @@ Subscription Subscription::Create(const Ref<Topic>& topic, MessageHandler handle
 Subscription::Subscription(Ref<bus_internal::SubscriptionCore> core) noexcept
     : core_(std::move(core)) {}
 
+Subscription::Subscription() noexcept = default;
+
 Subscription::Subscription(Subscription&& other) noexcept : core_(std::move(other.core_)) {}
 
 Subscription& Subscription::operator=(Subscription&& other) noexcept {

@@ -110,3 +110,32 @@ std::int64_t FastWallNanosSlow() noexcept {
 }
 
 }  // namespace plexus::core_internal
+
+namespace plexus {
+
+std::int64_t FastWallClock::NowNanos() noexcept {
+  // The counters of two CPUs may be a little apart (the kernel clamps its own readings for the
+  // same reason): a thread never reads a time before one it read already.
+  __attribute__((tls_model("initial-exec"))) static thread_local std::int64_t last = 0;
+  core_internal::FastClockAnchor& a = core_internal::fast_clock_anchor;
+  const std::uint64_t tsc = core_internal::ReadCycleCounter();
+  const std::uint64_t seq = a.seq.load(std::memory_order_acquire);
+  const std::uint64_t base = a.tsc.load(std::memory_order_relaxed);
+  const std::int64_t wall = a.wall_ns.load(std::memory_order_relaxed);
+  const std::uint64_t scale = a.ns_per_tick_q32.load(std::memory_order_relaxed);
+  const std::uint64_t refresh = a.refresh_ticks.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const std::uint64_t delta = tsc - base;
+  std::int64_t now;
+  if ((seq & 1) != 0 || a.seq.load(std::memory_order_relaxed) != seq || scale == 0 ||
+      delta >= refresh) [[unlikely]] {
+    now = core_internal::FastWallNanosSlow();
+  } else {
+    now = wall + static_cast<std::int64_t>((delta * scale) >> 32);
+  }
+  if (now < last) return last;
+  last = now;
+  return now;
+}
+
+}  // namespace plexus

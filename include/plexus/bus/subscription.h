@@ -110,7 +110,7 @@ using MessageHandler = std::function<void(const Message& message, bool is_final)
 class Subscription {
  public:
   // An empty handle (no subscription).
-  Subscription() noexcept = default;
+  Subscription() noexcept;
   Subscription(Subscription&& other) noexcept;
   // Unsubscribes the subscription held before (without waiting), then takes `other`'s.
   Subscription& operator=(Subscription&& other) noexcept;
