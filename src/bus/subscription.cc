@@ -8,6 +8,7 @@
 #include "message_type_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/log.h"
+#include "plexus/exec/internal/spin_budget.h"
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task_processor.h"
 #include "registry.h"
@@ -270,10 +271,13 @@ void SubscriptionCore::RunTurn() {
         // (a pool push and a wake); an idle subscription pays a few microseconds once.
         spun = true;
         lock.unlock();
-        for (int i = 0; i < kEndOfTurnSpins && count_hint_.load(std::memory_order_relaxed) == 0 &&
-                        !pool_->HasQueuedWork();
-             ++i) {
-          core_internal::CpuRelax();
+        if (exec_internal::SpinSlot slot; slot) {
+          for (int i = 0; i < kEndOfTurnSpins &&
+                          count_hint_.load(std::memory_order_relaxed) == 0 &&
+                          !pool_->HasQueuedWork();
+               ++i) {
+            core_internal::CpuRelax();
+          }
         }
         continue;
       }

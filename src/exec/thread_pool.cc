@@ -9,6 +9,8 @@
 
 #include "plexus/exec/thread_pool.h"
 
+#include "plexus/exec/internal/spin_budget.h"
+
 #include <algorithm>
 #include <string>
 
@@ -218,8 +220,10 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
     lock.unlock();
-    for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
-      CpuRelax();
+    if (exec_internal::SpinSlot slot; slot) {
+      for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
+        CpuRelax();
+      }
     }
     lock.lock();
     if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;
