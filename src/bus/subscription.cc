@@ -8,8 +8,8 @@
 #include "message_type_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/log.h"
-#include "plexus/exec/internal/spin_budget.h"
 #include "plexus/core/misuse.h"
+#include "plexus/exec/internal/spin_budget.h"
 #include "plexus/exec/task_processor.h"
 #include "registry.h"
 #include "subscription_core.h"
@@ -171,8 +171,9 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     Invoke(message);
     if (final_pending_ && !InOwnCallback()) {
       final_pending_ = false;
-      Invoke(final_message_);
-      final_message_->DecRef(SourceLocation::current(), this);
+      Message* final_message = final_message_.load(std::memory_order_relaxed);
+      Invoke(final_message);
+      final_message->DecRef(SourceLocation::current(), this);
     }
     return DeliverOutcome::kDelivered;
   }
@@ -257,7 +258,7 @@ void SubscriptionCore::RunTurn() {
     {
       std::unique_lock lock(mu_);
       // Everything before the ring's head left the queue (handled, or dropped meanwhile).
-      in_hand_ = 0;
+      in_hand_.store(0, std::memory_order_relaxed);
       const std::uint64_t left = enqueued_ - count_;
       if (done_upto_.load(std::memory_order_relaxed) != left) {
         done_upto_.store(left, std::memory_order_seq_cst);
@@ -272,8 +273,7 @@ void SubscriptionCore::RunTurn() {
         spun = true;
         lock.unlock();
         if (exec_internal::SpinSlot slot; slot) {
-          for (int i = 0; i < kEndOfTurnSpins &&
-                          count_hint_.load(std::memory_order_relaxed) == 0 &&
+          for (int i = 0; i < kEndOfTurnSpins && count_hint_.load(std::memory_order_relaxed) == 0 &&
                           !pool_->HasQueuedWork();
                ++i) {
             core_internal::CpuRelax();
@@ -297,12 +297,13 @@ void SubscriptionCore::RunTurn() {
         head_ = (head_ + n) & ring_mask_;
         count_ -= n;
         count_hint_.store(count_, std::memory_order_relaxed);
-        in_hand_ = n;
+        in_hand_.store(n, std::memory_order_relaxed);
       }
     }
     if (n == 0 || handled >= batch_limit_) break;
     for (std::uint32_t i = 0; i < n; ++i) {
       Invoke(batch[i]);
+      in_hand_.store(n - i - 1, std::memory_order_relaxed);
       batch[i]->DecRef(SourceLocation::current(), this);
     }
     handled += n;
@@ -311,7 +312,7 @@ void SubscriptionCore::RunTurn() {
 }
 
 void SubscriptionCore::Invoke(Message* message) {
-  const bool is_final = message == final_message_;
+  const bool is_final = message == final_message_.load(std::memory_order_relaxed);
   if (is_final) final_started_.store(true, std::memory_order_release);
   {
     CurrentCallback current(this);
@@ -359,7 +360,7 @@ bool SubscriptionCore::Unsubscribe() {
 
 void SubscriptionCore::DeliverFinal(Message* message) {
   message->AddRef(SourceLocation::current(), this);
-  final_message_ = message;
+  final_message_.store(message, std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) {
     std::lock_guard sync(*sync_mu_);
     if (InOwnCallback()) {

@@ -81,7 +81,7 @@ class SubscriptionCore final : public RefCounted {
   void Invoke(Message* message);
   // Require mu_.
   void CheckAlertLocked(std::size_t depth);
-  std::size_t DepthLocked() const { return count_ + in_hand_; }
+  std::size_t DepthLocked() const { return count_ + in_hand_.load(std::memory_order_relaxed); }
   void GrowLocked();
 
   const std::string id_;
@@ -104,14 +104,17 @@ class SubscriptionCore final : public RefCounted {
   std::uint32_t ring_mask_ = 0;
   std::uint32_t head_ = 0;
   std::uint32_t count_ = 0;
-  std::uint32_t in_hand_ = 0;   // taken by the running turn, not yet handled
+  // Taken by the running turn and not yet handled: set under mu_ when a batch is taken, then
+  // counted down (by the turn alone) as each is handled, so depth never counts handled ones.
+  std::atomic<std::uint32_t> in_hand_{0};
   std::uint64_t enqueued_ = 0;  // messages ever queued (the last one's seq)
   bool scheduled_ = false;      // a turn is queued on the pool or running
   bool closed_ = false;         // the final message was queued
   bool alerted_ = false;
   // count_, readable without the lock by a turn that waits a moment for more before it ends.
   std::atomic<std::uint32_t> count_hint_{0};
-  Message* final_message_ = nullptr;  // written before it is queued, read by the consumer
+  // Written once before it is queued; compared with every message the consumer handles.
+  std::atomic<Message*> final_message_{nullptr};
   // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
   // Made for synchronous subscriptions only (the others need no such lock).
   const std::unique_ptr<std::recursive_mutex> sync_mu_;

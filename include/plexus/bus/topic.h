@@ -110,9 +110,10 @@ class Topic final : public RefCounted {
 
   // Publishes as Publish does, then waits until `subscriber` has handled the message (its
   // callback returned) — unless its filter refused it or its bounded queue rejected it, or it
-  // is not reached by this topic, which return at once. Waiting from the subscriber's own
-  // callback is misuse (it would wait for itself). Other publishers of the topic proceed
-  // meanwhile.
+  // is not reached by this topic, which return at once. Waiting for a pool or dedicated-thread
+  // subscriber from its own callback is misuse (it would wait for itself); a synchronous
+  // subscriber's callback runs inside the publish, so nothing waits and nothing is reported.
+  // Other publishers of the topic proceed meanwhile.
   PublishResult PublishAndWait(const Ref<Message>& message, const Subscription& subscriber,
                                SourceLocation where = SourceLocation::current());
 
