@@ -9,7 +9,6 @@
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
-#include "plexus/exec/internal/spin_budget.h"
 #include "plexus/exec/task_processor.h"
 #include "registry.h"
 #include "subscription_core.h"
@@ -43,10 +42,19 @@ std::mutex& FilterMutex() {
 
 // Messages a turn takes from the mailbox per lock acquisition.
 constexpr std::uint32_t kTakeBatch = 64;
+// Message references per mailbox segment (a segment is then 256 bytes).
+constexpr std::uint32_t kSegmentSlots = 31;
+// Spare segments a mailbox keeps for reuse; more are freed.
+constexpr std::uint32_t kMaxSpares = 32;
 // Polls of an empty mailbox before a turn ends (each a CPU pause: a few microseconds in all).
 constexpr int kEndOfTurnSpins = 512;
 
 }  // namespace
+
+struct SubscriptionCore::Segment {
+  Message* slots[kSegmentSlots];
+  std::atomic<Segment*> next{nullptr};  // the queue's next segment, or the next spare
+};
 
 SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
                                    SubscriptionOptions&& options)
@@ -73,15 +81,19 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
     if (type != nullptr) AcceptType(type);
   }
   if (Any(options.accepted_formats)) SetAcceptedFormats(options.accepted_formats);
+  if (mode_ != DeliveryMode::kSynchronous) head_ = tail_ = new Segment();
   SubscriptionRegistry::Get().Add(this);
 }
 
 SubscriptionCore::~SubscriptionCore() {
   SubscriptionRegistry::Get().Remove(this);
-  std::lock_guard lock(mu_);
   // Messages still queued (a subscription dropped without its final turn: only possible when
   // its pool was shut down under it) are released.
-  for (std::uint32_t i = 0; i < count_; ++i) ring_[(head_ + i) & ring_mask_]->DecRef();
+  for (std::uint64_t i = taken_.load(); i < enqueued_.load(); ++i) {
+    PopHead()->DecRef(SourceLocation::current(), this);
+  }
+  for (Segment* s = head_; s != nullptr;) delete std::exchange(s, s->next.load());
+  for (Segment* s = spares_.load(); s != nullptr;) delete std::exchange(s, s->next.load());
   if (alerted_) ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
 }
 
@@ -183,35 +195,28 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   {
     std::lock_guard lock(mu_);
     if (closed_) return DeliverOutcome::kFiltered;
-    if (policy_ != QueuePolicy::kUnbounded && count_ >= capacity_) {
+    // A bounded queue holds capacity_ messages besides the one being handled (those a turn
+    // took in its batch count as held).
+    if (policy_ != QueuePolicy::kUnbounded && Depth() > capacity_) {
       if (policy_ == QueuePolicy::kRejectNew) {
         rejected_.store(rejected_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         return DeliverOutcome::kRejected;
       }
-      evicted = ring_[head_];
-      head_ = (head_ + 1) & ring_mask_;
-      --count_;
       dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       ++dropped;
+      const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
+      if (enqueued_.load(std::memory_order_relaxed) == taken) {
+        // Every older message is being handled already: this one is the oldest that can go.
+        return DeliverOutcome::kDropped;
+      }
+      // The consumer takes under mu_ too under a bounded policy: the head is ours here.
+      evicted = PopHead();
+      taken_.store(taken + 1, std::memory_order_relaxed);
     }
-    if (count_ == ring_mask_ + 1 || !ring_) GrowLocked();
     message->AddRef(SourceLocation::current(), this);
-    ring_[(head_ + count_) & ring_mask_] = message;
-    ++count_;
-    count_hint_.store(count_, std::memory_order_relaxed);
-    ++enqueued_;
-    if (ticket != nullptr && ticket->target == this) ticket->seq = enqueued_;
-    queued_.store(queued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    const std::size_t depth = DepthLocked();
-    if (depth > max_depth_.load(std::memory_order_relaxed)) {
-      max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
-    }
-    if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      CheckAlertLocked(depth);
-    }
-    if (!scheduled_) {
-      scheduled_ = true;
-      schedule = true;
+    schedule = EnqueueLocked(message);
+    if (ticket != nullptr && ticket->target == this) {
+      ticket->seq = enqueued_.load(std::memory_order_relaxed);
     }
   }
   if (evicted != nullptr) evicted->DecRef(SourceLocation::current(), this);
@@ -219,13 +224,87 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   return DeliverOutcome::kDelivered;
 }
 
-void SubscriptionCore::GrowLocked() {
-  const std::uint32_t capacity = ring_ ? (ring_mask_ + 1) * 2 : 8;
-  std::unique_ptr<Message*[]> bigger(new Message*[capacity]);
-  for (std::uint32_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) & ring_mask_];
-  ring_ = std::move(bigger);
-  ring_mask_ = capacity - 1;
-  head_ = 0;
+bool SubscriptionCore::EnqueueLocked(Message* message) {
+  if (tail_slot_ == kSegmentSlots) {
+    Segment* next = spares_.load(std::memory_order_acquire);
+    // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
+    // and pushed again under us: no ABA.
+    while (next != nullptr &&
+           !spares_.compare_exchange_weak(next, next->next.load(std::memory_order_relaxed),
+                                          std::memory_order_acquire, std::memory_order_acquire)) {
+    }
+    if (next != nullptr) {
+      spare_count_.fetch_sub(1, std::memory_order_relaxed);
+      next->next.store(nullptr, std::memory_order_relaxed);
+    } else {
+      next = new Segment();
+    }
+    tail_->next.store(next, std::memory_order_release);
+    tail_ = next;
+    tail_slot_ = 0;
+  }
+  tail_->slots[tail_slot_++] = message;
+  const std::uint64_t enqueued = enqueued_.load(std::memory_order_relaxed) + 1;
+  // Publishes the slot to the consumer; sequentially consistent, against the consumer's
+  // end-of-turn check of scheduled_ (one of the two sees the other).
+  enqueued_.store(enqueued, std::memory_order_seq_cst);
+  queued_.store(queued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Depth from a recent count of handled messages: an overestimate, refreshed (a read of the
+  // consumer's counter) only when it would set a new highest depth or reach high water.
+  const std::uint64_t gone = dropped_.load(std::memory_order_relaxed);
+  std::uint64_t depth = enqueued - handled_seen_ - gone;
+  if (depth > max_depth_.load(std::memory_order_relaxed) || depth >= high_water_) {
+    handled_seen_ = handled_.load(std::memory_order_relaxed);
+    depth = enqueued - std::min(enqueued, handled_seen_ + gone);
+    if (depth > max_depth_.load(std::memory_order_relaxed)) {
+      max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
+    }
+    if (depth >= high_water_ && !alerted_) [[unlikely]] {
+      CheckAlertLocked(depth);
+    }
+  }
+  return !scheduled_.load(std::memory_order_seq_cst) &&
+         !scheduled_.exchange(true, std::memory_order_acq_rel);
+}
+
+Message* SubscriptionCore::PopHead() {
+  if (head_slot_ == kSegmentSlots) {
+    Segment* next = head_->next.load(std::memory_order_acquire);
+    RetireSegment(std::exchange(head_, next));
+    head_slot_ = 0;
+  }
+  return head_->slots[head_slot_++];
+}
+
+void SubscriptionCore::RetireSegment(Segment* segment) {
+  if (spare_count_.load(std::memory_order_relaxed) >= kMaxSpares) {
+    delete segment;
+    return;
+  }
+  spare_count_.fetch_add(1, std::memory_order_relaxed);
+  Segment* top = spares_.load(std::memory_order_relaxed);
+  do {
+    segment->next.store(top, std::memory_order_relaxed);
+  } while (!spares_.compare_exchange_weak(top, segment, std::memory_order_release,
+                                          std::memory_order_relaxed));
+}
+
+std::uint32_t SubscriptionCore::Take(Message** batch) {
+  std::unique_lock<MailboxMutex> lock;
+  if (policy_ != QueuePolicy::kUnbounded) lock = std::unique_lock(mu_);
+  const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
+  const std::uint64_t available = enqueued_.load(std::memory_order_acquire) - taken;
+  const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(available, kTakeBatch));
+  for (std::uint32_t i = 0; i < n; ++i) batch[i] = PopHead();
+  if (n != 0) taken_.store(taken + n, std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t SubscriptionCore::Depth() const noexcept {
+  const std::uint64_t enqueued = enqueued_.load(std::memory_order_acquire);
+  const std::uint64_t gone =
+      handled_.load(std::memory_order_relaxed) + dropped_.load(std::memory_order_relaxed);
+  return enqueued > gone ? enqueued - gone : 0;
 }
 
 void SubscriptionCore::ScheduleTurn() {
@@ -234,10 +313,7 @@ void SubscriptionCore::ScheduleTurn() {
   if (!pool_->Push([this] { RunTurn(); })) {
     // The pool was shut down under the subscription: its messages can no longer run.
     Log(LogLevel::kError, "bus subscription '" + id_ + "': its pool refused a turn");
-    {
-      std::lock_guard lock(mu_);
-      scheduled_ = false;
-    }
+    scheduled_.store(false, std::memory_order_seq_cst);
     DecRef(SourceLocation::current(), &pool_);
   }
 }
@@ -246,67 +322,63 @@ void SubscriptionCore::CheckAlertLocked(std::size_t depth) {
   const bool now = alerted_ ? depth > low_water_ : depth >= high_water_;
   if (now == alerted_) return;
   alerted_ = now;
+  alerted_flag_.store(now, std::memory_order_relaxed);
   ReportQueueAlertChange("bus/" + id_, now, depth, high_water_);
 }
 
 void SubscriptionCore::RunTurn() {
   Message* batch[kTakeBatch];
-  std::uint32_t handled = 0;
+  std::uint32_t handled_this_turn = 0;
   bool spun = false;
   for (;;) {
-    std::uint32_t n;
-    {
-      std::unique_lock lock(mu_);
-      // Everything before the ring's head left the queue (handled, or dropped meanwhile).
-      in_hand_.store(0, std::memory_order_relaxed);
-      const std::uint64_t left = enqueued_ - count_;
-      if (done_upto_.load(std::memory_order_relaxed) != left) {
-        done_upto_.store(left, std::memory_order_seq_cst);
-        if (waiters_.load(std::memory_order_seq_cst) != 0) done_upto_.notify_all();
-      }
-      if (alerted_) CheckAlertLocked(count_);
-      n = std::min(count_, kTakeBatch);
-      if (n == 0 && !spun && mode_ != DeliveryMode::kSynchronous) {
+    const std::uint32_t n = Take(batch);
+    if (n == 0) {
+      if (!spun) {
         // About to give the thread back: first wait a moment for more, unless other work waits
         // for the thread. A publisher that keeps publishing then never pays for a new turn
         // (a pool push and a wake); an idle subscription pays a few microseconds once.
         spun = true;
-        lock.unlock();
-        if (exec_internal::SpinSlot slot; slot) {
-          for (int i = 0; i < kEndOfTurnSpins && count_hint_.load(std::memory_order_relaxed) == 0 &&
-                          !pool_->HasQueuedWork();
-               ++i) {
-            core_internal::CpuRelax();
-          }
+        const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
+        for (int i = 0; i < kEndOfTurnSpins && enqueued_.load(std::memory_order_relaxed) == taken &&
+                        !pool_->HasQueuedWork();
+             ++i) {
+          core_internal::CpuRelax();
         }
         continue;
       }
-      spun = false;
-      // Fairness only matters when other work waits for the thread.
-      if (handled >= batch_limit_ && !pool_->HasQueuedWork()) handled = 0;
-      if (n == 0 || handled >= batch_limit_) {
-        if (n == 0) scheduled_ = false;
-        if (n != 0) {
-          // Fairness: give the thread back and queue behind the pool's other work; the
-          // reference held for this turn passes to the next.
-          if (pool_->Push([this] { RunTurn(); })) return;
-          scheduled_ = false;
-        }
-      } else {
-        for (std::uint32_t i = 0; i < n; ++i) batch[i] = ring_[(head_ + i) & ring_mask_];
-        head_ = (head_ + n) & ring_mask_;
-        count_ -= n;
-        count_hint_.store(count_, std::memory_order_relaxed);
-        in_hand_.store(n, std::memory_order_relaxed);
+      // End the turn, unless a message came in that saw the turn still scheduled.
+      scheduled_.store(false, std::memory_order_seq_cst);
+      if (enqueued_.load(std::memory_order_seq_cst) != taken_.load(std::memory_order_relaxed) &&
+          !scheduled_.exchange(true, std::memory_order_acq_rel)) {
+        spun = false;
+        continue;
       }
+      break;
     }
-    if (n == 0 || handled >= batch_limit_) break;
+    spun = false;
     for (std::uint32_t i = 0; i < n; ++i) {
       Invoke(batch[i]);
-      in_hand_.store(n - i - 1, std::memory_order_relaxed);
+      handled_.store(handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       batch[i]->DecRef(SourceLocation::current(), this);
     }
-    handled += n;
+    // Every message up to the last taken left the queue (handled, or dropped meanwhile).
+    const std::uint64_t done = taken_.load(std::memory_order_relaxed);
+    done_upto_.store(done, std::memory_order_seq_cst);
+    if (waiters_.load(std::memory_order_seq_cst) != 0) done_upto_.notify_all();
+    if (alerted_flag_.load(std::memory_order_relaxed)) {
+      std::lock_guard lock(mu_);
+      if (alerted_) CheckAlertLocked(Depth());
+    }
+    handled_this_turn += n;
+    if (handled_this_turn >= batch_limit_) {
+      // Fairness, when other work waits for the thread: give it back and queue behind that
+      // work; the reference held for this turn passes to the next.
+      if (!pool_->HasQueuedWork()) {
+        handled_this_turn = 0;
+      } else if (pool_->Push([this] { RunTurn(); })) {
+        return;
+      }
+    }
   }
   DecRef(SourceLocation::current(), &pool_);
 }
@@ -376,15 +448,7 @@ void SubscriptionCore::DeliverFinal(Message* message) {
   {
     std::lock_guard lock(mu_);
     closed_ = true;
-    if (count_ == ring_mask_ + 1 || !ring_) GrowLocked();
-    ring_[(head_ + count_) & ring_mask_] = message;
-    ++count_;
-    count_hint_.store(count_, std::memory_order_relaxed);
-    ++enqueued_;
-    if (!scheduled_) {
-      scheduled_ = true;
-      schedule = true;
-    }
+    schedule = EnqueueLocked(message);
   }
   if (schedule) ScheduleTurn();
 }
@@ -436,9 +500,9 @@ SubscriptionStats SubscriptionCore::Stats() const {
   s.rejected = rejected_.load(std::memory_order_relaxed);
   s.max_depth = max_depth_.load(std::memory_order_relaxed);
   s.subscribed = subscribed_.load(std::memory_order_relaxed);
+  s.depth = Depth();
   {
     std::lock_guard lock(mu_);
-    s.depth = DepthLocked();
     s.alerted = alerted_;
     s.done = final_done_.load(std::memory_order_relaxed);
   }

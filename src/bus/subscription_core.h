@@ -11,8 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "mailbox_mutex.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/bus/topic.h"
+#include "plexus/core/config.h"
 #include "plexus/core/ref.h"
 #include "plexus/exec/thread_pool.h"
 
@@ -24,7 +26,8 @@ struct WaitTicket {
   std::uint64_t seq = 0;  // the message's position in the target's queue; 0: not queued
 };
 
-enum class DeliverOutcome { kDelivered, kFiltered, kRejected };
+// kDropped: the message itself was dropped (counted in `dropped`) by kDropOldest.
+enum class DeliverOutcome { kDelivered, kFiltered, kRejected, kDropped };
 
 // The type filter's bits, indexed by MessageType::Id. Replaced (never resized in place) when a
 // larger id is accepted, so a publisher reading it needs no lock; old arrays are kept until the
@@ -71,6 +74,8 @@ class SubscriptionCore final : public RefCounted {
   SubscriptionCore* next_live_ = nullptr;
 
  private:
+  struct Segment;
+
   ~SubscriptionCore() override;
 
   bool Passes(const Message& message) const noexcept;
@@ -81,9 +86,21 @@ class SubscriptionCore final : public RefCounted {
   void Invoke(Message* message);
   // Require mu_.
   void CheckAlertLocked(std::size_t depth);
-  std::size_t DepthLocked() const { return count_ + in_hand_.load(std::memory_order_relaxed); }
-  void GrowLocked();
+  // Queues `message` (a reference is taken) and says whether a turn must be scheduled; requires
+  // mu_.
+  bool EnqueueLocked(Message* message);
+  // Takes up to kTakeBatch messages; the running turn only.
+  std::uint32_t Take(Message** batch);
+  Message* PopHead();  // the consumer, or a producer dropping under mu_ (bounded policies)
+  void RetireSegment(Segment* segment);
+  std::uint64_t Depth() const noexcept;
 
+  // Members are grouped by who writes them, each group on cache lines of its own: what
+  // publishers only read (configuration, filter), what publishers write (the tail and its
+  // counters) and what the consumer writes (the head and its counters). Sharing a line between
+  // a publisher's core and the consumer's would cost a transfer per message.
+
+  // Read-mostly.
   const std::string id_;
   const Ref<Topic> topic_;
   const DeliveryMode mode_;
@@ -95,53 +112,56 @@ class SubscriptionCore final : public RefCounted {
   ThreadPool* pool_ = nullptr;  // the pool the turns run on
   Ref<ThreadPool> own_pool_;    // kDedicatedThread: a one-thread pool of its own
   MessageHandler handler_;      // run by one thread at a time; reset after the final message
-
-  // Guards the mailbox fields below down to alerted_ (std::mutex carries no annotations for
-  // clang's analysis, hence comments).
-  mutable std::mutex mu_;
-  // The mailbox: a ring of message references (capacity a power of two).
-  std::unique_ptr<Message*[]> ring_;
-  std::uint32_t ring_mask_ = 0;
-  std::uint32_t head_ = 0;
-  std::uint32_t count_ = 0;
-  // Taken by the running turn and not yet handled: set under mu_ when a batch is taken, then
-  // counted down (by the turn alone) as each is handled, so depth never counts handled ones.
-  std::atomic<std::uint32_t> in_hand_{0};
-  std::uint64_t enqueued_ = 0;  // messages ever queued (the last one's seq)
-  bool scheduled_ = false;      // a turn is queued on the pool or running
-  bool closed_ = false;         // the final message was queued
-  bool alerted_ = false;
-  // count_, readable without the lock by a turn that waits a moment for more before it ends.
-  std::atomic<std::uint32_t> count_hint_{0};
   // Written once before it is queued; compared with every message the consumer handles.
   std::atomic<Message*> final_message_{nullptr};
   // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
   // Made for synchronous subscriptions only (the others need no such lock).
   const std::unique_ptr<std::recursive_mutex> sync_mu_;
   bool final_pending_ = false;  // guarded by *sync_mu_: unsubscribed from its own callback
-
   std::atomic<bool> subscribed_{true};
-  std::atomic<bool> final_started_{false};
-  std::atomic<bool> final_done_{false};  // waited on (atomic wait) by joiners
-  // Every seq up to this left the queue; waited on (atomic wait) by PublishAndWait.
-  std::atomic<std::uint64_t> done_upto_{0};
-  std::atomic<std::uint32_t> waiters_{0};
-
-  // Filter.
+  std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
+  std::atomic<std::uint32_t> waiters_{0};  // PublishAndWait callers waiting
   std::atomic<bool> selective_{false};
   std::atomic<std::uint32_t> formats_{0};
   std::atomic<FilterWords*> words_{nullptr};
   // Guarded by FilterMutex() (one for all subscriptions: filter changes are rare).
   std::vector<std::unique_ptr<FilterWords>> filter_arrays_;
 
-  // Counters (written under mu_ or by the one running callback; read relaxed by Stats).
+  // The mailbox: a queue of message references in linked segments of kSegmentSlots, recycled
+  // through a spare list, so steady-state delivery allocates nothing. Producers (publishers)
+  // serialize on mu_; the consumer (the running turn) reads without it — except under a bounded
+  // policy, whose producers drop at the head, where the consumer takes under mu_ as well.
+  //
+  // Producer side. mu_ guards the plain fields of this group (comments, not annotations:
+  // clang's analysis would need the lock to carry the capability attribute).
+  alignas(kCacheLineSize) mutable MailboxMutex mu_;
+  bool closed_ = false;  // the final message was queued
+  bool alerted_ = false;
+  std::uint32_t tail_slot_ = 0;
+  Segment* tail_ = nullptr;
+  std::uint64_t handled_seen_ = 0;  // a recent handled_, for depth estimates
+  // Messages ever queued (the last one's seq): written under mu_, read by the consumer.
+  std::atomic<std::uint64_t> enqueued_{0};
+  std::atomic<bool> scheduled_{false};  // a turn is queued on the pool or running
+  std::atomic<std::uint32_t> max_depth_{0};
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> filtered_{0};
-  std::atomic<std::uint64_t> dispatched_{0};
-  std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> rejected_{0};
-  std::atomic<std::uint32_t> max_depth_{0};
+
+  // Consumer side (owned by the running turn; also guarded by mu_ under a bounded policy).
+  alignas(kCacheLineSize) Segment* head_ = nullptr;
+  std::uint32_t head_slot_ = 0;
+  std::atomic<bool> final_started_{false};
+  std::atomic<bool> final_done_{false};    // waited on (atomic wait) by joiners
+  std::atomic<std::uint64_t> taken_{0};    // messages taken from the queue or dropped
+  std::atomic<std::uint64_t> handled_{0};  // messages whose callback returned
+  std::atomic<std::uint64_t> dispatched_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  // Every seq up to this left the queue; waited on (atomic wait) by PublishAndWait.
+  std::atomic<std::uint64_t> done_upto_{0};
+  std::atomic<Segment*> spares_{nullptr};  // pushed by the consumer, popped under mu_
+  std::atomic<std::uint32_t> spare_count_{0};
 };
 
 }  // namespace plexus::bus_internal

@@ -137,6 +137,8 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishRe
         case bus_internal::DeliverOutcome::kRejected:
           ++result.rejected;
           break;
+        case bus_internal::DeliverOutcome::kDropped:
+          break;  // counted in result.dropped by Deliver
       }
     }
     result.delivered += delivered;

@@ -9,8 +9,6 @@
 
 #include "plexus/exec/thread_pool.h"
 
-#include "plexus/exec/internal/spin_budget.h"
-
 #include <algorithm>
 #include <string>
 
@@ -220,10 +218,8 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
     lock.unlock();
-    if (exec_internal::SpinSlot slot; slot) {
-      for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
-        CpuRelax();
-      }
+    for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
+      CpuRelax();
     }
     lock.lock();
     if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;

@@ -74,7 +74,8 @@ struct SubscriptionOptions {
   // kPool: the pool whose threads run the callbacks; null: ThreadPool::Shared().
   Ref<ThreadPool> pool;
   QueuePolicy policy = QueuePolicy::kUnbounded;
-  // The most messages a bounded queue holds (ignored by kUnbounded); at least 1.
+  // The most messages a bounded queue holds besides the one being handled (ignored by
+  // kUnbounded); at least 1.
   std::size_t capacity = 1024;
   // Queue depths that raise and clear the congestion alert.
   std::uint32_t high_water = 500;

@@ -63,7 +63,9 @@ struct PublishResult {
   std::uint32_t delivered = 0;  // subscriptions that queued the message or ran their callback
   std::uint32_t filtered = 0;   // subscriptions whose filter refused it
   std::uint32_t rejected = 0;   // bounded queues (QueuePolicy::kRejectNew) that were full
-  std::uint32_t dropped = 0;    // older messages dropped for it (QueuePolicy::kDropOldest)
+  // Messages dropped by full kDropOldest queues: an older one for this, or this one where
+  // every older one is being handled already.
+  std::uint32_t dropped = 0;
 };
 
 // A snapshot of a topic's counters.
