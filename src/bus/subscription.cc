@@ -42,8 +42,8 @@ std::mutex& FilterMutex() {
 
 // Messages a turn takes from the mailbox per lock acquisition.
 constexpr std::uint32_t kTakeBatch = 64;
-// Message references per mailbox segment (a segment is then 256 bytes).
-constexpr std::uint32_t kSegmentSlots = 31;
+// Message references per mailbox segment (a segment is then 128 bytes).
+constexpr std::uint32_t kSegmentSlots = 15;
 // Spare segments a mailbox keeps for reuse; more are freed.
 constexpr std::uint32_t kMaxSpares = 32;
 // Polls of an empty mailbox before a turn ends (each a CPU pause: a few microseconds in all).
