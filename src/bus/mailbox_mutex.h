@@ -2,9 +2,13 @@
 // turn (taking a batch), so a waiter spins briefly before it sleeps, and both sides never pay a
 // system call while the other only passes through (glibc's mutex sleeps at once). Four bytes,
 // which matters with 100 000 subscriptions. Drepper's three-state futex mutex ("Futexes are
-// tricky"), on std::atomic wait/notify.
+// tricky"), on the futex system call directly (libstdc++ 12's std::atomic wait can lose wake-ups).
 
 #pragma once
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -25,7 +29,7 @@ class MailboxMutex {
     return state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire);
   }
   void unlock() noexcept {
-    if (state_.exchange(kFree, std::memory_order_release) == kContended) state_.notify_one();
+    if (state_.exchange(kFree, std::memory_order_release) == kContended) Wake();
   }
 
  private:
@@ -43,10 +47,21 @@ class MailboxMutex {
       }
     }
     while (state_.exchange(kContended, std::memory_order_acquire) != kFree) {
-      state_.wait(kContended, std::memory_order_relaxed);
+      Sleep();
     }
   }
 
+  // Sleeps while the state is still kContended (returns at once if it changed).
+  void Sleep() noexcept {
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&state_), FUTEX_WAIT_PRIVATE, kContended,
+            nullptr, nullptr, 0);
+  }
+  void Wake() noexcept {
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&state_), FUTEX_WAKE_PRIVATE, 1, nullptr,
+            nullptr, 0);
+  }
+
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
   static constexpr int kSpins = 100;
   std::atomic<std::uint32_t> state_{kFree};
 };

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <exception>
+#include <mutex>
 #include <string>
 
 #include "message_type_registry.h"
@@ -34,6 +36,38 @@ class CurrentCallback {
 };
 
 std::atomic<std::uint64_t> next_subscription_number{0};
+
+// Joins and PublishAndWait are rare, so one process-wide lock and condition serve the waiters
+// of every subscription (each rechecks its own condition). Not std::atomic::wait: libstdc++ 12's
+// waiter pool has lost wake-ups (fixed in GCC 13), seen here as a hung PublishAndWait.
+struct ProcessWaiters {
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+ProcessWaiters& Waiters() {
+  static auto* waiters = new ProcessWaiters();
+  return *waiters;
+}
+
+// Called after the condition changed, when the subscription has waiters: taking the lock
+// orders the change before a waiter's check, or the waiter is asleep and gets the notice.
+void WakeWaiters() {
+  ProcessWaiters& w = Waiters();
+  { std::lock_guard lock(w.mu); }
+  w.cv.notify_all();
+}
+
+template <class Condition>
+void WaitFor(std::atomic<std::uint32_t>& waiters, Condition done) {
+  waiters.fetch_add(1, std::memory_order_seq_cst);
+  {
+    ProcessWaiters& w = Waiters();
+    std::unique_lock lock(w.mu);
+    w.cv.wait(lock, done);
+  }
+  waiters.fetch_sub(1, std::memory_order_relaxed);
+}
 
 std::mutex& FilterMutex() {
   static auto* mu = new std::mutex();
@@ -364,7 +398,7 @@ void SubscriptionCore::RunTurn() {
     // Every message up to the last taken left the queue (handled, or dropped meanwhile).
     const std::uint64_t done = taken_.load(std::memory_order_relaxed);
     done_upto_.store(done, std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_seq_cst) != 0) done_upto_.notify_all();
+    if (waiters_.load(std::memory_order_seq_cst) != 0) WakeWaiters();
     if (alerted_flag_.load(std::memory_order_relaxed)) {
       std::lock_guard lock(mu_);
       if (alerted_) CheckAlertLocked(Depth());
@@ -402,8 +436,8 @@ void SubscriptionCore::Invoke(Message* message) {
   if (is_final) {
     // Nothing runs after the final message: let what the callback captured go now.
     MessageHandler().swap(handler_);
-    final_done_.store(true, std::memory_order_release);
-    final_done_.notify_all();
+    final_done_.store(true, std::memory_order_seq_cst);
+    if (waiters_.load(std::memory_order_seq_cst) != 0) WakeWaiters();
   }
 }
 
@@ -471,7 +505,7 @@ bool SubscriptionCore::Join(SourceLocation where) {
     std::lock_guard sync(*sync_mu_);
     return true;
   }
-  while (!final_done_.load(std::memory_order_acquire)) final_done_.wait(false);
+  WaitFor(waiters_, [&] { return final_done_.load(std::memory_order_seq_cst); });
   // A dedicated thread has nothing left to run: stop it here (joining it), so it is not left to
   // end in the background when the last reference goes.
   if (mode_ == DeliveryMode::kDedicatedThread) own_pool_->Shutdown();
@@ -479,12 +513,7 @@ bool SubscriptionCore::Join(SourceLocation where) {
 }
 
 void SubscriptionCore::WaitHandled(std::uint64_t seq) {
-  waiters_.fetch_add(1, std::memory_order_seq_cst);
-  for (std::uint64_t done = done_upto_.load(std::memory_order_seq_cst); done < seq;
-       done = done_upto_.load(std::memory_order_seq_cst)) {
-    done_upto_.wait(done);
-  }
-  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  WaitFor(waiters_, [&] { return done_upto_.load(std::memory_order_seq_cst) >= seq; });
 }
 
 SubscriptionStats SubscriptionCore::Stats() const {

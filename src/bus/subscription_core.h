@@ -120,7 +120,7 @@ class SubscriptionCore final : public RefCounted {
   bool final_pending_ = false;  // guarded by *sync_mu_: unsubscribed from its own callback
   std::atomic<bool> subscribed_{true};
   std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
-  std::atomic<std::uint32_t> waiters_{0};  // PublishAndWait callers waiting
+  std::atomic<std::uint32_t> waiters_{0};  // joiners and PublishAndWait callers waiting
   std::atomic<bool> selective_{false};
   std::atomic<std::uint32_t> formats_{0};
   std::atomic<FilterWords*> words_{nullptr};
@@ -153,12 +153,12 @@ class SubscriptionCore final : public RefCounted {
   alignas(kCacheLineSize) Segment* head_ = nullptr;
   std::uint32_t head_slot_ = 0;
   std::atomic<bool> final_started_{false};
-  std::atomic<bool> final_done_{false};    // waited on (atomic wait) by joiners
+  std::atomic<bool> final_done_{false};    // waited for by joiners
   std::atomic<std::uint64_t> taken_{0};    // messages taken from the queue or dropped
   std::atomic<std::uint64_t> handled_{0};  // messages whose callback returned
   std::atomic<std::uint64_t> dispatched_{0};
   std::atomic<std::uint64_t> failed_{0};
-  // Every seq up to this left the queue; waited on (atomic wait) by PublishAndWait.
+  // Every seq up to this left the queue; waited for by PublishAndWait.
   std::atomic<std::uint64_t> done_upto_{0};
   std::atomic<Segment*> spares_{nullptr};  // pushed by the consumer, popped under mu_
   std::atomic<std::uint32_t> spare_count_{0};

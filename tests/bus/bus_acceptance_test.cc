@@ -1254,7 +1254,14 @@ TEST_P(BusModes, BUS17_TopicAndSubscriptionCounters) {
   EXPECT_EQ(before.id, topic->Id());
   EXPECT_EQ(before.subscribers, static_cast<std::size_t>(kSubscribers));
   std::vector<SubscriptionStats> sub_before;
-  for (Subscription& s : subs) sub_before.push_back(s.Stats());
+  for (int i = 0; i < kSubscribers; ++i) {
+    // The recorder saw the notices inside the callbacks; dispatched counts them once the
+    // callbacks returned.
+    const Subscription& s = subs[static_cast<std::size_t>(i)];
+    ASSERT_TRUE(WaitUntil(
+        [&] { return s.Stats().dispatched == static_cast<std::uint64_t>(kSubscribers - i); }));
+    sub_before.push_back(s.Stats());
+  }
 
   for (int n = 0; n < kMessages; ++n) topic->Publish(IntType(), n);
   for (int i = 0; i < kSubscribers; ++i) {
