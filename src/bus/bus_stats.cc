@@ -7,57 +7,6 @@
 #include "registry.h"
 
 namespace plexus {
-namespace bus_internal {
-
-TopicRegistry& TopicRegistry::Get() {
-  static auto* registry = new TopicRegistry();
-  return *registry;
-}
-
-void TopicRegistry::Add(Topic* topic) {
-  std::lock_guard lock(mu);
-  topic->next_live_ = head;
-  if (head != nullptr) head->prev_live_ = topic;
-  head = topic;
-  ++count;
-}
-
-void TopicRegistry::Remove(Topic* topic) {
-  std::lock_guard lock(mu);
-  if (topic->prev_live_ != nullptr) {
-    topic->prev_live_->next_live_ = topic->next_live_;
-  } else {
-    head = topic->next_live_;
-  }
-  if (topic->next_live_ != nullptr) topic->next_live_->prev_live_ = topic->prev_live_;
-  --count;
-}
-
-SubscriptionRegistry& SubscriptionRegistry::Get() {
-  static auto* registry = new SubscriptionRegistry();
-  return *registry;
-}
-
-void SubscriptionRegistry::Add(SubscriptionCore* core) {
-  std::lock_guard lock(mu);
-  core->next_live_ = head;
-  if (head != nullptr) head->prev_live_ = core;
-  head = core;
-  ++count;
-}
-
-void SubscriptionRegistry::Remove(SubscriptionCore* core) {
-  std::lock_guard lock(mu);
-  if (core->prev_live_ != nullptr) {
-    core->prev_live_->next_live_ = core->next_live_;
-  } else {
-    head = core->next_live_;
-  }
-  if (core->next_live_ != nullptr) core->next_live_->prev_live_ = core->prev_live_;
-  --count;
-}
-
-}  // namespace bus_internal
 
 std::vector<TopicStats> ListTopics() {
   std::vector<TopicStats> out;
@@ -73,15 +22,11 @@ std::vector<SubscriptionStats> ListSubscriptions() {
 }
 
 std::size_t LiveTopicCount() {
-  auto& r = bus_internal::TopicRegistry::Get();
-  std::lock_guard lock(r.mu);
-  return r.count;
+  return bus_internal::TopicRegistry::Get().Count();
 }
 
 std::size_t LiveSubscriptionCount() {
-  auto& r = bus_internal::SubscriptionRegistry::Get();
-  std::lock_guard lock(r.mu);
-  return r.count;
+  return bus_internal::SubscriptionRegistry::Get().Count();
 }
 
 namespace {

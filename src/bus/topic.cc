@@ -251,12 +251,10 @@ Forward& Forward::operator=(Forward&& other) noexcept {
 
 void Forward::Cancel() noexcept {
   if (from_ == nullptr) return;
-  TopicSnapshot* to_free = nullptr;
   {
     std::lock_guard lock(from_->mu_);
     from_->RemoveForwardLocked(to_.get());
   }
-  delete to_free;
   from_ = nullptr;
   to_ = nullptr;
 }

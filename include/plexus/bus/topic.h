@@ -55,7 +55,8 @@ namespace bus_internal {
 class SubscriptionCore;
 struct TopicSnapshot;
 struct WaitTicket;
-struct TopicRegistry;
+template <class T>
+class LiveRegistry;
 }  // namespace bus_internal
 
 // What one Publish did, summed over every subscription it reached (forwarded ones included).
@@ -125,7 +126,7 @@ class Topic final : public RefCounted {
   friend class Subscription;
   friend class Forward;
   friend class bus_internal::SubscriptionCore;
-  friend struct bus_internal::TopicRegistry;
+  friend class bus_internal::LiveRegistry<Topic>;
   friend Forward ForwardAll(const Ref<Topic>&, const Ref<Topic>&, SourceLocation);
 
   Topic(std::string_view name, std::string_view description);
