@@ -3,6 +3,7 @@
 #include <exception>
 #include <string>
 
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 
@@ -34,15 +35,12 @@ std::optional<std::string> Render(
     const Message& m, const std::function<std::optional<std::string>(const Message&)>& fn,
     const char* what) {
   if (!fn) return std::nullopt;
-  try {
-    return fn(m);
-  } catch (const std::exception& e) {
-    Log(LogLevel::kError,
-        std::string(what) + " formatter of '" + m.Type().Name() + "' threw: " + e.what());
-  } catch (...) {
-    Log(LogLevel::kError, std::string(what) + " formatter of '" + m.Type().Name() + "' threw");
-  }
-  return std::nullopt;
+  std::optional<std::string> rendered;
+  core_internal::RunCatching(
+      [&] { rendered = fn(m); },
+      [&] { return std::string(what) + " formatter of '" + std::string(m.Type().Name()) + "'"; },
+      SourceLocation::current());
+  return rendered;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "message_type_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task_processor.h"
@@ -422,14 +423,10 @@ void SubscriptionCore::Invoke(Message* message) {
   if (is_final) final_started_.store(true, std::memory_order_release);
   {
     CurrentCallback current(this);
-    try {
-      handler_(*message, is_final);
-    } catch (const std::exception& e) {
+    if (!core_internal::RunCatching([&] { handler_(*message, is_final); },
+                                    [&] { return "bus subscription '" + id_ + "': callback"; },
+                                    SourceLocation::current())) {
       failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "bus subscription '" + id_ + "': callback threw: " + e.what());
-    } catch (...) {
-      failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "bus subscription '" + id_ + "': callback threw");
     }
   }
   dispatched_.store(dispatched_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -3,6 +3,9 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <string>
+
+#include "plexus/core/internal/run_catching.h"
 
 namespace plexus {
 namespace {
@@ -59,5 +62,17 @@ std::string_view LogLevelName(LogLevel level) {
   }
   return "?";
 }
+
+namespace core_internal {
+
+void LogThrown(const std::string& what, const std::exception* error, SourceLocation where) {
+  if (error != nullptr) {
+    Log(LogLevel::kError, what + " threw: " + error->what(), where);
+  } else {
+    Log(LogLevel::kError, what + " threw a non-exception", where);
+  }
+}
+
+}  // namespace core_internal
 
 }  // namespace plexus

@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "plexus/core/clock.h"
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 
@@ -268,14 +269,9 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
   if (tls_current == this) {
     // From our own task: queueing it would wait for ourselves. Run it now.
     processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    try {
-      task();
-    } catch (const std::exception& e) {
+    if (!core_internal::RunCatching(
+            task, [&] { return "task processor '" + Name() + "': a task"; }, where)) {
       failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "task processor '" + Name() + "': a task threw: " + e.what(), where);
-    } catch (...) {
-      failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "task processor '" + Name() + "': a task threw a non-exception", where);
     }
     return true;
   }
@@ -365,14 +361,10 @@ void TaskProcessor::RunTurn() {
     Task& task = draining_[next_++];
     depth_.fetch_sub(1, std::memory_order_relaxed);
     executing_.store(true, std::memory_order_relaxed);
-    try {
-      task();
-    } catch (const std::exception& e) {
+    if (!core_internal::RunCatching(
+            task, [&] { return "task processor '" + Name() + "': a task"; },
+            SourceLocation::current())) {
       failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "task processor '" + Name() + "': a task threw: " + e.what());
-    } catch (...) {
-      failed_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kError, "task processor '" + Name() + "': a task threw a non-exception");
     }
     // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
     // Counted before the task is destroyed, which is what releases a PushAndWait caller.

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "plexus/core/internal/cpu_relax.h"
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 
@@ -188,13 +189,8 @@ void ThreadPool::WorkerMain(Worker* self) {
         NotifyStateLocked();
       }
       lock.unlock();
-      try {
-        task();
-      } catch (const std::exception& e) {
-        Log(LogLevel::kError, "pool '" + options_.name + "': a task threw: " + e.what());
-      } catch (...) {
-        Log(LogLevel::kError, "pool '" + options_.name + "': a task threw a non-exception");
-      }
+      core_internal::RunCatching(
+          task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
       task.reset();
       lock.lock();
       if (stop_active_ > 0) {

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_id.h"
@@ -370,13 +371,9 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
     s.running_on = CurrentThreadToken();
     callback = std::move(s.callback);
   }
-  try {
-    callback();
-  } catch (const std::exception& e) {
-    Log(LogLevel::kError, "timer heap '" + name_ + "': a timer callback threw: " + e.what());
-  } catch (...) {
-    Log(LogLevel::kError, "timer heap '" + name_ + "': a timer callback threw a non-exception");
-  }
+  core_internal::RunCatching(
+      callback, [&] { return "timer heap '" + name_ + "': a timer callback"; },
+      SourceLocation::current());
   callback.reset();
   {
     std::lock_guard lock(mu_);

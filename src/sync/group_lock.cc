@@ -25,6 +25,7 @@
 #include <deque>
 
 #include "plexus/core/internal/cpu_relax.h"
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/sync/internal/parking_lot.h"
@@ -108,14 +109,9 @@ void GroupLock::DestroyNow() const {
   // it (AddRef) is reported instead of re-entering destruction (PJLIB runs every handler again).
   word_.store(kDestroyed, std::memory_order_relaxed);
   for (const Handler& handler : TakeHandlers()) {
-    try {
-      handler.fn(handler.member);
-    } catch (const std::exception& e) {
-      Log(LogLevel::kError, std::string("group lock destroy handler threw: ") + e.what(),
-          class_.site);
-    } catch (...) {
-      Log(LogLevel::kError, "group lock destroy handler threw a non-exception", class_.site);
-    }
+    core_internal::RunCatching([&] { handler.fn(handler.member); },
+                               [] { return std::string("group lock destroy handler"); },
+                               class_.site);
   }
   DeleteSnapshot(chain_.exchange(nullptr, std::memory_order_relaxed));
   FreeRetiredChains();
