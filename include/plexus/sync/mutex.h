@@ -32,6 +32,8 @@
 
 namespace plexus {
 
+class CondVar;
+
 namespace sync_internal {
 
 // std::mutex with the capability attribute and nothing else (no validation): for plexus's
@@ -48,6 +50,7 @@ class PLEXUS_CAPABILITY("mutex") AnnotatedMutex {
   void unlock() PLEXUS_RELEASE() { mu_.unlock(); }
 
  private:
+  friend class ::plexus::CondVar;
   std::mutex mu_;
 };
 
@@ -83,6 +86,7 @@ class PLEXUS_CAPABILITY("mutex") ValidatedMutex {
   const LockClassRef& lock_class() const noexcept { return class_; }
 
  private:
+  friend class ::plexus::CondVar;
   StdMutex mu_;
   LockClassRef class_;
 };
