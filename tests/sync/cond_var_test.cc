@@ -52,8 +52,11 @@ TEST(CondVar, WaitForReportsATimeoutAndHoldsTheMutexAgain) {
   // The mutex is held again: another thread cannot take it.
   bool other_got_it = true;
   std::thread([&] {
-    other_got_it = mu.TryLock();
-    if (other_got_it) mu.Unlock();
+    other_got_it = false;
+    if (mu.TryLock()) {
+      other_got_it = true;
+      mu.Unlock();
+    }
   }).join();
   EXPECT_FALSE(other_got_it);
 }
