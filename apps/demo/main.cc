@@ -4,7 +4,7 @@
 //
 //   * Two typed message types, ChannelState and DeviceState, each with a JSON formatter
 //     (plexus/bus/json.h, nlohmann-json) and an AMI-style text formatter.
-//   * A TopicPool over an "all" topic: per-object topics ("channel/PJSIP/alice-0001",
+//   * A TopicPool over an "all" topic: per-object topics ("channel/PJSIP/alice-00000001",
 //     "device/PJSIP/alice") are created on first use and forwarded into "all".
 //   * Several producer threads, each owning a few channels and devices, publish typed events on
 //     their objects' topics for a few seconds. Every event carries its producer, a per-producer
