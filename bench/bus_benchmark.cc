@@ -1,4 +1,4 @@
-// Bus-layer benchmarks (issue 4): plexus's message bus beside the anchors it is judged against —
+// Bus-layer benchmarks: plexus's message bus beside the anchors it is judged against —
 // a bare moodycamel::ConcurrentQueue hand-off (the floor an asynchronous delivery cannot go
 // below) and a Boost.Signals2 signal (the synchronous mode's peer) — in the same binary and run,
 // and beside Asterisk's published figures (bench/README.md; nothing here computes ratios).

@@ -1,10 +1,10 @@
-// Group-lock benchmarks (issue 2): plexus::GroupLock beside the anchors it is judged against
+// Group-lock benchmarks: plexus::GroupLock beside the anchors it is judged against
 // (std::mutex, std::recursive_mutex, a bare atomic counter, absl::Mutex with and without its
 // deadlock detector), so every result reads as a ratio taken in the same run.
 //
-// These functions are built as the object library plexus_bench_grouplock and linked into both
-// plexus_bench and plexus_demo (apps/demo), which runs them in-process and prints the ratios
-// against the targets. Keep the names stable: the demo and bench/README.md refer to them.
+// These functions are compiled into plexus_bench with every other bench/*.cc; bench/README.md
+// lists their results as ratios against the targets. Keep the names stable: bench/README.md
+// refers to them.
 //
 // Conventions shared by every row, so that rows compare like with like:
 //   * Each iteration is one operation pair (acquire+release, add_ref+dec_ref, ...), and the
@@ -281,7 +281,7 @@ void BM_GroupLock_AcquireRelease_RefDebug(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// Not in issue 2's list, but the number a PJLIB user compares with PJ_GRP_LOCK_DEBUG: a bare
+// Not a target row, but the number a PJLIB user compares with PJ_GRP_LOCK_DEBUG: a bare
 // add_ref/dec_ref pair with holder recording on (PJLIB takes a process-wide mutex for it).
 void BM_GroupLock_AddRefDecRef_RefDebug(benchmark::State& state) {
   EnsureMultiThreadedProcess();

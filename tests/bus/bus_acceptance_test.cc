@@ -1,4 +1,4 @@
-// The bus acceptance cases BUS01-BUS19 (/work/shared/acceptance/bus.md), one or more tests per
+// The bus acceptance cases BUS01-BUS19 (the bus's contract, case by case), one or more tests per
 // case, named after it. Cases that concern delivery are run for each delivery mode (the shared
 // pool, a dedicated thread, synchronous). Every wait is on a condition, never a sleep.
 

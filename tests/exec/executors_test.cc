@@ -1,4 +1,4 @@
-// The executor acceptance cases (EXE01-EXE23 of shared/acceptance/executors.md): ThreadPool
+// The executor acceptance cases (EXE01-EXE23, the executors' contract case by case): ThreadPool
 // sizing and observer, TaskProcessor ordering, exclusion, lifecycle, alerts and statistics,
 // TimerHeap firing, cancelling and group references. No sleeps: every wait is on a condition
 // with a bound that only a failure reaches.

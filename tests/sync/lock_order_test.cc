@@ -306,7 +306,7 @@ TEST_F(LockOrderTest, GL15_TwoExternalLocksChainedToOneGroup) {
   EXPECT_EQ(NewViolations(), 0u);
 
   // Thread 2 takes EB, then acquires G, whose chain takes EA while EB is held: EB -> EA
-  // against EA -> EB. With the threads interleaved this is the seed's deadlock; here it is
+  // against EA -> EB. With the threads interleaved this is PJLIB's documented deadlock; here it is
   // reported (and refused) on first sight.
   bool refused = false;
   unsigned refused_line = 0;

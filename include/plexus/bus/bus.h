@@ -2,7 +2,7 @@
 // plexus/bus/bus.h
 // -----------------------------------------------------------------------------
 //
-// The message bus (DESIGN.md's `bus` layer): Asterisk's Stasis on plexus's executors. Include
+// The message bus (the `bus` layer): Asterisk's Stasis on plexus's executors. Include
 // this for all of it; json.h (nlohmann-json formatters) is separate and optional.
 
 #pragma once

@@ -10,7 +10,7 @@
 //   kDedicatedThread  on a thread of its own (Asterisk's default stasis_subscribe).
 //   kSynchronous      on the publisher's thread, inside the publish (stasis_subscribe_synchronous).
 //
-// Lifecycle, as the seed's: the first callback is normally the subscription's own "subscribe"
+// Lifecycle, as Asterisk's: the first callback is normally the subscription's own "subscribe"
 // notice (subscription_change.h). Unsubscribe removes it from the topic — breaking the
 // topic <-> subscription cycle — after which exactly one more callback arrives, the final
 // message (the "unsubscribe" notice, `is_final` true), after every message queued before it.
