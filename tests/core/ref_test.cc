@@ -263,8 +263,8 @@ TEST(Ref, DecRefBelowZeroIsReportedAsMisuseAtTheCallersLine) {
     (void)DecRefAfterDestruction(object, here);
     ADD_FAILURE() << "DecRef below zero did not throw";
   } catch (const UsageError& e) {
-    EXPECT_EQ(e.where().line(), here.line()) << e.what();
-    EXPECT_STREQ(e.where().file_name(), __FILE__);
+    EXPECT_EQ(e.Where().line(), here.line()) << e.what();
+    EXPECT_STREQ(e.Where().file_name(), __FILE__);
   }
   EXPECT_EQ(MisuseReportCount(), before + 1);
   // The count was restored, not left below zero.
