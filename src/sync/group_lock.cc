@@ -231,7 +231,7 @@ PLEXUS_HOT_INLINE Liveness GroupLock::Unpin() const {
   return Liveness::kAlive;
 }
 
-bool GroupLock::RegisterWaiter(GroupLock*& forward, bool& destroyed) {
+PLEXUS_HOT_INLINE bool GroupLock::RegisterWaiter(GroupLock*& forward, bool& destroyed) {
   const std::uint64_t before = AddToWord(kWaiter);
   if (PLEXUS_LIKELY((before & kDestroyed) == 0 && RefsOf(before) != 0)) return true;
   destroyed = (before & kDestroyed) != 0;
