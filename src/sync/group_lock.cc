@@ -1,8 +1,8 @@
 // GroupLock: the lock word protocol, chained locks, destruction, replacement. See the header
 // for the contract; this file explains the mechanisms.
 //
-// The lock word packs [refs:32][waiters:30][destroyed:1][locked:1] into one 64-bit atomic,
-// so that "no reference, no holder, no waiter" is a single observable value (0). Whichever
+// The lock word packs [refs:32][waiters:29][parked:1][destroyed:1][locked:1] into one 64-bit
+// atomic, so that "no reference, no holder, no waiter" is a single observable value (0). Whichever
 // read-modify-write takes the word to 0 destroys the group; nothing else can, so a holder or
 // a waiter can never see the group die under it, and holding the lock pins the group without
 // a reference-count change per acquisition (PJLIB adds and drops a reference on every
@@ -17,6 +17,11 @@
 // chain towards the own lock is registered as a waiter the whole time, so a retired snapshot
 // is freed only when no thread is registered; a walker that finds the chain changed once it
 // holds the own lock lets go of what it took from the old snapshot and walks the new one.
+//
+// Chains between groups never form a cycle: an acquisition would walk it forever. Chain
+// refuses a group from which this one is reachable; the check and every chain swap are
+// serialized by one process-wide mutex, so the walk of other groups' chains never meets a
+// freed snapshot and two racing Chain calls cannot close a cycle between them.
 
 #include "plexus/sync/group_lock.h"
 
@@ -74,6 +79,18 @@ std::mutex g_quarantine_mu;
 std::deque<const GroupLock*>& Quarantine() {
   static auto* quarantine = new std::deque<const GroupLock*>();
   return *quarantine;
+}
+
+// Serializes chain swaps with cycle checks (see the file comment). A leaf: only atomics are
+// read while it is held; snapshots are freed after it is let go.
+std::mutex g_topology_mu;
+
+constexpr const char* kCycleMessage =
+    "Chain: the group lock to chain reaches this one through its chained group locks; the "
+    "chain would close a cycle";
+
+bool IsGroupEntry(const ChainEntry& entry) {
+  return entry.ops == sync_internal::GroupLockChainedOps();
 }
 
 }  // namespace
@@ -214,6 +231,34 @@ PLEXUS_HOT_INLINE Liveness GroupLock::Unpin() const {
   return Liveness::kAlive;
 }
 
+PLEXUS_HOT_INLINE bool GroupLock::RegisterWaiter(GroupLock*& forward, bool& destroyed) {
+  const std::uint64_t before = AddToWord(kWaiter);
+  if (PLEXUS_LIKELY((before & kDestroyed) == 0 && RefsOf(before) != 0)) return true;
+  destroyed = (before & kDestroyed) != 0;
+  forward = (before & kDestroyed) != 0 ? replaced_by_.load(std::memory_order_acquire) : nullptr;
+  if ((before & ~kDestroyed) != 0) {
+    (void)Unpin();
+  } else {
+    word_.fetch_sub(kWaiter, std::memory_order_relaxed);  // already dead: never finish twice
+  }
+  return false;
+}
+
+void GroupLock::LetGoOwnAndBefore(const ChainSnapshot* chain, std::size_t before_own) {
+  if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
+  (void)ReleaseOwnLock(true);
+  if (chain != nullptr) UnlockEntries(*chain, 0, before_own);
+}
+
+void GroupLock::AbandonOwnership(const ChainSnapshot* chain, std::size_t before_own,
+                                 std::size_t after_own_taken) {
+  if (chain != nullptr) UnlockEntries(*chain, before_own, before_own + after_own_taken);
+  depth_ = 0;
+  owner_.store(0, std::memory_order_relaxed);
+  LetGoOwnAndBefore(chain, before_own);
+  (void)Unpin();
+}
+
 bool GroupLock::LockOwnAsWaiter(const ChainSnapshot* walked) {
   int spins = 0;
   for (;;) {
@@ -318,16 +363,50 @@ GroupLock* GroupLock::ForwardTarget(SourceLocation where, const char* operation)
 
 void GroupLock::AcquireRecursive(SourceLocation where) {
   ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);  // stable: we hold the group
-  if (chain != nullptr) {
-    for (std::size_t i = 0; i < chain->before_own; ++i) LockEntry(chain->entries[i], where);
+  const std::size_t n = chain != nullptr ? chain->entries.size() : 0;
+  const std::size_t before_own = chain != nullptr ? chain->before_own : 0;
+  std::size_t i = 0;
+  bool own = false;
+  try {
+    for (; i < before_own; ++i) LockEntry(chain->entries[i], where);
+    if (sync_internal::LockOrderOn()) LockOrderGuardAcquire(this, class_, where);
+    own = true;
+    for (; i < n; ++i) LockEntry(chain->entries[i], where);
+  } catch (...) {
+    // A refused or failing chained lock: this level leaves every lock as it found it.
+    if (own) {
+      UnlockEntries(*chain, before_own, i);
+      if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
+      i = before_own;
+    }
+    if (chain != nullptr) UnlockEntries(*chain, 0, i);
+    throw;
   }
-  if (sync_internal::LockOrderOn()) LockOrderGuardAcquire(this, class_, where);
   ++depth_;
-  if (chain != nullptr) {
-    for (std::size_t i = chain->before_own; i < chain->entries.size(); ++i) {
-      LockEntry(chain->entries[i], where);
+}
+
+bool GroupLock::TryAcquireRecursive(SourceLocation where) {
+  ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);  // stable: we hold the group
+  const std::size_t n = chain != nullptr ? chain->entries.size() : 0;
+  const std::size_t before_own = chain != nullptr ? chain->before_own : 0;
+  std::size_t i = 0;
+  for (; i < before_own; ++i) {
+    if (!TryLockEntry(chain->entries[i], where)) {
+      UnlockEntries(*chain, 0, i);
+      return false;
     }
   }
+  if (sync_internal::LockOrderOn()) LockOrderNoteTryAcquired(this, class_, where);
+  for (; i < n; ++i) {
+    if (!TryLockEntry(chain->entries[i], where)) {
+      UnlockEntries(*chain, before_own, i);
+      if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
+      UnlockEntries(*chain, 0, before_own);
+      return false;
+    }
+  }
+  ++depth_;
+  return true;
 }
 
 // Called with the own lock just taken (as a registered waiter, now converted) when the word
@@ -346,20 +425,13 @@ void GroupLock::AfterLockedDestroyed(SourceLocation where) {
 void GroupLock::AcquireSlow(SourceLocation where) {
   const ThreadToken me = CurrentThreadToken();
   // Register first: from here on this thread pins the group, even before it blocks.
-  const std::uint64_t before = AddToWord(kWaiter);
-  if (PLEXUS_UNLIKELY((before & kDestroyed) != 0 || RefsOf(before) == 0)) {
-    GroupLock* target =
-        (before & kDestroyed) ? replaced_by_.load(std::memory_order_acquire) : nullptr;
-    if ((before & ~kDestroyed) != 0) {
-      (void)Unpin();
-    } else {
-      word_.fetch_sub(kWaiter, std::memory_order_relaxed);  // already dead: never finish twice
-    }
-    if (target != nullptr) return target->Acquire(where);
-    ReportMisuse((before & kDestroyed) != 0
-                     ? "Acquire on a destroyed group lock"
-                     : "Acquire on a group lock with no references (destroyed or being "
-                       "destroyed); hold a reference while acquiring",
+  GroupLock* forward = nullptr;
+  bool destroyed = false;
+  if (PLEXUS_UNLIKELY(!RegisterWaiter(forward, destroyed))) {
+    if (forward != nullptr) return forward->Acquire(where);
+    ReportMisuse(destroyed ? "Acquire on a destroyed group lock"
+                           : "Acquire on a group lock with no references (destroyed or "
+                             "being destroyed); hold a reference while acquiring",
                  where);
     return;
   }
@@ -402,9 +474,7 @@ void GroupLock::AcquireSlow(SourceLocation where) {
     if (PLEXUS_UNLIKELY(chain_.load(std::memory_order_relaxed) != chain)) {
       // The chain changed while this thread walked the old one: give back exactly what was
       // taken from the old snapshot (still alive: we are registered again) and walk again.
-      if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
-      (void)ReleaseOwnLock(true);
-      if (chain != nullptr) UnlockEntries(*chain, 0, before_own);
+      LetGoOwnAndBefore(chain, before_own);
       continue;
     }
     if (PLEXUS_UNLIKELY((word_.load(std::memory_order_relaxed) & kDestroyed) != 0)) {
@@ -420,13 +490,7 @@ void GroupLock::AcquireSlow(SourceLocation where) {
       try {
         for (; i < chain->entries.size(); ++i) LockEntry(chain->entries[i], where);
       } catch (...) {
-        UnlockEntries(*chain, before_own, i);
-        depth_ = 0;
-        owner_.store(0, std::memory_order_relaxed);
-        if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
-        (void)ReleaseOwnLock(true);
-        UnlockEntries(*chain, 0, before_own);
-        (void)Unpin();
+        AbandonOwnership(chain, before_own, i - before_own);
         throw;
       }
     }
@@ -436,26 +500,7 @@ void GroupLock::AcquireSlow(SourceLocation where) {
 
 bool GroupLock::TryAcquire(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   const ThreadToken me = CurrentThreadToken();
-  if (owner_.load(std::memory_order_relaxed) == me) {
-    ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);
-    const std::size_t n = chain != nullptr ? chain->entries.size() : 0;
-    const std::size_t before_own = chain != nullptr ? chain->before_own : 0;
-    std::size_t i = 0;
-    for (; i < n; ++i) {
-      if (!TryLockEntry(chain->entries[i], where)) {
-        UnlockEntries(*chain, 0, i);
-        return false;
-      }
-      if (i + 1 == before_own && sync_internal::LockOrderOn()) {
-        LockOrderNoteTryAcquired(this, class_, where);
-      }
-    }
-    if (before_own == 0 && sync_internal::LockOrderOn()) {
-      LockOrderNoteTryAcquired(this, class_, where);
-    }
-    ++depth_;
-    return true;
-  }
+  if (owner_.load(std::memory_order_relaxed) == me) return TryAcquireRecursive(where);
   if (PLEXUS_LIKELY(!NeedsSlowPath())) {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
@@ -478,16 +523,10 @@ bool GroupLock::TryAcquire(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSI
 }
 
 bool GroupLock::TryAcquireSlow(SourceLocation where) {
-  const std::uint64_t before = AddToWord(kWaiter);
-  if (PLEXUS_UNLIKELY((before & kDestroyed) != 0 || RefsOf(before) == 0)) {
-    GroupLock* target =
-        (before & kDestroyed) ? replaced_by_.load(std::memory_order_acquire) : nullptr;
-    if ((before & ~kDestroyed) != 0) {
-      (void)Unpin();
-    } else {
-      word_.fetch_sub(kWaiter, std::memory_order_relaxed);
-    }
-    if (target != nullptr) return target->TryAcquire(where);
+  GroupLock* forward = nullptr;
+  bool destroyed = false;
+  if (PLEXUS_UNLIKELY(!RegisterWaiter(forward, destroyed))) {
+    if (forward != nullptr) return forward->TryAcquire(where);
     ReportMisuse("TryAcquire on a destroyed group lock or one with no references", where);
     return false;
   }
@@ -505,7 +544,8 @@ bool GroupLock::TryAcquireSlow(SourceLocation where) {
   }
   if (chain_.load(std::memory_order_relaxed) != chain ||
       (word_.load(std::memory_order_relaxed) & kDestroyed) != 0) {
-    // Raced a chain change or a destruction: report "busy" rather than block.
+    // Raced a chain change or a destruction: report "busy" rather than block. Nothing of the
+    // own lock is on the validator's stack yet.
     (void)ReleaseOwnLock(true);
     if (chain != nullptr) UnlockEntries(*chain, 0, before_own);
     (void)Unpin();
@@ -517,13 +557,7 @@ bool GroupLock::TryAcquireSlow(SourceLocation where) {
   depth_ = 1;
   for (std::size_t i = before_own; i < n; ++i) {
     if (!TryLockEntry(chain->entries[i], where)) {
-      UnlockEntries(*chain, before_own, i);
-      depth_ = 0;
-      owner_.store(0, std::memory_order_relaxed);
-      if (sync_internal::LockOrderEver()) LockOrderNoteRelease(this);
-      (void)ReleaseOwnLock(true);
-      UnlockEntries(*chain, 0, before_own);
-      (void)Unpin();
+      AbandonOwnership(chain, before_own, i - before_own);
       return false;
     }
   }
@@ -535,6 +569,12 @@ Liveness GroupLock::ReleaseSlow(SourceLocation where) {
     if ((word_.load(std::memory_order_acquire) & kDestroyed) != 0) {
       if (GroupLock* target = replaced_by_.load(std::memory_order_acquire)) {
         return target->Release(where);
+      }
+      if (destroyer_.load(std::memory_order_relaxed) == CurrentThreadToken()) {
+        // A level the destroying thread held before Destroy let go of it (see Destroy).
+        if (--owed_releases_ != 0) return Liveness::kAlive;
+        destroyer_.store(0, std::memory_order_relaxed);
+        return Unpin();
       }
     }
     ReportMisuse("Release of a group lock that the calling thread does not hold", where);
@@ -709,8 +749,43 @@ std::size_t GroupLock::HandlerCount() const {
 // Chains
 // -----------------------------------------------------------------------------
 
-void GroupLock::PublishChain(ChainSnapshot* next) {
-  ChainSnapshot* old = chain_.exchange(next, std::memory_order_seq_cst);
+bool GroupLock::ReachableThroughChains(const GroupLock& from, const GroupLock* target) {
+  // Chains between groups form a DAG (this check keeps it one), so a visited list keeps the
+  // walk linear in its size. Every group met is alive: the root is the caller's, and each
+  // other one is referenced by a current snapshot, which no swap can free while the
+  // topology mutex is held.
+  std::vector<const GroupLock*> pending{&from};
+  std::vector<const GroupLock*> seen;
+  while (!pending.empty()) {
+    const GroupLock* group = pending.back();
+    pending.pop_back();
+    if (group == target) return true;
+    if (std::find(seen.begin(), seen.end(), group) != seen.end()) continue;
+    seen.push_back(group);
+    if (const GroupLock* forward = group->replaced_by_.load(std::memory_order_acquire)) {
+      pending.push_back(forward);
+    }
+    if (const ChainSnapshot* chain = group->chain_.load(std::memory_order_acquire)) {
+      for (const ChainEntry& e : chain->entries) {
+        if (IsGroupEntry(e)) pending.push_back(static_cast<const GroupLock*>(e.lock));
+      }
+    }
+  }
+  return false;
+}
+
+bool GroupLock::ClosesCycle(const GroupLock& chained) const {
+  std::lock_guard topology(g_topology_mu);
+  return ReachableThroughChains(chained, this);
+}
+
+bool GroupLock::PublishChain(ChainSnapshot* next, const GroupLock* chained) {
+  ChainSnapshot* old = nullptr;
+  {
+    std::lock_guard topology(g_topology_mu);
+    if (chained != nullptr && ReachableThroughChains(*chained, this)) return false;
+    old = chain_.exchange(next, std::memory_order_seq_cst);
+  }
   // Wake parked walkers so that one holding locks of the old snapshot backs off. Always, not
   // only when the parked bit is seen: a walker reads its ticket before it re-checks the
   // chain, so either it sees `next` or this wake changes its ticket (chains change rarely).
@@ -724,7 +799,47 @@ void GroupLock::PublishChain(ChainSnapshot* next) {
     if ((word_.load(std::memory_order_seq_cst) & kWaiterMask) == 0) to_free.swap(retired_);
   }
   for (ChainSnapshot* snapshot : to_free) DeleteSnapshot(snapshot);
+  return true;
 }
+
+namespace {
+
+// A copy of `chain` (null: empty) with `entry` inserted after the entries of its position.
+ChainSnapshot* SnapshotWith(const ChainSnapshot* chain, const ChainEntry& entry) {
+  auto* next = new ChainSnapshot();
+  try {
+    if (chain != nullptr) next->entries = chain->entries;
+    auto at = std::upper_bound(next->entries.begin(), next->entries.end(), entry.position,
+                               [](int pos, const ChainEntry& e) { return pos < e.position; });
+    next->entries.insert(at, entry);
+  } catch (...) {
+    delete next;
+    throw;
+  }
+  next->before_own =
+      static_cast<std::size_t>(std::count_if(next->entries.begin(), next->entries.end(),
+                                             [](const ChainEntry& e) { return e.position <= 0; }));
+  return next;
+}
+
+// Takes the references a snapshot owns on its chained groups: all of them, or none.
+void RetainEntries(const ChainSnapshot& snapshot) {
+  std::size_t i = 0;
+  try {
+    for (; i < snapshot.entries.size(); ++i) {
+      const ChainEntry& e = snapshot.entries[i];
+      if (e.ops->retain != nullptr) e.ops->retain(e.lock);
+    }
+  } catch (...) {
+    while (i > 0) {
+      const ChainEntry& e = snapshot.entries[--i];
+      if (e.ops->drop != nullptr) e.ops->drop(e.lock);
+    }
+    throw;
+  }
+}
+
+}  // namespace
 
 void GroupLock::ChainErased(void* lock, const sync_internal::ChainedLockOps* ops, int position,
                             LockClassRef cls, SourceLocation where) {
@@ -736,6 +851,21 @@ void GroupLock::ChainErased(void* lock, const sync_internal::ChainedLockOps* ops
     return target->ChainErased(lock, ops, position, cls, where);
   }
   if (IsDestroyed()) return;  // ForwardTarget reported it
+  const ChainEntry entry{lock, ops, position, cls};
+  const GroupLock* chained = IsGroupEntry(entry) ? static_cast<const GroupLock*>(lock) : nullptr;
+  if (chained != nullptr) {
+    if (chained->IsDestroyed() &&
+        chained->replaced_by_.load(std::memory_order_acquire) == nullptr) {
+      ReportMisuse("Chain: the lock to chain is a destroyed group lock", where);
+      return;
+    }
+    // Refused before anything is taken: taking the new group while holding this one would
+    // walk the cycle.
+    if (ClosesCycle(*chained)) {
+      ReportMisuse(kCycleMessage, where);
+      return;
+    }
+  }
   Acquire(where);
   const ChainSnapshot* current = chain_.load(std::memory_order_relaxed);
   if (current != nullptr && std::any_of(current->entries.begin(), current->entries.end(),
@@ -744,26 +874,45 @@ void GroupLock::ChainErased(void* lock, const sync_internal::ChainedLockOps* ops
     ReportMisuse("Chain: this lock is already chained to the group", where);
     return;
   }
-  auto* next = new ChainSnapshot();
-  if (current != nullptr) next->entries = current->entries;
-  const ChainEntry entry{lock, ops, position, cls};
-  auto at = std::upper_bound(next->entries.begin(), next->entries.end(), position,
-                             [](int pos, const ChainEntry& e) { return pos < e.position; });
-  next->entries.insert(at, entry);
-  next->before_own =
-      static_cast<std::size_t>(std::count_if(next->entries.begin(), next->entries.end(),
-                                             [](const ChainEntry& e) { return e.position <= 0; }));
-  for (const ChainEntry& e : next->entries) {
-    if (e.ops->retain != nullptr) e.ops->retain(e.lock);  // each snapshot owns its references
+  ChainSnapshot* next = nullptr;
+  bool retained = false;
+  std::uint32_t levels = 0;
+  bool published = false;
+  try {
+    next = SnapshotWith(current, entry);
+    RetainEntries(*next);  // each snapshot owns its references
+    retained = true;
+    // Hold the new lock once per level this thread holds the group (ours included), so the
+    // releases that follow, which walk the new chain, balance. A lock that goes before the
+    // own lock is taken out of order here; try first, and block only if it is busy (PJLIB
+    // blocks).
+    for (; levels < depth_; ++levels) {
+      if (!TryLockEntry(entry, where)) LockEntry(entry, where);
+    }
+    // Checked again at the swap: another thread may have chained a path back meanwhile.
+    published = PublishChain(next, chained);
+  } catch (...) {
+    ForgetChaining(entry, next, retained, levels);
+    (void)Release(where);
+    throw;
   }
-  // Hold the new lock once per level this thread holds the group (ours included), so the
-  // releases that follow, which walk the new chain, balance. A lock that goes before the own
-  // lock is taken out of order here; try first, and block only if it is busy (PJLIB blocks).
-  for (std::uint32_t level = 0; level < depth_; ++level) {
-    if (!TryLockEntry(entry, where)) LockEntry(entry, where);
+  if (!published) {
+    ForgetChaining(entry, next, retained, levels);
+    (void)Release(where);
+    ReportMisuse(kCycleMessage, where);
+    return;
   }
-  PublishChain(next);
   (void)Release(where);
+}
+
+void GroupLock::ForgetChaining(const ChainEntry& entry, ChainSnapshot* next, bool retained,
+                               std::uint32_t levels) {
+  for (std::uint32_t i = 0; i < levels; ++i) UnlockEntry(entry);
+  if (retained) {
+    DeleteSnapshot(next);
+  } else {
+    delete next;
+  }
 }
 
 bool GroupLock::UnchainErased(void* lock, SourceLocation where) {
@@ -792,16 +941,14 @@ bool GroupLock::UnchainErased(void* lock, SourceLocation where) {
     next->before_own = static_cast<std::size_t>(
         std::count_if(next->entries.begin(), next->entries.end(),
                       [](const ChainEntry& e) { return e.position <= 0; }));
-    for (const ChainEntry& e : next->entries) {
-      if (e.ops->retain != nullptr) e.ops->retain(e.lock);
-    }
+    RetainEntries(*next);
   }
   // The lock leaves the chain: let go of it once per level held (ours included), since the
   // releases that follow walk the new chain without it. Publish first: a walker that takes
   // the lock after this thread lets go of it must find its own snapshot stale, and back off
   // rather than block while holding it (a later Chain of the same lock would wait for it).
   // Holding the lock pins a chained group even if its old snapshot is freed here.
-  PublishChain(next);
+  (void)PublishChain(next);
   for (std::uint32_t level = 0; level < depth_; ++level) UnlockEntry(entry);
   (void)Release(where);
   return true;
@@ -840,7 +987,7 @@ Liveness GroupLock::ReplaceWith(GroupLock& replacement, SourceLocation where) {
     for (const ChainEntry& e : chain->entries) {
       replacement.ChainErased(e.lock, e.ops, e.position, e.cls, where);
     }
-    PublishChain(nullptr);
+    (void)PublishChain(nullptr);
   }
   for (const Handler& h : TakeHandlers()) {
     MutexLock lock(replacement.admin_mu_);
@@ -862,30 +1009,42 @@ Liveness GroupLock::ReplaceWith(GroupLock& replacement, SourceLocation where) {
   return Liveness::kGone;
 }
 
-void GroupLock::Destroy(SourceLocation where) {
+void GroupLock::Destroy(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   if (GroupLock* target = ForwardTarget(where, "Destroy")) return target->Destroy(where);
   if (IsDestroyed()) return;  // ForwardTarget reported it
   Acquire(where);
+  const ThreadToken me = CurrentThreadToken();
+  const std::uint32_t levels = depth_;
   word_.fetch_or(kDestroyed, std::memory_order_acq_rel);
-  // Let go of every chained lock at every level this thread holds, then forget the chain:
-  // the holder's remaining releases only unlock the own lock.
+  // Let go of every chained lock at every level this thread holds, then forget the chain.
   if (ChainSnapshot* chain = chain_.load(std::memory_order_relaxed)) {
-    for (std::uint32_t level = 0; level < depth_; ++level) {
+    for (std::uint32_t level = 0; level < levels; ++level) {
       UnlockEntries(*chain, chain->before_own, chain->entries.size());
       UnlockEntries(*chain, 0, chain->before_own);
     }
-    PublishChain(nullptr);
+    (void)PublishChain(nullptr);
   }
   std::vector<Handler> handlers = TakeHandlers();
-  // Stay pinned while the handlers run: our Release may otherwise free the memory.
-  word_.fetch_add(kWaiter, std::memory_order_relaxed);
-  (void)Release(where);
+  // The own lock goes too, every level of it, so the handlers run with no lock of the group
+  // held (they may take other locks, and the validator must not see this one ordering them).
+  // The levels the caller held before this call stay owed: its balancing releases are
+  // accepted silently, and they keep the group pinned until the last of them.
+  if (sync_internal::LockOrderEver()) {
+    for (std::uint32_t level = 0; level < levels; ++level) LockOrderNoteRelease(this);
+  }
+  validated_ = false;
+  depth_ = 0;
+  owner_.store(0, std::memory_order_relaxed);
+  if (levels > 1) {
+    owed_releases_ = levels - 1;
+    destroyer_.store(me, std::memory_order_relaxed);
+    (void)AddToWord(kWaiter);
+  }
+  // Stay pinned while the handlers run: letting go may otherwise free the memory.
+  (void)ReleaseOwnLock(true);
   for (const Handler& handler : handlers) {
-    try {
-      handler.fn(handler.member);
-    } catch (...) {
-      Log(LogLevel::kError, "group lock destroy handler threw", where);
-    }
+    core_internal::RunCatching([&] { handler.fn(handler.member); },
+                               [] { return std::string("group lock destroy handler"); }, where);
   }
   (void)Unpin();
 }
@@ -903,7 +1062,7 @@ std::string GroupLock::Dump() const {
       (w & kLocked) != 0 ? "locked" : "unlocked", (w & kDestroyed) != 0 ? " destroyed" : "");
   std::string out = head;
   out += ", created at " + FormatLocation(class_.site);
-  if (class_.named != nullptr) out += std::string(", class ") + class_.named->name();
+  if (class_.named != nullptr) out += std::string(", class ") + class_.named->Name();
   out += "\n";
   if (const ChainSnapshot* chain = chain_.load(std::memory_order_acquire)) {
     out += "  chain:";

@@ -125,7 +125,7 @@ std::uint32_t ResolveClass(const LockClassRef& ref) {
   {
     MutexLock lock(r.mu);
     if (ref.named) {
-      id = Intern(r, std::string("name:") + ref.named->name(), ref.named->name());
+      id = Intern(r, std::string("name:") + ref.named->Name(), ref.named->Name());
     } else {
       // The column separates locks declared together (`Mutex a, b;`) into two classes.
       const std::string site = FormatLocation(ref.site) + ":" + std::to_string(ref.site.column());

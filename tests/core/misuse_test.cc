@@ -36,11 +36,11 @@ TEST(Misuse, UsageErrorCarriesTheCallersLocation) {
     // clang-format on
     ADD_FAILURE() << "ReportMisuse did not throw under kThrow";
   } catch (const UsageError& e) {
-    EXPECT_EQ(e.where().line(), static_cast<unsigned>(line));
-    EXPECT_STREQ(e.where().file_name(), __FILE__);
+    EXPECT_EQ(e.Where().line(), static_cast<unsigned>(line));
+    EXPECT_STREQ(e.Where().file_name(), __FILE__);
     const std::string what = e.what();
     // what() starts with "file:line: " and carries the message.
-    EXPECT_EQ(what.rfind(FormatLocation(e.where()) + ": ", 0), 0u) << what;
+    EXPECT_EQ(what.rfind(FormatLocation(e.Where()) + ": ", 0), 0u) << what;
     EXPECT_NE(what.find("widget refused"), std::string::npos) << what;
   }
   EXPECT_EQ(refused, 0);  // the operation was not carried on

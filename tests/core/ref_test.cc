@@ -263,8 +263,8 @@ TEST(Ref, DecRefBelowZeroIsReportedAsMisuseAtTheCallersLine) {
     (void)DecRefAfterDestruction(object, here);
     ADD_FAILURE() << "DecRef below zero did not throw";
   } catch (const UsageError& e) {
-    EXPECT_EQ(e.where().line(), here.line()) << e.what();
-    EXPECT_STREQ(e.where().file_name(), __FILE__);
+    EXPECT_EQ(e.Where().line(), here.line()) << e.what();
+    EXPECT_STREQ(e.Where().file_name(), __FILE__);
   }
   EXPECT_EQ(MisuseReportCount(), before + 1);
   // The count was restored, not left below zero.
@@ -290,6 +290,58 @@ TEST(Ref, DecRefBelowZeroWithLogActionReturnsAndLeavesTheCount) {
   EXPECT_EQ(records[0].level, LogLevel::kError);
   EXPECT_EQ(records[0].file, __FILE__);
   EXPECT_EQ(records[0].line, here.line());
+}
+
+// Misuse found by a Ref: Reset reports it as the action says; the noexcept destructor
+// cannot throw it, so under kThrow it terminates the process after logging the report.
+TEST(Ref, OverReleaseFoundByResetThrowsAtTheCallersLine) {
+  if (kSkipOverRelease) GTEST_SKIP() << "use after destruction by design; UBSan reports it";
+  alignas(KeptStorage) unsigned char storage[sizeof(KeptStorage)];
+  auto* object = ::new (storage) KeptStorage();
+  ASSERT_EQ(object->DecRef(), Liveness::kGone);
+  Ref<KeptStorage> bogus = Ref<KeptStorage>::Adopt(object);  // owns no reference
+
+  ScopedMisuseAction action(MisuseAction::kThrow);
+  const SourceLocation here = SourceLocation::current();
+  try {
+    (void)bogus.Reset(here);
+    ADD_FAILURE() << "Reset of an over-released object did not throw";
+  } catch (const UsageError& e) {
+    EXPECT_EQ(e.Where().line(), here.line()) << e.what();
+  }
+  EXPECT_FALSE(bogus);
+  EXPECT_EQ(CountAfterDestruction(object), 0);
+}
+
+TEST(Ref, OverReleaseInTheDestructorWithLogActionIsReportedAndContinues) {
+  if (kSkipOverRelease) GTEST_SKIP() << "use after destruction by design; UBSan reports it";
+  alignas(KeptStorage) unsigned char storage[sizeof(KeptStorage)];
+  auto* object = ::new (storage) KeptStorage();
+  ASSERT_EQ(object->DecRef(), Liveness::kGone);
+
+  plexus_test::LogCapture log;
+  ScopedMisuseAction action(MisuseAction::kLog);
+  const std::uint64_t before = MisuseReportCount();
+  { Ref<KeptStorage> bogus = Ref<KeptStorage>::Adopt(object); }
+  EXPECT_EQ(MisuseReportCount(), before + 1);
+  EXPECT_EQ(CountAfterDestruction(object), 0);
+  const auto records = log.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].level, LogLevel::kError);
+}
+
+TEST(RefDeathTest, OverReleaseInTheDestructorWithThrowActionTerminates) {
+  if (kSkipOverRelease) GTEST_SKIP() << "use after destruction by design; UBSan reports it";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        SetMisuseAction(MisuseAction::kThrow);
+        alignas(KeptStorage) unsigned char storage[sizeof(KeptStorage)];
+        auto* object = ::new (storage) KeptStorage();
+        (void)object->DecRef();
+        Ref<KeptStorage> bogus = Ref<KeptStorage>::Adopt(object);
+      },
+      "DecRef on an object with no references left");
 }
 
 TEST(Ref, ConcurrentCopiesAndDropsKeepTheCount) {

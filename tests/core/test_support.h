@@ -128,8 +128,8 @@ void ExpectMisuseAt(Body body, const char* file, int line, const char* what) {
     body();
   } catch (const plexus::UsageError& e) {
     thrown = true;
-    EXPECT_EQ(e.where().line(), static_cast<unsigned>(line)) << e.what();
-    EXPECT_STREQ(e.where().file_name(), file) << e.what();
+    EXPECT_EQ(e.Where().line(), static_cast<unsigned>(line)) << e.what();
+    EXPECT_STREQ(e.Where().file_name(), file) << e.what();
     EXPECT_TRUE(MentionsLocation(e.what(), file, line)) << e.what();
   }
   EXPECT_TRUE(thrown) << "no UsageError was thrown";

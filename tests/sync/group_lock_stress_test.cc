@@ -126,6 +126,30 @@ TEST(GroupLockStress, GL18_ConcurrentUseWhileTheLastOutsideReferenceIsDropped) {
 
 // The last outside DecRef races an Acquire by a thread that holds its own reference; that
 // thread then drops its reference, alternately after and while holding the lock.
+// Contended hand-offs in which waiters outlast their spin and sleep on the parking lot (the
+// holder yields its core while holding). A wake-up lost by the release would leave a waiter
+// asleep with the lock free and nobody left to wake it: the test would hang.
+TEST(GroupLockStress, ParkedWaitersAreAlwaysWoken) {
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  constexpr int kThreads = 8;
+  const int rounds = Scaled(5000);
+  long counter = 0;  // guarded by g
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int r = 0; r < rounds; ++r) {
+        std::scoped_lock lock(g);
+        ++counter;
+        std::this_thread::yield();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::scoped_lock lock(g);
+  EXPECT_EQ(counter, static_cast<long>(kThreads) * rounds);
+}
+
 TEST(GroupLockStress, LastDecRefRacesAcquire) {
   const int rounds = Scaled(3'000);
   for (int round = 0; round < rounds; ++round) {

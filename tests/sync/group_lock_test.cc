@@ -215,7 +215,7 @@ TEST(GroupLock, GL02_MutualExclusionUnderContention) {
   EXPECT_EQ(counter, 4L * iterations);
 }
 
-TEST(GroupLock, LockableAndLocatedAliases) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+TEST(GroupLock, LockableAndExplicitSpellings) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   Ref<GroupLock> group = GroupLock::Create();
   GroupLock& g = *group;
   g.lock();
@@ -227,10 +227,10 @@ TEST(GroupLock, LockableAndLocatedAliases) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   } else {
     ADD_FAILURE();
   }
-  g.Lock(SourceLocation::current());
-  if (g.TryLock(SourceLocation::current())) g.Unlock();
+  g.Acquire(SourceLocation::current());
+  if (g.TryAcquire(SourceLocation::current())) (void)g.Release();
   EXPECT_EQ(g.HoldCount(), 1u);
-  g.Unlock();
+  (void)g.Release();
   EXPECT_FALSE(g.HeldByCurrentThread());
 }
 
@@ -671,7 +671,8 @@ TEST(GroupLock, GL08_ChainWhileNotHeldLeavesTheLockFree) {
 // Another thread holds `busy` (a chained lock) until the test is done.
 class BusyLock {
  public:
-  explicit BusyLock(InstrumentedLock& lock)
+  template <class L>
+  explicit BusyLock(L& lock)
       : thread_([this, &lock] {
           lock.lock();
           taken_.count_down();
@@ -1220,6 +1221,234 @@ TEST(GroupLock, GL20_ChainWhileAnotherThreadWaits) {
 TEST(GroupLock, GL20_UnchainWhileAnotherThreadWaits) {
   ChainChangeWhileWaiting(false, -1);
   ChainChangeWhileWaiting(false, 1);
+}
+
+// -----------------------------------------------------------------------------
+// Chain failures, cycles, forced destruction while held, validator balance
+// -----------------------------------------------------------------------------
+
+// A chained lock that reports misuse whenever it is taken, at the location it is taken for.
+class MisusingLock {
+ public:
+  void Acquire(SourceLocation where) { ReportMisuse("MisusingLock taken", where); }
+  bool TryAcquire(SourceLocation where) {
+    ReportMisuse("MisusingLock taken", where);
+    return false;
+  }
+  void Release() {}
+};
+
+// A non-recursive lock whose try_lock fails while anyone (the caller included) holds it.
+class FlagLock {
+ public:
+  void lock() {
+    while (held_.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+  }
+  bool try_lock() { return !held_.exchange(true, std::memory_order_acquire); }
+  void unlock() { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
+// The group is left as before a refused Chain: not held, nothing chained, no reference kept.
+void ExpectChainLeftNothing(GroupLock& g, std::uint32_t refs) {
+  EXPECT_EQ(g.HoldCount(), 0u);
+  EXPECT_EQ(g.ChainLength(), 0u);
+  EXPECT_EQ(g.RefCount(), refs);
+  EXPECT_EQ(g.WaiterCount(), 0u);
+  EXPECT_FALSE(LockOrderHeldByCurrentThread(&g));
+  EXPECT_TRUE(OtherThreadCanTryAcquire(g));
+}
+
+TEST(GroupLock, ChainRefusedByTheLockOrderValidatorLeavesNothingHeld) {
+  ScopedLockOrderValidation validation;
+  LogCapture quiet;
+  const LockOrderAction previous = SetLockOrderAction(LockOrderAction::kRefuse);
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  Mutex mu;
+  OnOtherThread([&] {
+    std::scoped_lock outer(mu);
+    std::scoped_lock inner(g);  // establishes mu -> group
+  });
+  {
+    BusyLock busy(mu);  // the try fails, so Chain blocks, and the validator refuses group -> mu
+    EXPECT_THROW(g.Chain(mu, 1), LockOrderError);
+  }
+  SetLockOrderAction(previous);
+  ExpectChainLeftNothing(g, 1);
+  EXPECT_TRUE(OtherThreadCanTryLock(mu));
+  EXPECT_EQ(group.Reset(), Liveness::kGone);
+}
+
+TEST(GroupLock, ChainedGroupRefusedByTheLockOrderValidatorKeepsNoReference) {
+  ScopedLockOrderValidation validation;
+  LogCapture quiet;
+  const LockOrderAction previous = SetLockOrderAction(LockOrderAction::kRefuse);
+  Ref<GroupLock> group = GroupLock::Create();
+  Ref<GroupLock> inner = GroupLock::Create();
+  GroupLock& g = *group;
+  GroupLock& h = *inner;
+  OnOtherThread([&] {
+    std::scoped_lock outer(h);
+    std::scoped_lock in(g);  // establishes h -> g
+  });
+  {
+    BusyLock busy(h);
+    EXPECT_THROW(g.Chain(h, 1), LockOrderError);
+  }
+  SetLockOrderAction(previous);
+  ExpectChainLeftNothing(g, 1);
+  EXPECT_EQ(h.RefCount(), 1u);  // the refused chain kept no reference to h
+  EXPECT_TRUE(OtherThreadCanTryAcquire(h));
+  EXPECT_EQ(inner.Reset(), Liveness::kGone);
+  EXPECT_EQ(group.Reset(), Liveness::kGone);
+}
+
+TEST(GroupLock, ChainedLockThatReportsMisuseLeavesNothingHeld) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  MisusingLock bad;
+  PLEXUS_EXPECT_MISUSE_HERE(g.Chain(bad, -1));
+  ExpectChainLeftNothing(g, 1);
+  PLEXUS_EXPECT_MISUSE_HERE(g.Chain(bad, 1));
+  ExpectChainLeftNothing(g, 1);
+  // The same while this thread holds the group twice: both levels stay, nothing else does.
+  g.Acquire();
+  g.Acquire();
+  PLEXUS_EXPECT_MISUSE_HERE(g.Chain(bad, 1));
+  EXPECT_EQ(g.HoldCount(), 2u);
+  EXPECT_EQ(g.ChainLength(), 0u);
+  (void)g.Release();
+  (void)g.Release();
+  ExpectChainLeftNothing(g, 1);
+  EXPECT_EQ(group.Reset(), Liveness::kGone);
+}
+
+TEST(GroupLock, ChainingADestroyedGroupIsReportedAtTheCaller) {
+  Ref<GroupLock> group = GroupLock::Create();
+  Ref<GroupLock> dead = GroupLock::Create();
+  dead->Destroy();
+  PLEXUS_EXPECT_MISUSE_HERE(group->Chain(*dead, -1));
+  ExpectChainLeftNothing(*group, 1);
+  EXPECT_EQ(dead->RefCount(), 1u);
+  EXPECT_EQ(dead.Reset(), Liveness::kGone);
+  EXPECT_EQ(group.Reset(), Liveness::kGone);
+}
+
+// Chaining groups into a cycle would make every acquisition walk the cycle forever; it is
+// refused before anything is taken. Without the check the refused calls below never return.
+void ExpectChainCyclesRefused() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+  Ref<GroupLock> g1 = GroupLock::Create();
+  Ref<GroupLock> g2 = GroupLock::Create();
+  Ref<GroupLock> g3 = GroupLock::Create();
+  g1->Chain(*g2, -1);
+  PLEXUS_EXPECT_MISUSE_HERE(g2->Chain(*g1, -1));
+  PLEXUS_EXPECT_MISUSE_HERE(g2->Chain(*g1, 1));
+  g2->Chain(*g3, 1);
+  PLEXUS_EXPECT_MISUSE_HERE(g3->Chain(*g1, -1));
+  PLEXUS_EXPECT_MISUSE_HERE(g3->Chain(*g2, 2));
+  g2->Acquire();  // refused while held as well, and the hold is kept
+  PLEXUS_EXPECT_MISUSE_HERE(g3->Chain(*g1, 1));
+  EXPECT_EQ(g2->HoldCount(), 1u);
+  (void)g2->Release();
+  EXPECT_EQ(g1->ChainLength(), 1u);
+  EXPECT_EQ(g2->ChainLength(), 1u);
+  EXPECT_EQ(g3->ChainLength(), 0u);
+  EXPECT_EQ(g1->RefCount(), 1u);
+  EXPECT_EQ(g2->RefCount(), 2u);
+  EXPECT_EQ(g3->RefCount(), 2u);
+  // The acyclic chains still work: g1 takes g2, which takes g3.
+  g1->Acquire();
+  EXPECT_TRUE(g2->HeldByCurrentThread());
+  EXPECT_TRUE(g3->HeldByCurrentThread());
+  (void)g1->Release();
+  EXPECT_TRUE(OtherThreadCanTryAcquire(*g3));
+  EXPECT_TRUE(OtherThreadCanTryAcquire(*g1));
+  EXPECT_EQ(g1.Reset(), Liveness::kGone);
+  EXPECT_EQ(g2.Reset(), Liveness::kGone);
+  EXPECT_EQ(g3.Reset(), Liveness::kGone);
+}
+
+TEST(GroupLock, ChainCyclesAreRefusedWithoutValidation) {
+  ExpectChainCyclesRefused();
+}
+
+TEST(GroupLock, ChainCyclesAreRefusedWithValidation) {
+  ScopedLockOrderValidation validation;
+  ExpectChainCyclesRefused();
+}
+
+// What a destroy handler saw of its group.
+struct DestroyWitness {
+  GroupLock* group = nullptr;
+  std::atomic<int> calls{0};
+  bool held = true;
+  std::uint32_t hold_count = 99;
+  bool on_validator_stack = true;
+};
+
+void WitnessDestroy(void* w) {
+  auto* witness = static_cast<DestroyWitness*>(w);
+  witness->held = witness->group->HeldByCurrentThread();
+  witness->hold_count = witness->group->HoldCount();
+  witness->on_validator_stack = LockOrderHeldByCurrentThread(witness->group);
+  witness->calls.fetch_add(1);
+}
+
+TEST(GroupLock, DestroyByARecursiveHolderRunsHandlersWithTheLockLetGo)
+PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+  ScopedLockOrderValidation validation;
+  DestroyWitness witness;
+  InstrumentedLock after("+1");
+  Ref<GroupLock> group = GroupLock::Create({.member = &witness, .handler = &WitnessDestroy});
+  GroupLock& g = *group;
+  witness.group = &g;
+  g.Chain(after, 1);
+  g.Acquire();
+  g.Acquire();
+  g.Destroy();
+  EXPECT_EQ(witness.calls.load(), 1);
+  EXPECT_FALSE(witness.held);
+  EXPECT_EQ(witness.hold_count, 0u);
+  EXPECT_FALSE(witness.on_validator_stack);
+  EXPECT_TRUE(after.IsFree());
+  // The holder's own releases remain allowed, one per level it held.
+  const std::uint64_t reports = MisuseReportCount();
+  (void)g.Release();
+  (void)g.Release();
+  EXPECT_EQ(MisuseReportCount(), reports);
+  PLEXUS_EXPECT_MISUSE_HERE((void)g.Release());  // one more is not
+  EXPECT_FALSE(LockOrderHeldByCurrentThread(&g));
+  EXPECT_EQ(after.foreign_unlocks(), 0);
+  EXPECT_EQ(group.Reset(), Liveness::kGone);
+  EXPECT_EQ(witness.calls.load(), 1);
+}
+
+TEST(GroupLock, FailedRecursiveTryAcquireLeavesTheValidatorBalanced)
+PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+  ScopedLockOrderValidation validation;
+  InstrumentedLock before("-1");
+  FlagLock after;  // not recursive: the recursive try fails on it, after the own lock
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  g.Chain(before, -1);
+  g.Chain(after, 1);
+  g.Acquire();
+  EXPECT_FALSE(g.TryAcquire());
+  EXPECT_EQ(g.HoldCount(), 1u);
+  EXPECT_EQ(before.depth(), 1);
+  (void)g.Release();
+  EXPECT_FALSE(LockOrderHeldByCurrentThread(&g));
+  EXPECT_FALSE(LockOrderHeldByCurrentThread(&before));
+  EXPECT_TRUE(before.IsFree());
+  EXPECT_TRUE(OtherThreadCanTryAcquire(g));
+}
+
+TEST(GroupLock, WaiterLimitMatchesTheWordLayout) {
+  static_assert(GroupLock::kMaxWaiters == (1u << 29) - 1);
+  EXPECT_EQ(GroupLock::kMaxWaiters, (1u << 29) - 1);
 }
 
 }  // namespace

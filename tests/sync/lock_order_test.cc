@@ -100,11 +100,11 @@ TEST_F(LockOrderTest, GL14_InversionDetectedWithBothOrdersAndTheirLines) {
   int line_b1 = 0;
   OnOtherThread([&] {
     // clang-format off
-    line_a1 = __LINE__; a.Lock();
-    line_b1 = __LINE__; b.Lock();
+    line_a1 = __LINE__; a.Acquire();
+    line_b1 = __LINE__; b.Acquire();
     // clang-format on
-    b.Unlock();
-    a.Unlock();
+    b.Release();
+    a.Release();
   });
   EXPECT_EQ(NewViolations(), 0u);
 
@@ -115,18 +115,18 @@ TEST_F(LockOrderTest, GL14_InversionDetectedWithBothOrdersAndTheirLines) {
   unsigned refused_line = 0;
   OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
     // clang-format off
-    line_b2 = __LINE__; b.Lock();
+    line_b2 = __LINE__; b.Acquire();
     // clang-format on
     try {
       // clang-format off
-      line_a2 = __LINE__; a.Lock();
+      line_a2 = __LINE__; a.Acquire();
       // clang-format on
-      a.Unlock();
+      a.Release();
     } catch (const LockOrderError& e) {
       refused = true;
-      refused_line = e.where().line();
+      refused_line = e.Where().line();
     }
-    b.Unlock();
+    b.Release();
   });
   EXPECT_TRUE(refused);
   EXPECT_EQ(refused_line, static_cast<unsigned>(line_a2));
@@ -172,14 +172,14 @@ TEST_F(LockOrderTest, GL14_AnInversionIsReportedOnce) {
   });
   for (int attempt = 0; attempt < 3; ++attempt) {
     OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
-      b.Lock();
+      b.Acquire();
       try {
-        a.Lock();
+        a.Acquire();
         ADD_FAILURE() << "the inverted acquisition was let through under kRefuse";
-        a.Unlock();
+        a.Release();
       } catch (const LockOrderError&) {
       }
-      b.Unlock();
+      b.Release();
     });
   }
   EXPECT_EQ(NewViolations(), 1u);
@@ -204,14 +204,14 @@ TEST_F(LockOrderTest, GL14_TransitiveInversionNamesTheWholePath) {
   });
   bool refused = false;
   OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
-    c.Lock();
+    c.Acquire();
     try {
-      a.Lock();
-      a.Unlock();
+      a.Acquire();
+      a.Release();
     } catch (const LockOrderError&) {
       refused = true;
     }
-    c.Unlock();
+    c.Release();
   });
   EXPECT_TRUE(refused);
   const std::vector<LockOrderViolation> violations = Violations();
@@ -313,7 +313,7 @@ TEST_F(LockOrderTest, GL15_TwoExternalLocksChainedToOneGroup) {
   int acquire_line = 0;
   std::uint32_t hold_count_after = 99;
   OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
-    eb.Lock();
+    eb.Acquire();
     try {
       // clang-format off
       acquire_line = __LINE__; g.Acquire();
@@ -321,10 +321,10 @@ TEST_F(LockOrderTest, GL15_TwoExternalLocksChainedToOneGroup) {
       (void)g.Release();
     } catch (const LockOrderError& e) {
       refused = true;
-      refused_line = e.where().line();
+      refused_line = e.Where().line();
     }
     hold_count_after = g.HoldCount();
-    eb.Unlock();
+    eb.Release();
   });
   EXPECT_TRUE(refused);
   EXPECT_EQ(refused_line, static_cast<unsigned>(acquire_line));
@@ -446,13 +446,13 @@ TEST_F(LockOrderTest, GL16_ConsistentOrdersProduceNoReport) {
             break;
           }
           case 3: {  // recursive re-acquisition, and try-locks inside the order
-            recursive.Lock();
-            recursive.Lock();
-            recursive.Unlock();
-            recursive.Unlock();
+            recursive.Acquire();
+            recursive.Acquire();
+            recursive.Release();
+            recursive.Release();
             MutexLock lo(*outers[o]);
             if (g.TryAcquire()) {
-              if (leaf.TryLock()) leaf.Unlock();
+              if (leaf.TryAcquire()) leaf.Release();
               (void)g.Release();
             }
             break;
@@ -480,7 +480,7 @@ TEST_F(LockOrderTest, GL16_TryLockAgainstTheOrderIsNoInversion) {
   }
   {
     MutexLock lb(b);
-    if (a.TryLock()) a.Unlock();
+    if (a.TryAcquire()) a.Release();
   }
   EXPECT_EQ(NewViolations(), 0u);
 }
@@ -498,9 +498,9 @@ TEST_F(LockOrderTest, MutexExcludesOtherThreads) {
   }
   EXPECT_FALSE(LockOrderHeldByCurrentThread(&mu));
   EXPECT_TRUE(OtherThreadCanTryLock(mu));
-  if (mu.TryLock()) {
+  if (mu.TryAcquire()) {
     EXPECT_TRUE(LockOrderHeldByCurrentThread(&mu));
-    mu.Unlock();
+    mu.Release();
   } else {
     ADD_FAILURE();
   }
@@ -521,14 +521,14 @@ TEST_F(LockOrderTest, MutexExcludesOtherThreads) {
 
 TEST_F(LockOrderTest, RecursiveMutexNeedsAsManyUnlocks) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   RecursiveMutex mu;
-  mu.Lock();
-  mu.Lock();
-  EXPECT_TRUE(mu.TryLock());
-  mu.Unlock();
-  mu.Unlock();
+  mu.Acquire();
+  mu.Acquire();
+  EXPECT_TRUE(mu.TryAcquire());
+  mu.Release();
+  mu.Release();
   EXPECT_FALSE(OtherThreadCanTryLock(mu));
   EXPECT_TRUE(LockOrderHeldByCurrentThread(&mu));
-  mu.Unlock();
+  mu.Release();
   EXPECT_TRUE(OtherThreadCanTryLock(mu));
   EXPECT_FALSE(LockOrderHeldByCurrentThread(&mu));
 }
@@ -537,21 +537,21 @@ TEST_F(LockOrderTest, MutexesWithoutAClassGetOnePerCreationLine) {
   // Two lines, two classes: nesting them in both orders is an inversion.
   Mutex first;
   Mutex second;
-  EXPECT_NE(first.lock_class().site.line(), second.lock_class().site.line());
+  EXPECT_NE(first.Class().site.line(), second.Class().site.line());
   OnOtherThread([&] {
     MutexLock l1(first);
     MutexLock l2(second);
   });
   bool refused = false;
   OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
-    second.Lock();
+    second.Acquire();
     try {
-      first.Lock();
-      first.Unlock();
+      first.Acquire();
+      first.Release();
     } catch (const LockOrderError&) {
       refused = true;
     }
-    second.Unlock();
+    second.Release();
   });
   EXPECT_TRUE(refused);
   EXPECT_EQ(NewViolations(), 1u);
@@ -577,12 +577,12 @@ TEST_F(LockOrderTest, LocksTakenBeforeValidationWasOnOrderNothing) {
   Mutex a(kA);
   Mutex b(kB);
   EnableLockOrderValidation(false);
-  a.Lock();
+  a.Acquire();
   EnableLockOrderValidation(true);
   EXPECT_FALSE(LockOrderHeldByCurrentThread(&a));
-  b.Lock();
-  b.Unlock();
-  a.Unlock();  // harmless: it was never on the held stack
+  b.Acquire();
+  b.Release();
+  a.Release();  // harmless: it was never on the held stack
   EXPECT_EQ(NewViolations(), 0u);
   // Nothing was recorded for A -> B, so B -> A is no inversion.
   OnOtherThread([&] {

@@ -35,7 +35,7 @@ namespace plexus {
 class UsageError : public std::logic_error {
  public:
   UsageError(const std::string& message, SourceLocation where);
-  const SourceLocation& where() const noexcept { return where_; }
+  const SourceLocation& Where() const noexcept { return where_; }
 
  private:
   SourceLocation where_;

@@ -21,6 +21,14 @@
 // Ref objects pointing at the same T may be used from different threads; one Ref object must
 // not be written by one thread while another reads it.
 //
+// Misuse (ReportMisuse, misuse.h) found while a Ref takes or drops a reference, such as
+// dropping a reference on an object that has none left or taking one on a destroyed group
+// lock: Reset reports it like any other call (under MisuseAction::kThrow it throws
+// UsageError). The constructors, the assignments and the destructor are noexcept, as
+// destructors and moves must be for containers and unwinding to work, so under kThrow a
+// misuse found there ends the process with std::terminate once the report is logged; under
+// kLog it is logged and the Ref is left empty (or holding its new target).
+//
 // Memory ordering: dropping a reference is a release operation and the drop that destroys
 // the object is also an acquire, so every write made through any reference happens-before
 // the destructor.
@@ -203,17 +211,17 @@ class Ref {
     return *this;
   }
 
-  ~Ref() { DropCurrent(SourceLocation{}); }
+  ~Ref() noexcept { DropCurrent(SourceLocation{}); }
 
   T* get() const noexcept { return ptr_; }
   T& operator*() const noexcept { return *ptr_; }
   T* operator->() const noexcept { return ptr_; }
   explicit operator bool() const noexcept { return ptr_ != nullptr; }
 
-  // Drops the reference held (if any). Returns kGone when that destroyed the object.
-  Liveness Reset(SourceLocation where = SourceLocation::current()) noexcept {
-    return DropCurrent(where);
-  }
+  // Drops the reference held (if any). Returns kGone when that destroyed the object. Not
+  // noexcept: a misuse found by the drop is reported as the misuse action says (the Ref is
+  // empty afterwards either way).
+  Liveness Reset(SourceLocation where = SourceLocation::current()) { return DropCurrent(where); }
 
   // Gives up ownership without dropping the reference: the caller now owns it (and must pass
   // it to Adopt or DecRef eventually). Under reference debugging the holder record stays,
@@ -250,7 +258,8 @@ class Ref {
   template <class U>
   friend class Ref;
 
-  Liveness DropCurrent(SourceLocation where) noexcept {
+  // Throws what DecRef throws; the noexcept callers above turn that into std::terminate.
+  Liveness DropCurrent(SourceLocation where) {
     T* p = std::exchange(ptr_, nullptr);
     if (!p) return Liveness::kAlive;
     return p->DecRef(where, this);

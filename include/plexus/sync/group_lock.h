@@ -62,8 +62,8 @@
 // Lock-order validation (lock_order.h) sees the group's own lock (its class is the
 // GroupLockConfig::lock_class, or the line that created it) and every chained lock.
 //
-// Limitations: at most 2^32-1 references and 2^30-1 simultaneous waiters. Waiters sleep on a
-// process-wide table of futex words; a release wakes all sleepers that hash to its slot.
+// Limitations: at most 2^32-1 references and kMaxWaiters (2^29-1) simultaneous waiters. Waiters
+// sleep on a process-wide table of futex words; a release wakes all sleepers that hash to its slot.
 // A chain change keeps the previous chain array until no thread is inside Acquire (or
 // until the group dies).
 
@@ -101,11 +101,13 @@ struct ChainedLockOps {
   bool self_validating;  // the lock reports itself to the lock-order validator
 };
 
+// A lock with plexus's explicit spelling (Acquire/TryAcquire/Release taking the caller's
+// location), as plexus::Mutex has: chained, it is told where the group was acquired.
 template <class L>
 concept HasLocatedLock = requires(L& l, SourceLocation where) {
-  l.Lock(where);
-  { l.TryLock(where) } -> std::convertible_to<bool>;
-  l.Unlock();
+  l.Acquire(where);
+  { l.TryAcquire(where) } -> std::convertible_to<bool>;
+  l.Release();
 };
 
 template <class L>
@@ -118,11 +120,11 @@ const ChainedLockOps* ChainedLockOpsFor() noexcept {
       // Type-erased lock/unlock pairs: the analysis cannot follow them across calls.
       return ChainedLockOps{
           [](void* l, SourceLocation where)
-              PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->Lock(where); },
+              PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->Acquire(where); },
           [](void* l, SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
-            return static_cast<bool>(static_cast<L*>(l)->TryLock(where));
+            return static_cast<bool>(static_cast<L*>(l)->TryAcquire(where));
           },
-          [](void* l) PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->Unlock(); },
+          [](void* l) PLEXUS_NO_THREAD_SAFETY_ANALYSIS { (void)static_cast<L*>(l)->Release(); },
           nullptr,
           nullptr,
           true};
@@ -174,6 +176,9 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
  public:
   using DestroyHandler = void (*)(void* member);
 
+  // How many threads may wait for one group at once (the width of the word's waiter field).
+  static constexpr std::uint32_t kMaxWaiters = (1u << 29) - 1;
+
   // Creates a group holding one reference, the returned Ref's.
   static Ref<GroupLock> Create(const GroupLockConfig& config = {},
                                SourceLocation where = SourceLocation::current());
@@ -201,11 +206,6 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   bool try_lock() PLEXUS_TRY_ACQUIRE(true) { return TryAcquire(); }
   void unlock() PLEXUS_RELEASE() { (void)Release(); }
 
-  // The names PJLIB users know, for the located Lockable form (chaining).
-  void Lock(SourceLocation where) PLEXUS_ACQUIRE() { Acquire(where); }
-  bool TryLock(SourceLocation where) PLEXUS_TRY_ACQUIRE(true) { return TryAcquire(where); }
-  void Unlock() PLEXUS_RELEASE() { (void)Release(); }
-
   bool HeldByCurrentThread() const noexcept;
   // How many times the calling thread holds the group (0 when it does not).
   std::uint32_t HoldCount() const noexcept;
@@ -230,11 +230,11 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   // Registers handler(member) to run at destruction. A pair already registered is reported
   // as misuse and not added again (returns false). Returns false on a destroyed group.
   bool AddHandler(void* member, DestroyHandler handler,
-                  SourceLocation where = SourceLocation::current());
+                  SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(admin_mu_);
   // Removes a registered pair; returns false if it was not registered.
   bool DelHandler(void* member, DestroyHandler handler,
-                  SourceLocation where = SourceLocation::current());
-  std::size_t HandlerCount() const;
+                  SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(admin_mu_);
+  std::size_t HandlerCount() const PLEXUS_EXCLUDES(admin_mu_);
 
   // ---------------------------------------------------------------------------
   // Chained locks
@@ -242,7 +242,10 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
 
   // Chains `lock` at `position`. If the calling thread holds the group (n times), the new
   // lock is taken n times now, so the balanced releases that follow leave it unlocked.
-  // Chaining the same lock twice, or a group to itself, is misuse.
+  // Chaining the same lock twice, a group to itself, a destroyed group, or a group from
+  // which this one is reachable through chained groups (a cycle) is misuse. If taking the
+  // new lock throws (a lock-order refusal, a misuse report), nothing is chained and the
+  // group is held as before the call.
   template <class L>
   void Chain(L& lock, int position, SourceLocation where = SourceLocation::current()) {
     ChainErased(&lock, OpsFor<L>(), position, LockClassRef{nullptr, where}, where);
@@ -274,8 +277,9 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   Liveness ReplaceWith(GroupLock& replacement, SourceLocation where = SourceLocation::current());
 
   // Runs the destroy handlers now, whatever the count (PJLIB's pj_grp_lock_destroy), and
-  // unchains every chained lock. Later use other than DecRef (and Release by a thread that
-  // held the group when it was destroyed) is misuse. The memory is freed when the last
+  // unchains every chained lock. A caller that holds the group lets go of every level before
+  // the handlers run; its later releases of the levels it held are accepted. Other later use
+  // than DecRef is misuse. The memory is freed when the last
   // reference is dropped, so references held elsewhere stay safe to drop.
   void Destroy(SourceLocation where = SourceLocation::current());
   bool IsDestroyed() const noexcept;
@@ -299,6 +303,7 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   static constexpr std::uint64_t kWaiter = 8;
   static constexpr std::uint64_t kWaiterMask = 0xFFFFFFF8ull;
   static constexpr std::uint64_t kRef = 1ull << 32;
+  static_assert(kWaiterMask / kWaiter == kMaxWaiters && (kWaiterMask + kWaiter) == kRef);
 
   GroupLock(const GroupLockConfig& config, SourceLocation where);
   ~GroupLock();
@@ -319,6 +324,18 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   void AcquireSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   void AcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryAcquireSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  bool TryAcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // Registers the caller as a waiter. False, unregistered, when the group is destroyed or
+  // dead; `forward` then names a replacement to forward to, if any.
+  bool RegisterWaiter(GroupLock*& forward, bool& destroyed);
+  // Rollbacks of a walk that took the own lock as a registered waiter: let go of it and of
+  // the entries before it, staying registered (the snapshot stays alive) ...
+  void LetGoOwnAndBefore(const sync_internal::ChainSnapshot* chain,
+                         std::size_t before_own) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // ... or, once the caller became the owner and took `after_own_taken` entries after the
+  // own lock, let go of everything and unregister.
+  void AbandonOwnership(const sync_internal::ChainSnapshot* chain, std::size_t before_own,
+                        std::size_t after_own_taken) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   Liveness ReleaseSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   Liveness ReleaseOwnLock(bool stay_pinned_while_waking) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   // Returns false, without the lock, when the chain changed from `walked` while waiting.
@@ -338,7 +355,14 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   void ChainErased(void* lock, const sync_internal::ChainedLockOps* ops, int position,
                    LockClassRef cls, SourceLocation where);
   bool UnchainErased(void* lock, SourceLocation where);
-  void PublishChain(sync_internal::ChainSnapshot* next);
+  // Swaps in `next`; refuses (false) when `chained`, the group being chained, reaches this
+  // one through chains.
+  bool PublishChain(sync_internal::ChainSnapshot* next, const GroupLock* chained = nullptr)
+      PLEXUS_EXCLUDES(admin_mu_);
+  static bool ReachableThroughChains(const GroupLock& from, const GroupLock* target);
+  bool ClosesCycle(const GroupLock& chained) const;
+  void ForgetChaining(const sync_internal::ChainEntry& entry, sync_internal::ChainSnapshot* next,
+                      bool retained, std::uint32_t levels) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   void LockEntry(const sync_internal::ChainEntry& entry,
                  SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryLockEntry(const sync_internal::ChainEntry& entry,
@@ -346,9 +370,9 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   void UnlockEntry(const sync_internal::ChainEntry& entry) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   void UnlockEntries(const sync_internal::ChainSnapshot& chain, std::size_t from,
                      std::size_t to) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
-  std::vector<Handler> TakeHandlers() const;
+  std::vector<Handler> TakeHandlers() const PLEXUS_EXCLUDES(admin_mu_);
   bool AppendHandler(Handler handler) const PLEXUS_REQUIRES(admin_mu_);
-  void FreeRetiredChains() const;
+  void FreeRetiredChains() const PLEXUS_EXCLUDES(admin_mu_);
 
   // The lock word, the owner and the chain pointer are read on every acquisition; they
   // share the first cache line.
@@ -363,6 +387,10 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   std::atomic<GroupLock*> replaced_by_{nullptr};
   // Set once ReplaceWith added the moved references to the replacement.
   std::atomic<bool> references_moved_{false};
+  // The thread that destroyed the group while holding it, and how many of its earlier levels
+  // it has yet to release (written and read by that thread only).
+  std::atomic<ThreadToken> destroyer_{0};
+  std::uint32_t owed_releases_ = 0;
   LockClassRef class_;
 
   // Guards the handler list and the retired chain arrays. A leaf lock: nothing else is

@@ -78,7 +78,7 @@ class LockClass {
   LockClass(const LockClass&) = delete;
   LockClass& operator=(const LockClass&) = delete;
 
-  const char* name() const noexcept { return name_; }
+  const char* Name() const noexcept { return name_; }
 
  private:
   friend struct LockOrderAccess;

@@ -11,7 +11,9 @@
 //     them; std::mutex carries no capability attribute).
 //
 // They are Lockable (lock/try_lock/unlock), so std::scoped_lock and std::unique_lock work,
-// and they can be chained into a GroupLock. MutexLock is the scoped guard that clang's
+// and they have the explicit spelling GroupLock has, Acquire/TryAcquire/Release, which
+// takes the caller's location for the validator's reports; a GroupLock they are chained to
+// passes its own caller's location through. MutexLock is the scoped guard that clang's
 // analysis understands.
 //
 // Thread safety: thread-safe, with the usual mutex contract: unlock only from the thread that
@@ -40,11 +42,11 @@ namespace sync_internal {
 // own leaf locks, which are never held while another lock is taken.
 class PLEXUS_CAPABILITY("mutex") AnnotatedMutex {
  public:
-  void Lock(SourceLocation = SourceLocation::current()) PLEXUS_ACQUIRE() { mu_.lock(); }
-  bool TryLock(SourceLocation = SourceLocation::current()) PLEXUS_TRY_ACQUIRE(true) {
+  void Acquire(SourceLocation = SourceLocation::current()) PLEXUS_ACQUIRE() { mu_.lock(); }
+  bool TryAcquire(SourceLocation = SourceLocation::current()) PLEXUS_TRY_ACQUIRE(true) {
     return mu_.try_lock();
   }
-  void Unlock() PLEXUS_RELEASE() { mu_.unlock(); }
+  void Release() PLEXUS_RELEASE() { mu_.unlock(); }
   void lock() PLEXUS_ACQUIRE() { mu_.lock(); }
   bool try_lock() PLEXUS_TRY_ACQUIRE(true) { return mu_.try_lock(); }
   void unlock() PLEXUS_RELEASE() { mu_.unlock(); }
@@ -64,26 +66,26 @@ class PLEXUS_CAPABILITY("mutex") ValidatedMutex {
   ValidatedMutex(const ValidatedMutex&) = delete;
   ValidatedMutex& operator=(const ValidatedMutex&) = delete;
 
-  void Lock(SourceLocation where = SourceLocation::current()) PLEXUS_ACQUIRE() {
+  void Acquire(SourceLocation where = SourceLocation::current()) PLEXUS_ACQUIRE() {
     if (LockOrderOn()) LockOrderGuardAcquire(this, class_, where);
     mu_.lock();
   }
-  bool TryLock(SourceLocation where = SourceLocation::current()) PLEXUS_TRY_ACQUIRE(true) {
+  bool TryAcquire(SourceLocation where = SourceLocation::current()) PLEXUS_TRY_ACQUIRE(true) {
     if (!mu_.try_lock()) return false;
     if (LockOrderOn()) LockOrderNoteTryAcquired(this, class_, where);
     return true;
   }
-  void Unlock() PLEXUS_RELEASE() {
+  void Release() PLEXUS_RELEASE() {
     mu_.unlock();
     if (LockOrderEver()) LockOrderNoteRelease(this);
   }
 
   // Lockable.
-  void lock() PLEXUS_ACQUIRE() { Lock(); }
-  bool try_lock() PLEXUS_TRY_ACQUIRE(true) { return TryLock(); }
-  void unlock() PLEXUS_RELEASE() { Unlock(); }
+  void lock() PLEXUS_ACQUIRE() { Acquire(); }
+  bool try_lock() PLEXUS_TRY_ACQUIRE(true) { return TryAcquire(); }
+  void unlock() PLEXUS_RELEASE() { Release(); }
 
-  const LockClassRef& lock_class() const noexcept { return class_; }
+  const LockClassRef& Class() const noexcept { return class_; }
 
  private:
   friend class ::plexus::CondVar;
@@ -119,9 +121,9 @@ class PLEXUS_SCOPED_CAPABILITY MutexLock {
  public:
   explicit MutexLock(M& mu, SourceLocation where = SourceLocation::current()) PLEXUS_ACQUIRE(mu)
       : mu_(mu) {
-    mu_.Lock(where);
+    mu_.Acquire(where);
   }
-  ~MutexLock() PLEXUS_RELEASE() { mu_.Unlock(); }
+  ~MutexLock() PLEXUS_RELEASE() { mu_.Release(); }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
 

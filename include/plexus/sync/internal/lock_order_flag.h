@@ -7,9 +7,11 @@
 
 namespace plexus::sync_internal {
 
+// Whether validation is on now: acquisitions validate and push only while it is.
 extern std::atomic<bool> g_lock_order_on;
-// Number of locks currently on any thread's held stack; lets release skip the pop when
-// validation was never on.
+// Whether validation has ever been on in this process (set once, never cleared). Releases
+// test it rather than g_lock_order_on, so that a lock pushed while validation was on is
+// still popped after it is switched off; a process that never validates skips the pop.
 extern std::atomic<bool> g_lock_order_ever;
 
 inline bool LockOrderOn() noexcept {
