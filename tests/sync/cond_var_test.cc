@@ -53,9 +53,9 @@ TEST(CondVar, WaitForReportsATimeoutAndHoldsTheMutexAgain) {
   bool other_got_it = true;
   std::thread([&] {
     other_got_it = false;
-    if (mu.TryLock()) {
+    if (mu.TryAcquire()) {
       other_got_it = true;
-      mu.Unlock();
+      mu.Release();
     }
   }).join();
   EXPECT_FALSE(other_got_it);
