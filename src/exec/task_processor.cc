@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "plexus/core/clock.h"
@@ -301,6 +302,8 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
         inner();
       },
       where);
+  // From a pool worker, the task may need a thread of the very pool this one blocks.
+  ThreadPool::ScopedBlockingWait blocking;
   std::unique_lock lock(waiter.mu);
   waiter.cv.wait(lock, [&] { return waiter.done; });
   return pushed && waiter.ran;
@@ -420,6 +423,10 @@ void TaskProcessor::WaitForTurnEnd(std::unique_lock<std::mutex>& lock) {
 }
 
 std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
+  // Waiting for the turn from a pool worker: the turn may need a thread of the very pool this
+  // one blocks. Entered before mu_, so that the pool's lock is never taken under ours.
+  std::optional<ThreadPool::ScopedBlockingWait> blocking;
+  if (tls_current != this) blocking.emplace();
   std::vector<Task> discarded;
   bool schedule = false;
   std::unique_lock lock(mu_);

@@ -21,7 +21,7 @@ namespace plexus {
 
 namespace {
 
-thread_local const ThreadPool* tls_worker_of = nullptr;
+thread_local ThreadPool* tls_worker_of = nullptr;
 
 // Polls for work this many times (with a pause each) before a worker sleeps.
 constexpr int kIdleSpins = 2000;
@@ -127,6 +127,7 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
         }
         StartThreadsLocked(grow);
       }
+      MaybeLendLocked();
     }
   }
   if (refused) {
@@ -161,6 +162,49 @@ void ThreadPool::NotifyStateLocked() {
   if (options_.observer != nullptr) {
     options_.observer->OnStateChanged(active_, idle_ - stop_idle_);
   }
+}
+
+void ThreadPool::MaybeLendLocked() {
+  // Every running worker is blocked (zombies too run a task until they leave): nothing will
+  // take the queued work, and what the blocked workers wait for may be in it.
+  if (blocked_ == 0 || count_ == 0 || idle_ - stop_idle_ > 0) return;
+  if (active_ + zombies_ > blocked_) return;
+  ++loans_;
+  StartThreadsLocked(1);
+}
+
+void ThreadPool::ShrinkByOneLocked() {
+  if (idle_ - stop_idle_ > 0) {
+    ++stop_idle_;
+    work_cv_.notify_all();
+  } else {
+    ++stop_active_;
+    ++zombies_;
+    --active_;
+  }
+  NotifyStateLocked();
+}
+
+ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
+  if (pool_ == nullptr) return;
+  std::lock_guard lock(pool_->mu_);
+  ++pool_->blocked_;
+  pool_->MaybeLendLocked();
+}
+
+ThreadPool::ScopedBlockingWait::~ScopedBlockingWait() {
+  if (pool_ == nullptr) return;
+  std::vector<std::thread> to_join;
+  {
+    std::lock_guard lock(pool_->mu_);
+    --pool_->blocked_;
+    if (pool_->loans_ > 0) {
+      --pool_->loans_;
+      pool_->ShrinkByOneLocked();
+    }
+    to_join = pool_->TakeFinishedLocked();
+  }
+  for (std::thread& t : to_join) t.join();
 }
 
 std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
@@ -231,6 +275,7 @@ void ThreadPool::WorkerMain(Worker* self) {
     if (timed_out && count_ == 0 && !shutting_down_ && stop_idle_ == 0 &&
         LiveThreadsLocked() > options_.min_size) {
       --idle_;
+      if (loans_ > 0) --loans_;  // a lent thread that found nothing to do went back
       NotifyStateLocked();
       break;
     }
@@ -240,6 +285,7 @@ void ThreadPool::WorkerMain(Worker* self) {
   if (it != workers_.end()) workers_.erase(it);
   finished_.push_back(std::move(self->thread));
   delete self;
+  MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
   const bool last = workers_.empty();
   lock.unlock();
   if (options_.thread_end) options_.thread_end();
@@ -257,6 +303,7 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
     std::lock_guard lock(mu_);
     if (shutting_down_) return;
     to_join = TakeFinishedLocked();
+    loans_ = 0;  // the size asked for counts every thread, lent ones included
     const auto target = static_cast<std::size_t>(threads);
     const std::size_t live = LiveThreadsLocked();
     if (target > live) {

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -250,6 +251,126 @@ TEST(TaskProcessor, PushAndWaitFromAnotherProcessorOfTheSamePool) {
   ASSERT_TRUE(WaitFor(future));
   EXPECT_TRUE(future.get());
   EXPECT_TRUE(target_ran.load());
+}
+
+// -----------------------------------------------------------------------------
+// Waiting from a pool worker: PushAndWait and Shutdown called from a task of another
+// processor of the same one-thread pool. The only worker is the one that waits, so the wait
+// must not leave the target's turn without a thread. Each test waits with a bound and, if the
+// bound passes, abandons what the stuck worker uses (destroying the pool would join that
+// worker) so that the failure is reported rather than hung on.
+// -----------------------------------------------------------------------------
+
+// Leaks `refs`: a test whose pool stayed wedged cannot destroy it.
+template <class... T>
+void Abandon(Ref<T>&... refs) {
+  (static_cast<void>(refs.Detach()), ...);
+}
+
+// Runs `body` on a thread of its own and returns its result as a future; the thread is
+// detached, so a body that never returns leaves a future that never becomes ready.
+template <class Body>
+auto RunDetached(Body body) -> std::future<decltype(body())> {
+  using Result = decltype(body());
+  auto promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  std::thread([promise, body = std::move(body)]() mutable {
+    if constexpr (std::is_void_v<Result>) {
+      body();
+      promise->set_value();
+    } else {
+      promise->set_value(body());
+    }
+  }).detach();
+  return future;
+}
+
+TEST(TaskProcessor, PushAndWaitFromTheOnlyWorkerOfThePoolCompletes) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "PushAndWait from the only worker of the target's pool never returned";
+  }
+  EXPECT_TRUE(returned.get());
+  EXPECT_TRUE(ran->load());
+}
+
+TEST(TaskProcessor, PushAndWaitFromTheOnlyWorkerOnASuspendedProcessorCompletesAfterResume) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  target->Suspend();
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  // The task is queued on the suspended target and its caller waits on the pool's only worker.
+  ASSERT_TRUE(WaitUntil([&] { return target->Depth() == 1; }));
+  EXPECT_EQ(returned.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  target->Resume();
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "PushAndWait on a resumed processor never returned";
+  }
+  EXPECT_TRUE(returned.get());
+  EXPECT_TRUE(ran->load());
+}
+
+TEST(TaskProcessor, ShutdownWithDiscardWhileTheOnlyWorkerWaitsOnTheProcessorCompletes) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  target->Suspend();
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return target->Depth() == 1; }));
+  // Resuming queues the target's turn on the pool; the shutdown then has a turn to wait for.
+  target->Resume();
+  std::future<std::size_t> discarded = RunDetached(
+      [target_raw = target.get()] { return target_raw->Shutdown(ShutdownMode::kDiscard); });
+  if (!WaitFor(discarded) || !WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "Shutdown(kDiscard) or the PushAndWait it raced never returned";
+  }
+  // Either the task ran before the shutdown, or the shutdown discarded it; PushAndWait says
+  // which.
+  const bool task_ran = returned.get();
+  EXPECT_EQ(task_ran, ran->load());
+  EXPECT_EQ(discarded.get(), task_ran ? 0u : 1u);
+}
+
+TEST(TaskProcessor, ShutdownFromTheOnlyWorkerOfThePoolDrainsTheOtherProcessor) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  Recorder ran;
+  target->Suspend();  // queued behind the caller's task, not yet run
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(target->Push([&ran, i] { ran.Add(i); }));
+  auto result = std::make_shared<std::promise<std::size_t>>();
+  std::future<std::size_t> returned = result->get_future();
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result] {
+    result->set_value(target_raw->Shutdown(ShutdownMode::kDrain));
+  }));
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "Shutdown(kDrain) from the only worker of the target's pool never returned";
+  }
+  EXPECT_EQ(returned.get(), 0u);
+  EXPECT_THAT(ran.Values(), ElementsAre(0, 1, 2));
 }
 
 TEST(TaskProcessor, EXE14_SuspensionsAreCountedAndQueuedTasksRunInOrderAfterResume) {

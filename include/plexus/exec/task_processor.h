@@ -138,8 +138,12 @@ class TaskProcessor final : public RefCounted {
 
   // Pushes `task` and returns once it ran (true), or was discarded by a shutdown (false).
   // Called from one of this task processor's own tasks, runs `task` inline at once. Called
-  // from a task of another task processor of the same pool, it blocks that pool thread; a
-  // pool must then have a thread to spare (or grow) for the target to run.
+  // from a pool worker (a task of another task processor, of this pool or another), it blocks
+  // that worker, and the worker's pool counts it as blocked: when every running worker of the
+  // pool is blocked so and work is queued, the pool lends itself a thread for the wait (above
+  // its max_size), so the target's turn always gets one, even on a one-thread pool. What the
+  // pool cannot undo is a cycle: tasks that PushAndWait on each other's task processors wait
+  // for ever, as with any two locks taken in opposite orders.
   bool PushAndWait(Task task, SourceLocation where = SourceLocation::current());
 
   // Suspensions are counted: while the count is above zero no task starts (one that is
@@ -152,7 +156,8 @@ class TaskProcessor final : public RefCounted {
   // processor to do so); kDiscard destroys them unrun. Returns the number discarded, once
   // the running task (if any) finished — or at once when called from one of this task
   // processor's own tasks, which cannot wait for itself. Idempotent (a second call returns
-  // 0 and waits the same way).
+  // 0 and waits the same way). Called from a pool worker, the wait counts the worker as
+  // blocked, as PushAndWait does, so the turn it waits for gets a thread.
   std::size_t Shutdown(ShutdownMode mode = ShutdownMode::kDrain);
   bool IsShutDown() const;
 

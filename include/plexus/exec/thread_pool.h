@@ -23,6 +23,11 @@
 // pool's own tasks, except Shutdown (and dropping the last reference), which joins the
 // workers and is refused from a worker of the same pool.
 //
+// Blocked workers: a worker that blocks in TaskProcessor::PushAndWait or Shutdown is waiting
+// for work that may need a thread of this very pool. While every running worker is blocked so
+// and work is queued with no idle thread to take it, the pool lends itself one more thread
+// (above max_size); the loan ends, and one thread leaves, when a blocked worker resumes.
+//
 // Observer contract: callbacks are made with the pool's lock held, so they arrive in the
 // order the state changed; they must be quick and must not call back into the pool.
 
@@ -109,6 +114,20 @@ class ThreadPool final : public RefCounted {
 
  private:
   struct Worker;
+  friend class TaskProcessor;
+
+  // Marks the calling worker (of any pool; nothing on other threads) as blocked for its
+  // lifetime, so that its pool lends itself a thread when every running worker is blocked.
+  class ScopedBlockingWait {
+   public:
+    ScopedBlockingWait();
+    ~ScopedBlockingWait();
+    ScopedBlockingWait(const ScopedBlockingWait&) = delete;
+    ScopedBlockingWait& operator=(const ScopedBlockingWait&) = delete;
+
+   private:
+    ThreadPool* pool_;
+  };
 
   ThreadPool(ThreadPoolOptions options, SourceLocation where);
   ~ThreadPool() override;
@@ -122,6 +141,10 @@ class ThreadPool final : public RefCounted {
   void PushLocked(Task&& task);
   std::size_t LiveThreadsLocked() const;
   std::vector<std::thread> TakeFinishedLocked();
+  // Lends a thread when blocked workers are all that runs and queued work has no thread.
+  void MaybeLendLocked();
+  // Asks one thread to leave: an idle one if any, else the next to finish its task.
+  void ShrinkByOneLocked();
 
   const ThreadPoolOptions options_;
   const SourceLocation created_at_;
@@ -142,6 +165,8 @@ class ThreadPool final : public RefCounted {
   std::size_t stop_idle_ = 0;        // idle workers asked to exit
   std::size_t stop_active_ = 0;      // active workers asked to exit after their task
   std::size_t zombies_ = 0;          // active workers that will exit after their task
+  std::size_t blocked_ = 0;          // workers in a ScopedBlockingWait
+  std::size_t loans_ = 0;            // threads started for blocked workers, not yet returned
   bool shutting_down_ = false;
   std::vector<Worker*> workers_;
   std::vector<std::thread> finished_;  // exited workers, joined by the next control call
