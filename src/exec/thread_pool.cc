@@ -52,7 +52,7 @@ ThreadPool& ThreadPool::Shared() {
 ThreadPool::ThreadPool(ThreadPoolOptions options, SourceLocation where)
     : options_(std::move(options)), created_at_(where) {
   ring_.resize(64);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   StartThreadsLocked(options_.initial_size);
 }
 
@@ -109,7 +109,7 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
   bool wake = false;
   bool refused = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) {
       refused = true;  // reported below, without the lock (the misuse action may throw)
     } else {
@@ -134,7 +134,7 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
     ReportMisuse("ThreadPool::Push to pool '" + options_.name + "', which was shut down", where);
     return false;
   }
-  if (wake) work_cv_.notify_one();
+  if (wake) work_cv_.NotifyOne();
   return true;
 }
 
@@ -176,7 +176,7 @@ void ThreadPool::MaybeLendLocked() {
 void ThreadPool::ShrinkByOneLocked() {
   if (idle_ - stop_idle_ > 0) {
     ++stop_idle_;
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
   } else {
     ++stop_active_;
     ++zombies_;
@@ -187,7 +187,7 @@ void ThreadPool::ShrinkByOneLocked() {
 
 ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
   if (pool_ == nullptr) return;
-  std::lock_guard lock(pool_->mu_);
+  MutexLock lock(pool_->mu_);
   ++pool_->blocked_;
   pool_->MaybeLendLocked();
 }
@@ -196,7 +196,7 @@ ThreadPool::ScopedBlockingWait::~ScopedBlockingWait() {
   if (pool_ == nullptr) return;
   std::vector<std::thread> to_join;
   {
-    std::lock_guard lock(pool_->mu_);
+    MutexLock lock(pool_->mu_);
     --pool_->blocked_;
     if (pool_->loans_ > 0) {
       --pool_->loans_;
@@ -216,7 +216,7 @@ std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
 void ThreadPool::WorkerMain(Worker* self) {
   tls_worker_of = this;
   if (options_.thread_start) options_.thread_start();
-  std::unique_lock lock(mu_);
+  mu_.Lock();
   bool active = false;
   Task task;
   for (;;) {
@@ -232,11 +232,11 @@ void ThreadPool::WorkerMain(Worker* self) {
         ++active_;
         NotifyStateLocked();
       }
-      lock.unlock();
+      mu_.Unlock();
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
       task.reset();
-      lock.lock();
+      mu_.Lock();
       if (stop_active_ > 0) {
         // Shrunk while running: this thread was already taken off the active count.
         --stop_active_;
@@ -257,18 +257,18 @@ void ThreadPool::WorkerMain(Worker* self) {
       break;
     }
     // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
-    lock.unlock();
+    mu_.Unlock();
     for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
       CpuRelax();
     }
-    lock.lock();
+    mu_.Lock();
     if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;
     ++sleepers_;
     bool timed_out = false;
     if (options_.idle_timeout.count() > 0) {
-      timed_out = work_cv_.wait_for(lock, options_.idle_timeout) == std::cv_status::timeout;
+      timed_out = !work_cv_.WaitFor(mu_, options_.idle_timeout);
     } else {
-      work_cv_.wait(lock);
+      work_cv_.Wait(mu_);
     }
     --sleepers_;
     if (wakeups_pending_ > 0) --wakeups_pending_;
@@ -287,10 +287,10 @@ void ThreadPool::WorkerMain(Worker* self) {
   delete self;
   MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
   const bool last = workers_.empty();
-  lock.unlock();
+  mu_.Unlock();
   if (options_.thread_end) options_.thread_end();
   tls_worker_of = nullptr;
-  if (last) work_cv_.notify_all();  // Shutdown waits for the last worker to leave
+  if (last) work_cv_.NotifyAll();  // Shutdown waits for the last worker to leave
 }
 
 void ThreadPool::SetSize(int threads, SourceLocation where) {
@@ -300,7 +300,7 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
   }
   std::vector<std::thread> to_join;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) return;
     to_join = TakeFinishedLocked();
     loans_ = 0;  // the size asked for counts every thread, lent ones included
@@ -319,7 +319,7 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
       zombies_ += excess;
       active_ -= excess;
       NotifyStateLocked();
-      if (from_idle > 0) work_cv_.notify_all();
+      if (from_idle > 0) work_cv_.NotifyAll();
     }
   }
   for (std::thread& t : to_join) t.join();
@@ -333,11 +333,11 @@ void ThreadPool::Shutdown(SourceLocation where) {
   std::vector<Task> discarded;
   std::vector<std::thread> to_join;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
     // Workers run what is queued, then leave; the last to leave wakes us.
-    work_cv_.wait(lock, [&] { return workers_.empty(); });
+    while (!workers_.empty()) work_cv_.Wait(mu_);
     while (count_ > 0) {
       discarded.emplace_back();
       (void)PopLocked(discarded.back());
@@ -354,22 +354,22 @@ void ThreadPool::Shutdown(SourceLocation where) {
 }
 
 bool ThreadPool::IsShutDown() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return shutting_down_;
 }
 
 std::size_t ThreadPool::ActiveCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return active_;
 }
 
 std::size_t ThreadPool::IdleCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return idle_ - stop_idle_;
 }
 
 std::size_t ThreadPool::QueueSize() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return count_;
 }
 

@@ -528,6 +528,58 @@ TEST(TaskProcessor, AlertHandlerSetterReturnsThePreviousHandler) {
   EXPECT_FALSE(SetTaskProcessorAlertHandler(nullptr));  // none was installed
 }
 
+// No plexus lock is held while the handler runs: it may push to the processor it is told
+// about, push to another one hard enough to raise that one's alert too, and read the counts.
+// The nested change reaches the handler after the first one returned.
+TEST(TaskProcessor, AnAlertHandlerMayPushToProcessorsAndReadTheCounts) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
+  Ref<TaskProcessor> first = TaskProcessor::Create(
+      {.name = "handler-push/first", .pool = pool, .high_water = 2, .low_water = 0});
+  Ref<TaskProcessor> second = TaskProcessor::Create(
+      {.name = "handler-push/second", .pool = pool, .high_water = 1, .low_water = 0});
+  first->Suspend();
+  second->Suspend();
+  struct Seen {
+    std::string processor;
+    bool raised;
+    std::size_t process_alerts_inside;
+  };
+  auto seen = std::make_shared<std::vector<Seen>>();  // only the delivering thread writes
+  TaskProcessorAlertHandler previous = SetTaskProcessorAlertHandler(
+      [seen, first_raw = first.get(), second_raw = second.get()](const TaskProcessorAlert& a) {
+        if (a.processor != "handler-push/first" && a.processor != "handler-push/second") return;
+        seen->push_back({std::string(a.processor), a.raised, TaskProcessorProcessAlertCount()});
+        if (a.processor == "handler-push/first" && a.raised) {
+          first_raw->Push([] {});
+          second_raw->Push([] {});  // depth 1: raises the second processor's alert
+        }
+      });
+  LogCapture log;  // the raises log warnings
+  std::future<void> pushed = RunDetached([first_raw = first.get()] {
+    first_raw->Push([] {});
+    first_raw->Push([] {});  // depth 2: raises the first processor's alert
+  });
+  if (!WaitFor(pushed)) {
+    // The handler is stuck under the alert lock; nothing can be cleaned up.
+    Abandon(pool, first, second);
+    new TaskProcessorAlertHandler(std::move(previous));  // leaked with the rest
+    FAIL() << "an alert handler that pushed to task processors never returned";
+  }
+  SetTaskProcessorAlertHandler(std::move(previous));
+  ASSERT_EQ(seen->size(), 2u);
+  EXPECT_EQ((*seen)[0].processor, "handler-push/first");
+  EXPECT_TRUE((*seen)[0].raised);
+  EXPECT_EQ((*seen)[1].processor, "handler-push/second");
+  EXPECT_TRUE((*seen)[1].raised);
+  EXPECT_EQ((*seen)[1].process_alerts_inside, (*seen)[0].process_alerts_inside + 1);
+  EXPECT_EQ(first->Depth(), 3u);
+  EXPECT_EQ(second->Depth(), 1u);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("handler-push"), 2u);
+  first->Shutdown(ShutdownMode::kDiscard);
+  second->Shutdown(ShutdownMode::kDiscard);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("handler-push"), 0u);
+}
+
 TEST(TaskProcessor, EXE16_StatisticsAndListingWhileItWorks) {
   const std::string name = "exe16/stats";
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = name});
