@@ -460,7 +460,7 @@ void TaskProcessor::RunTurn() {
     // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
     // Counted before the task is destroyed, which is what releases a PushAndWait caller.
     processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    task.reset();
+    task.Reset();
     executing_.store(false, std::memory_order_relaxed);
     if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed)) &&
         depth_.load(std::memory_order_relaxed) <= low_water_.load(std::memory_order_relaxed)) {

@@ -235,7 +235,7 @@ void ThreadPool::WorkerMain(Worker* self) {
       mu_.Unlock();
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
-      task.reset();
+      task.Reset();
       mu_.Lock();
       if (stop_active_ > 0) {
         // Shrunk while running: this thread was already taken off the active count.

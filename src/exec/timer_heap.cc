@@ -373,7 +373,7 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
   core_internal::RunCatching(
       callback, [&] { return "timer heap '" + name_ + "': a timer callback"; },
       SourceLocation::current());
-  callback.reset();
+  callback.Reset();
   {
     MutexLock lock(mu_);
     FreeSlotLocked(slot, released);

@@ -170,7 +170,7 @@ void CheckMoveAndReset(bool expect_inline) {
   moved();
   EXPECT_EQ(seen, 7);
   EXPECT_FALSE(watch.expired());
-  moved.reset();
+  moved.Reset();
   EXPECT_FALSE(moved);
   EXPECT_TRUE(watch.expired());
 }

@@ -176,7 +176,7 @@ class ScopedTimer {
     return heap_->CancelAndWait(std::exchange(id_, TimerId{}));
   }
   bool IsPending() const { return id_ && heap_->IsPending(id_); }
-  TimerId id() const noexcept { return id_; }
+  TimerId Id() const noexcept { return id_; }
 
  private:
   Ref<TimerHeap> heap_;
