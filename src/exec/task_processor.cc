@@ -29,6 +29,7 @@
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/core/thread_id.h"
 #include "plexus/sync/cond_var.h"
 #include "plexus/sync/mutex.h"
 
@@ -72,18 +73,12 @@ struct AlertState {
   // Changes recorded but not yet delivered, oldest first.
   std::deque<AlertChange> pending PLEXUS_GUARDED_BY(mu);
   // The thread delivering `pending` (0: none), and whether it is inside the handler now.
-  const void* deliverer PLEXUS_GUARDED_BY(mu) = nullptr;
+  ThreadToken deliverer PLEXUS_GUARDED_BY(mu) = 0;
   bool in_handler PLEXUS_GUARDED_BY(mu) = false;
 };
 AlertState& Alerts() {
   static auto* state = new AlertState();
   return *state;
-}
-
-// Identifies the calling thread (its address of a thread_local).
-const void* ThisThread() noexcept {
-  static thread_local const char tag = 0;
-  return &tag;
 }
 
 std::string_view SubsystemOf(std::string_view name) {
@@ -116,11 +111,11 @@ void RecordQueueAlertChangeLocked(AlertState& alerts, std::string_view name, boo
 // the handler, or another) is at it already: that thread then delivers them after its own.
 void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
   alerts.mu.Lock();
-  if (alerts.deliverer != nullptr) {
+  if (alerts.deliverer != 0) {
     alerts.mu.Unlock();
     return;
   }
-  alerts.deliverer = ThisThread();
+  alerts.deliverer = CurrentThreadToken();
   while (!alerts.pending.empty()) {
     const AlertChange change = std::move(alerts.pending.front());
     alerts.pending.pop_front();
@@ -144,7 +139,7 @@ void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
     alerts.in_handler = false;
     alerts.handler_returned.NotifyAll();
   }
-  alerts.deliverer = nullptr;
+  alerts.deliverer = 0;
   alerts.mu.Unlock();
 }
 
@@ -643,7 +638,7 @@ TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler
   TaskProcessorAlertHandler previous = std::exchange(alerts.handler, std::move(handler));
   // The previous handler may be running on the delivering thread: return once it is not, so
   // that the caller may destroy what it uses. From the handler itself, it cannot wait.
-  while (alerts.in_handler && alerts.deliverer != ThisThread()) {
+  while (alerts.in_handler && alerts.deliverer != CurrentThreadToken()) {
     alerts.handler_returned.Wait(alerts.mu);
   }
   return previous;
