@@ -32,9 +32,11 @@
 namespace plexus {
 namespace {
 
+using plexus_test::Abandon;
 using plexus_test::Gate;
 using plexus_test::LogCapture;
 using plexus_test::RecordingObserver;
+using plexus_test::RunDetached;
 using plexus_test::ScopedMisuseAction;
 using plexus_test::WaitFor;
 using plexus_test::WaitUntil;
@@ -260,30 +262,6 @@ TEST(TaskProcessor, PushAndWaitFromAnotherProcessorOfTheSamePool) {
 // bound passes, abandons what the stuck worker uses (destroying the pool would join that
 // worker) so that the failure is reported rather than hung on.
 // -----------------------------------------------------------------------------
-
-// Leaks `refs`: a test whose pool stayed wedged cannot destroy it.
-template <class... T>
-void Abandon(Ref<T>&... refs) {
-  (static_cast<void>(refs.Detach()), ...);
-}
-
-// Runs `body` on a thread of its own and returns its result as a future; the thread is
-// detached, so a body that never returns leaves a future that never becomes ready.
-template <class Body>
-auto RunDetached(Body body) -> std::future<decltype(body())> {
-  using Result = decltype(body());
-  auto promise = std::make_shared<std::promise<Result>>();
-  std::future<Result> future = promise->get_future();
-  std::thread([promise, body = std::move(body)]() mutable {
-    if constexpr (std::is_void_v<Result>) {
-      body();
-      promise->set_value();
-    } else {
-      promise->set_value(body());
-    }
-  }).detach();
-  return future;
-}
 
 TEST(TaskProcessor, PushAndWaitFromTheOnlyWorkerOfThePoolCompletes) {
   Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});

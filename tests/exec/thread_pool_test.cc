@@ -533,11 +533,14 @@ TEST(ThreadPool, AThreadLentToABlockedWorkerLeavesWhenTheWaitEnds) {
   Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1, .observer = &observer});
   Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
   Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
-  std::promise<bool> result;
-  std::future<bool> returned = result.get_future();
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
   ASSERT_TRUE(caller->Push(
-      [&result, target_raw = target.get()] { result.set_value(target_raw->PushAndWait([] {})); }));
-  ASSERT_TRUE(WaitFor(returned));
+      [result, target_raw = target.get()] { result->set_value(target_raw->PushAndWait([] {})); }));
+  if (!WaitFor(returned)) {
+    plexus_test::Abandon(pool, caller, target);
+    FAIL() << "PushAndWait from the only worker of the target's pool never returned";
+  }
   EXPECT_TRUE(returned.get());
   // The pool grew by one for the wait, then went back to its one thread.
   EXPECT_EQ(observer.MaxThreads(), 2u);
