@@ -8,22 +8,30 @@
 // ends (`scheduled_ = false`). The empty -> non-empty transition of an idle task processor is
 // the only push that touches the pool.
 //
-// Waiting for a turn to end (Shutdown, the last reference) uses one process-wide
-// condition_variable_any: turns end often, but waiters are rare, and a condition variable per
-// task processor would double its idle size.
+// Waiting for a turn to end (Shutdown, the last reference) uses one process-wide condition
+// and a generation count that every turn end with waiters advances: turns end often, but
+// waiters are rare, and a condition variable per task processor would grow its idle size.
+//
+// Alert changes are recorded under the alert lock and delivered (logged, handed to the
+// handler) after it was let go, one thread at a time, so user code never runs under it.
 
 #include "plexus/exec/task_processor.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "plexus/core/clock.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
+#include "plexus/core/thread_annotations.h"
+#include "plexus/core/thread_id.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -31,17 +39,42 @@ namespace {
 
 thread_local TaskProcessor* tls_current = nullptr;
 
-std::condition_variable_any& TurnEndedCv() {
-  static auto* cv = new std::condition_variable_any();
-  return *cv;
+// Where waiters for the end of a turn (of any task processor) sleep. A waiter reads
+// `generation` while it still holds its task processor's lock, and a turn end with waiters
+// advances it under that same lock, so no end is missed between the two.
+struct TurnEnds {
+  // Taken under a task processor's mu_ and nothing under it.
+  sync_internal::AnnotatedMutex mu;
+  CondVar cv;
+  std::uint64_t generation PLEXUS_GUARDED_BY(mu) = 0;
+};
+TurnEnds& TurnEnded() {
+  static auto* ends = new TurnEnds();
+  return *ends;
 }
+
+// One change of a queue's alert state, waiting to be logged and handed to the handler.
+struct AlertChange {
+  std::string name;
+  bool raised;
+  std::size_t depth;
+  std::size_t high_water;
+  std::size_t subsystem_alerts;
+  std::size_t process_alerts;
+};
 
 // Process-wide alert state. Alert changes are rare (a level crossing), so one lock is fine.
 struct AlertState {
-  std::mutex mu;
-  TaskProcessorAlertHandler handler;
-  std::map<std::string, std::size_t, std::less<>> by_subsystem;
-  std::size_t process = 0;
+  Mutex mu;
+  CondVar handler_returned;
+  TaskProcessorAlertHandler handler PLEXUS_GUARDED_BY(mu);
+  std::map<std::string, std::size_t, std::less<>> by_subsystem PLEXUS_GUARDED_BY(mu);
+  std::size_t process PLEXUS_GUARDED_BY(mu) = 0;
+  // Changes recorded but not yet delivered, oldest first.
+  std::deque<AlertChange> pending PLEXUS_GUARDED_BY(mu);
+  // The thread delivering `pending` (0: none), and whether it is inside the handler now.
+  ThreadToken deliverer PLEXUS_GUARDED_BY(mu) = 0;
+  bool in_handler PLEXUS_GUARDED_BY(mu) = false;
 };
 AlertState& Alerts() {
   static auto* state = new AlertState();
@@ -53,11 +86,64 @@ std::string_view SubsystemOf(std::string_view name) {
   return slash == std::string_view::npos ? std::string_view() : name.substr(0, slash);
 }
 
-}  // namespace
+// Records an alert change: updates the counts and queues it for delivery.
+void RecordQueueAlertChangeLocked(AlertState& alerts, std::string_view name, bool raised,
+                                  std::size_t depth, std::size_t high_water)
+    PLEXUS_REQUIRES(alerts.mu) {
+  const std::string_view subsystem = SubsystemOf(name);
+  std::size_t subsystem_count = 0;
+  if (!subsystem.empty()) {
+    auto it = alerts.by_subsystem.find(subsystem);
+    if (raised) {
+      if (it == alerts.by_subsystem.end()) it = alerts.by_subsystem.emplace(subsystem, 0).first;
+      subsystem_count = ++it->second;
+    } else if (it != alerts.by_subsystem.end()) {
+      subsystem_count = --it->second;
+      if (subsystem_count == 0) alerts.by_subsystem.erase(it);
+    }
+  }
+  alerts.process = raised ? alerts.process + 1 : alerts.process - 1;
+  alerts.pending.push_back(
+      AlertChange{std::string(name), raised, depth, high_water, subsystem_count, alerts.process});
+}
 
-// Requires Alerts().mu.
-void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
-                                  std::size_t high_water);
+// Logs and hands to the handler every recorded change, unless a thread (this one, from inside
+// the handler, or another) is at it already: that thread then delivers them after its own.
+void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
+  alerts.mu.Lock();
+  if (alerts.deliverer != 0) {
+    alerts.mu.Unlock();
+    return;
+  }
+  alerts.deliverer = CurrentThreadToken();
+  while (!alerts.pending.empty()) {
+    const AlertChange change = std::move(alerts.pending.front());
+    alerts.pending.pop_front();
+    // A copy: the handler may be replaced (by itself, too) while it runs.
+    const TaskProcessorAlertHandler handler = alerts.handler;
+    alerts.in_handler = true;
+    alerts.mu.Unlock();
+    if (change.raised) {
+      Log(LogLevel::kWarning,
+          "queue '" + change.name + "' reached " + std::to_string(change.depth) +
+              " waiting items (high water mark: " + std::to_string(change.high_water) + ")");
+    }
+    if (handler) {
+      const TaskProcessorAlert alert{change.name,  SubsystemOf(change.name), change.raised,
+                                     change.depth, change.subsystem_alerts,  change.process_alerts};
+      core_internal::RunCatching([&] { handler(alert); },
+                                 [] { return std::string("the task processor alert handler"); },
+                                 SourceLocation::current());
+    }
+    alerts.mu.Lock();
+    alerts.in_handler = false;
+    alerts.handler_returned.NotifyAll();
+  }
+  alerts.deliverer = 0;
+  alerts.mu.Unlock();
+}
+
+}  // namespace
 
 // The registry of live task processors: all of them in an intrusive list (for List), the
 // named ones also by name (for Find and uniqueness).
@@ -68,13 +154,15 @@ class TaskProcessorRegistry {
     return *registry;
   }
 
-  std::mutex mu;
-  TaskProcessor* head = nullptr;
-  std::size_t live = 0;
-  std::unordered_map<std::string_view, TaskProcessor*> by_name;
-  std::uint32_t next_serial = 1;
+  // Reached as TaskProcessor::RegistryMutex(), the name the annotations use.
+  Mutex mu;
+  TaskProcessor* head PLEXUS_GUARDED_BY(TaskProcessor::RegistryMutex()) = nullptr;
+  std::size_t live PLEXUS_GUARDED_BY(TaskProcessor::RegistryMutex()) = 0;
+  std::unordered_map<std::string_view, TaskProcessor*> by_name
+      PLEXUS_GUARDED_BY(TaskProcessor::RegistryMutex());
+  std::uint32_t next_serial PLEXUS_GUARDED_BY(TaskProcessor::RegistryMutex()) = 1;
 
-  void LinkLocked(TaskProcessor* tp) {
+  void LinkLocked(TaskProcessor* tp) PLEXUS_REQUIRES(TaskProcessor::RegistryMutex()) {
     tp->next_live_ = head;
     if (head != nullptr) head->prev_ = tp;
     head = tp;
@@ -82,7 +170,7 @@ class TaskProcessorRegistry {
     if (!tp->name_.empty()) by_name.emplace(tp->name_, tp);
   }
 
-  void UnlinkLocked(TaskProcessor* tp) {
+  void UnlinkLocked(TaskProcessor* tp) PLEXUS_REQUIRES(TaskProcessor::RegistryMutex()) {
     if (tp->prev_ != nullptr) tp->prev_->next_live_ = tp->next_live_;
     if (tp->next_live_ != nullptr) tp->next_live_->prev_ = tp->prev_;
     if (head == tp) head = tp->next_live_;
@@ -90,6 +178,10 @@ class TaskProcessorRegistry {
     if (!tp->name_.empty()) by_name.erase(tp->name_);
   }
 };
+
+Mutex& TaskProcessor::RegistryMutex() {
+  return TaskProcessorRegistry::Get().mu;
+}
 
 // -----------------------------------------------------------------------------
 // Creation and destruction
@@ -125,7 +217,7 @@ Ref<TaskProcessor> TaskProcessor::Create(TaskProcessorOptions options, SourceLoc
   TaskProcessorRegistry& registry = TaskProcessorRegistry::Get();
   TaskProcessor* created = nullptr;
   {
-    std::lock_guard lock(registry.mu);
+    MutexLock lock(RegistryMutex());
     if (options.name.empty() || !registry.by_name.contains(options.name)) {
       created = new TaskProcessor(std::move(options), std::move(pool));
       registry.LinkLocked(created);
@@ -141,7 +233,7 @@ Ref<TaskProcessor> TaskProcessor::Create(TaskProcessorOptions options, SourceLoc
 TaskProcessor::~TaskProcessor() {
   {
     TaskProcessorRegistry& registry = TaskProcessorRegistry::Get();
-    std::lock_guard lock(registry.mu);
+    MutexLock lock(RegistryMutex());
     registry.UnlinkLocked(this);
   }
   if (alerted_.load(std::memory_order_relaxed)) {
@@ -158,7 +250,7 @@ void TaskProcessor::LastReferenceDropped() const {
   if (tls_current == self) {
     // From one of its own tasks: the turn running us finishes the shutdown and frees it.
     (void)self->Shutdown(mode);
-    std::lock_guard lock(mu_);
+    MutexLock lock(self->mu_);
     self->free_after_turn_ = true;
     return;
   }
@@ -168,7 +260,7 @@ void TaskProcessor::LastReferenceDropped() const {
 
 Ref<TaskProcessor> TaskProcessor::Find(std::string_view name) {
   TaskProcessorRegistry& registry = TaskProcessorRegistry::Get();
-  std::lock_guard lock(registry.mu);
+  MutexLock lock(RegistryMutex());
   auto it = registry.by_name.find(name);
   if (it == registry.by_name.end() || !it->second->TryAddRef()) return nullptr;
   return Ref<TaskProcessor>::Adopt(it->second);
@@ -180,7 +272,7 @@ TaskProcessor* TaskProcessor::Current() noexcept {
 
 std::size_t TaskProcessor::LiveCount() {
   TaskProcessorRegistry& registry = TaskProcessorRegistry::Get();
-  std::lock_guard lock(registry.mu);
+  MutexLock lock(RegistryMutex());
   return registry.live;
 }
 
@@ -188,7 +280,7 @@ std::vector<TaskProcessorStats> TaskProcessor::List() {
   std::vector<Ref<TaskProcessor>> alive;
   {
     TaskProcessorRegistry& registry = TaskProcessorRegistry::Get();
-    std::lock_guard lock(registry.mu);
+    MutexLock lock(RegistryMutex());
     alive.reserve(registry.live);
     for (TaskProcessor* tp = registry.head; tp != nullptr; tp = tp->next_live_) {
       if (tp->TryAddRef()) alive.push_back(Ref<TaskProcessor>::Adopt(tp));
@@ -236,7 +328,7 @@ bool TaskProcessor::TryPush(Task& task) {
   bool schedule = false;
   std::size_t depth = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (shut_down_) return false;
     incoming_.push_back(std::move(task));
     depth = depth_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -257,7 +349,7 @@ bool TaskProcessor::TryPush(Task& task) {
 void TaskProcessor::ScheduleTurn() {
   if (pool_->Push([this] { RunTurn(); })) return;
   // Only a pool shut down under a live task processor gets here (Push reported it).
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   EndTurnLocked();
 }
 
@@ -276,9 +368,10 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
     return true;
   }
   struct Waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
+    sync_internal::AnnotatedMutex mu;
+    CondVar cv;
+    bool done PLEXUS_GUARDED_BY(mu) = false;
+    // Written by the task before `done` is set under mu, read by the waiter after it.
     bool ran = false;
   } waiter;
   // Signals the waiter when the wrapped task is destroyed: after it ran, or unrun when a
@@ -290,19 +383,21 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
     Signal& operator=(Signal&&) = delete;
     ~Signal() {
       if (waiter == nullptr) return;
-      std::lock_guard lock(waiter->mu);
+      MutexLock lock(waiter->mu);
       waiter->done = true;
-      waiter->cv.notify_one();
+      waiter->cv.NotifyOne();
     }
   };
   const bool pushed = Push(
       [inner = std::move(task), signal = Signal(&waiter)]() mutable {
-        signal.waiter->ran = true;  // read by the waiter after `done`, under its lock
+        signal.waiter->ran = true;
         inner();
       },
       where);
-  std::unique_lock lock(waiter.mu);
-  waiter.cv.wait(lock, [&] { return waiter.done; });
+  // From a pool worker, the task may need a thread of the very pool this one blocks.
+  ThreadPool::ScopedBlockingWait blocking;
+  MutexLock lock(waiter.mu);
+  while (!waiter.done) waiter.cv.Wait(waiter.mu);
   return pushed && waiter.ran;
 }
 
@@ -313,7 +408,12 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
 void TaskProcessor::EndTurnLocked() {
   scheduled_ = false;
   executing_.store(false, std::memory_order_relaxed);
-  if (turn_waiters_ > 0) TurnEndedCv().notify_all();
+  if (turn_waiters_ > 0) {
+    TurnEnds& ends = TurnEnded();
+    MutexLock lock(ends.mu);
+    ++ends.generation;
+    ends.cv.NotifyAll();
+  }
 }
 
 void TaskProcessor::RunTurn() {
@@ -325,30 +425,16 @@ void TaskProcessor::RunTurn() {
     if (next_ == draining_.size()) {
       draining_.clear();
       next_ = 0;
-      std::unique_lock lock(mu_);
-      if (incoming_.empty() || suspended_.load(std::memory_order_relaxed) > 0) {
-        busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
-        const bool free_self = free_after_turn_;
-        EndTurnLocked();
-        lock.unlock();
-        tls_current = outer;
-        // Nothing may touch `this` past the unlock unless we own its end.
-        if (free_self) delete this;
-        return;
-      }
+      mu_.Lock();
+      if (incoming_.empty() || suspended_.load(std::memory_order_relaxed) > 0) break;
       incoming_.swap(draining_);
+      mu_.Unlock();
     }
     if (PLEXUS_UNLIKELY(suspended_.load(std::memory_order_acquire) > 0)) {
-      std::unique_lock lock(mu_);
-      if (suspended_.load(std::memory_order_relaxed) > 0) {
-        busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
-        const bool free_self = free_after_turn_;
-        EndTurnLocked();  // draining_ keeps the rest; the turn after Resume continues it
-        lock.unlock();
-        tls_current = outer;
-        if (free_self) delete this;
-        return;
-      }
+      mu_.Lock();
+      // draining_ keeps the rest; the turn after Resume continues it.
+      if (suspended_.load(std::memory_order_relaxed) > 0) break;
+      mu_.Unlock();
     }
     if (budget == 0) {
       // Fairness: let the pool's other work run, and come back behind it.
@@ -369,13 +455,24 @@ void TaskProcessor::RunTurn() {
     // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
     // Counted before the task is destroyed, which is what releases a PushAndWait caller.
     processed_.store(processed_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    task.reset();
+    task.Reset();
     executing_.store(false, std::memory_order_relaxed);
     if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed)) &&
         depth_.load(std::memory_order_relaxed) <= low_water_.load(std::memory_order_relaxed)) {
       CheckAlert();
     }
   }
+  FinishTurn(started, outer);
+}
+
+void TaskProcessor::FinishTurn(std::int64_t started, TaskProcessor* outer) {
+  busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
+  const bool free_self = free_after_turn_;
+  EndTurnLocked();
+  mu_.Unlock();
+  tls_current = outer;
+  // Nothing may touch `this` past the unlock unless we own its end.
+  if (free_self) delete this;
 }
 
 // -----------------------------------------------------------------------------
@@ -390,7 +487,7 @@ void TaskProcessor::Resume(SourceLocation where) {
   bool schedule = false;
   bool unbalanced = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::uint32_t count = suspended_.load(std::memory_order_relaxed);
     if (count == 0) {
       unbalanced = true;
@@ -413,16 +510,30 @@ bool TaskProcessor::IsSuspended() const noexcept {
   return suspended_.load(std::memory_order_relaxed) > 0;
 }
 
-void TaskProcessor::WaitForTurnEnd(std::unique_lock<std::mutex>& lock) {
+void TaskProcessor::WaitForTurnEndLocked() {
+  TurnEnds& ends = TurnEnded();
   ++turn_waiters_;
-  TurnEndedCv().wait(lock, [&] { return !scheduled_; });
+  while (scheduled_) {
+    // Read under mu_: the turn end we wait for advances it after this, under mu_ too.
+    ends.mu.Lock();
+    const std::uint64_t seen = ends.generation;
+    mu_.Unlock();
+    while (ends.generation == seen) ends.cv.Wait(ends.mu);
+    ends.mu.Unlock();
+    mu_.Lock();
+  }
   --turn_waiters_;
 }
 
 std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
+  // Waiting for the turn from a pool worker: the turn may need a thread of the very pool this
+  // one blocks. Entered before mu_, so that the pool's lock is never taken under ours.
+  std::optional<ThreadPool::ScopedBlockingWait> blocking;
+  if (tls_current != this) blocking.emplace();
+  // Declared before the lock is taken: the discarded tasks are destroyed after it was let go.
   std::vector<Task> discarded;
   bool schedule = false;
-  std::unique_lock lock(mu_);
+  mu_.Lock();
   shut_down_ = true;
   if (mode == ShutdownMode::kDiscard) {
     discarded.swap(incoming_);
@@ -436,7 +547,7 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
     } else {
       // A turn runs elsewhere: stop it taking new tasks until we have what it has left.
       suspended_.fetch_add(1, std::memory_order_acq_rel);
-      WaitForTurnEnd(lock);
+      WaitForTurnEndLocked();
       suspended_.fetch_sub(1, std::memory_order_acq_rel);
       for (std::size_t i = next_; i < draining_.size(); ++i) {
         discarded.push_back(std::move(draining_[i]));
@@ -455,12 +566,12 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
     }
   }
   if (schedule) {
-    lock.unlock();
+    mu_.Unlock();
     ScheduleTurn();
-    lock.lock();
+    mu_.Lock();
   }
-  if (tls_current != this) WaitForTurnEnd(lock);
-  lock.unlock();
+  if (tls_current != this) WaitForTurnEndLocked();
+  mu_.Unlock();
   const std::size_t count = discarded.size();
   if (count > 0) {
     Log(LogLevel::kInfo, "task processor '" + Name() + "' shut down, discarding " +
@@ -471,7 +582,7 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
 }
 
 bool TaskProcessor::IsShutDown() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return shut_down_;
 }
 
@@ -486,7 +597,8 @@ void TaskProcessor::SetAlertLevels(std::uint32_t low_water, std::uint32_t high_w
     return;
   }
   {
-    std::lock_guard lock(Alerts().mu);
+    AlertState& alerts = Alerts();
+    MutexLock lock(alerts.mu);
     low_water_.store(low_water, std::memory_order_relaxed);
     high_water_.store(high_water, std::memory_order_relaxed);
   }
@@ -495,64 +607,54 @@ void TaskProcessor::SetAlertLevels(std::uint32_t low_water, std::uint32_t high_w
 
 void TaskProcessor::CheckAlert() {
   AlertState& alerts = Alerts();
-  std::lock_guard lock(alerts.mu);
-  const std::size_t depth = depth_.load(std::memory_order_relaxed);
-  const bool was = alerted_.load(std::memory_order_relaxed);
-  bool now = was;
-  if (!was && depth >= high_water_.load(std::memory_order_relaxed)) now = true;
-  if (was && depth <= low_water_.load(std::memory_order_relaxed)) now = false;
-  if (now == was) return;
-  alerted_.store(now, std::memory_order_relaxed);
-  ReportQueueAlertChangeLocked(Name(), now, depth, high_water_.load(std::memory_order_relaxed));
-}
-
-void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
-                                  std::size_t high_water) {
-  AlertState& alerts = Alerts();
-  const std::string_view subsystem = SubsystemOf(name);
-  std::size_t subsystem_count = 0;
-  if (!subsystem.empty()) {
-    auto it = alerts.by_subsystem.find(subsystem);
-    if (raised) {
-      if (it == alerts.by_subsystem.end()) it = alerts.by_subsystem.emplace(subsystem, 0).first;
-      subsystem_count = ++it->second;
-    } else if (it != alerts.by_subsystem.end()) {
-      subsystem_count = --it->second;
-      if (subsystem_count == 0) alerts.by_subsystem.erase(it);
-    }
+  {
+    MutexLock lock(alerts.mu);
+    const std::size_t depth = depth_.load(std::memory_order_relaxed);
+    const bool was = alerted_.load(std::memory_order_relaxed);
+    bool now = was;
+    if (!was && depth >= high_water_.load(std::memory_order_relaxed)) now = true;
+    if (was && depth <= low_water_.load(std::memory_order_relaxed)) now = false;
+    if (now == was) return;
+    alerted_.store(now, std::memory_order_relaxed);
+    RecordQueueAlertChangeLocked(alerts, Name(), now, depth,
+                                 high_water_.load(std::memory_order_relaxed));
   }
-  alerts.process = raised ? alerts.process + 1 : alerts.process - 1;
-  if (raised) {
-    Log(LogLevel::kWarning, "queue '" + std::string(name) + "' reached " + std::to_string(depth) +
-                                " waiting items (high water mark: " + std::to_string(high_water) +
-                                ")");
-  }
-  if (alerts.handler) {
-    alerts.handler(
-        TaskProcessorAlert{name, subsystem, raised, depth, subsystem_count, alerts.process});
-  }
+  DeliverAlertChanges(alerts);
 }
 
 void ReportQueueAlertChange(std::string_view name, bool raised, std::size_t depth,
                             std::size_t high_water) {
-  std::lock_guard lock(Alerts().mu);
-  ReportQueueAlertChangeLocked(name, raised, depth, high_water);
+  AlertState& alerts = Alerts();
+  {
+    MutexLock lock(alerts.mu);
+    RecordQueueAlertChangeLocked(alerts, name, raised, depth, high_water);
+  }
+  DeliverAlertChanges(alerts);
 }
 
 TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler handler) {
-  std::lock_guard lock(Alerts().mu);
-  return std::exchange(Alerts().handler, std::move(handler));
+  AlertState& alerts = Alerts();
+  MutexLock lock(alerts.mu);
+  TaskProcessorAlertHandler previous = std::exchange(alerts.handler, std::move(handler));
+  // The previous handler may be running on the delivering thread: return once it is not, so
+  // that the caller may destroy what it uses. From the handler itself, it cannot wait.
+  while (alerts.in_handler && alerts.deliverer != CurrentThreadToken()) {
+    alerts.handler_returned.Wait(alerts.mu);
+  }
+  return previous;
 }
 
 std::size_t TaskProcessorSubsystemAlertCount(std::string_view subsystem) {
-  std::lock_guard lock(Alerts().mu);
-  auto it = Alerts().by_subsystem.find(subsystem);
-  return it == Alerts().by_subsystem.end() ? 0 : it->second;
+  AlertState& alerts = Alerts();
+  MutexLock lock(alerts.mu);
+  auto it = alerts.by_subsystem.find(subsystem);
+  return it == alerts.by_subsystem.end() ? 0 : it->second;
 }
 
 std::size_t TaskProcessorProcessAlertCount() {
-  std::lock_guard lock(Alerts().mu);
-  return Alerts().process;
+  AlertState& alerts = Alerts();
+  MutexLock lock(alerts.mu);
+  return alerts.process;
 }
 
 TaskProcessorStats TaskProcessor::Stats() const {
@@ -563,7 +665,7 @@ TaskProcessorStats TaskProcessor::Stats() const {
   s.discarded = discarded_.load(std::memory_order_relaxed);
   s.depth = depth_.load(std::memory_order_relaxed);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     s.max_depth = max_depth_;
   }
   s.executing = executing_.load(std::memory_order_relaxed);

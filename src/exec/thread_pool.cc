@@ -21,7 +21,7 @@ namespace plexus {
 
 namespace {
 
-thread_local const ThreadPool* tls_worker_of = nullptr;
+thread_local ThreadPool* tls_worker_of = nullptr;
 
 // Polls for work this many times (with a pause each) before a worker sleeps.
 constexpr int kIdleSpins = 2000;
@@ -52,7 +52,7 @@ ThreadPool& ThreadPool::Shared() {
 ThreadPool::ThreadPool(ThreadPoolOptions options, SourceLocation where)
     : options_(std::move(options)), created_at_(where) {
   ring_.resize(64);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   StartThreadsLocked(options_.initial_size);
 }
 
@@ -109,7 +109,7 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
   bool wake = false;
   bool refused = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) {
       refused = true;  // reported below, without the lock (the misuse action may throw)
     } else {
@@ -127,13 +127,14 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
         }
         StartThreadsLocked(grow);
       }
+      MaybeLendLocked();
     }
   }
   if (refused) {
     ReportMisuse("ThreadPool::Push to pool '" + options_.name + "', which was shut down", where);
     return false;
   }
-  if (wake) work_cv_.notify_one();
+  if (wake) work_cv_.NotifyOne();
   return true;
 }
 
@@ -163,6 +164,49 @@ void ThreadPool::NotifyStateLocked() {
   }
 }
 
+void ThreadPool::MaybeLendLocked() {
+  // Every running worker is blocked (zombies too run a task until they leave): nothing will
+  // take the queued work, and what the blocked workers wait for may be in it.
+  if (blocked_ == 0 || count_ == 0 || idle_ - stop_idle_ > 0) return;
+  if (active_ + zombies_ > blocked_) return;
+  ++loans_;
+  StartThreadsLocked(1);
+}
+
+void ThreadPool::ShrinkByOneLocked() {
+  if (idle_ - stop_idle_ > 0) {
+    ++stop_idle_;
+    work_cv_.NotifyAll();
+  } else {
+    ++stop_active_;
+    ++zombies_;
+    --active_;
+  }
+  NotifyStateLocked();
+}
+
+ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
+  if (pool_ == nullptr) return;
+  MutexLock lock(pool_->mu_);
+  ++pool_->blocked_;
+  pool_->MaybeLendLocked();
+}
+
+ThreadPool::ScopedBlockingWait::~ScopedBlockingWait() {
+  if (pool_ == nullptr) return;
+  std::vector<std::thread> to_join;
+  {
+    MutexLock lock(pool_->mu_);
+    --pool_->blocked_;
+    if (pool_->loans_ > 0) {
+      --pool_->loans_;
+      pool_->ShrinkByOneLocked();
+    }
+    to_join = pool_->TakeFinishedLocked();
+  }
+  for (std::thread& t : to_join) t.join();
+}
+
 std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
   std::vector<std::thread> out;
   out.swap(finished_);
@@ -172,7 +216,7 @@ std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
 void ThreadPool::WorkerMain(Worker* self) {
   tls_worker_of = this;
   if (options_.thread_start) options_.thread_start();
-  std::unique_lock lock(mu_);
+  mu_.Lock();
   bool active = false;
   Task task;
   for (;;) {
@@ -188,11 +232,11 @@ void ThreadPool::WorkerMain(Worker* self) {
         ++active_;
         NotifyStateLocked();
       }
-      lock.unlock();
+      mu_.Unlock();
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
-      task.reset();
-      lock.lock();
+      task.Reset();
+      mu_.Lock();
       if (stop_active_ > 0) {
         // Shrunk while running: this thread was already taken off the active count.
         --stop_active_;
@@ -213,24 +257,25 @@ void ThreadPool::WorkerMain(Worker* self) {
       break;
     }
     // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
-    lock.unlock();
+    mu_.Unlock();
     for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
       CpuRelax();
     }
-    lock.lock();
+    mu_.Lock();
     if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;
     ++sleepers_;
     bool timed_out = false;
     if (options_.idle_timeout.count() > 0) {
-      timed_out = work_cv_.wait_for(lock, options_.idle_timeout) == std::cv_status::timeout;
+      timed_out = !work_cv_.WaitFor(mu_, options_.idle_timeout);
     } else {
-      work_cv_.wait(lock);
+      work_cv_.Wait(mu_);
     }
     --sleepers_;
     if (wakeups_pending_ > 0) --wakeups_pending_;
     if (timed_out && count_ == 0 && !shutting_down_ && stop_idle_ == 0 &&
         LiveThreadsLocked() > options_.min_size) {
       --idle_;
+      if (loans_ > 0) --loans_;  // a lent thread that found nothing to do went back
       NotifyStateLocked();
       break;
     }
@@ -240,11 +285,12 @@ void ThreadPool::WorkerMain(Worker* self) {
   if (it != workers_.end()) workers_.erase(it);
   finished_.push_back(std::move(self->thread));
   delete self;
+  MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
   const bool last = workers_.empty();
-  lock.unlock();
+  mu_.Unlock();
   if (options_.thread_end) options_.thread_end();
   tls_worker_of = nullptr;
-  if (last) work_cv_.notify_all();  // Shutdown waits for the last worker to leave
+  if (last) work_cv_.NotifyAll();  // Shutdown waits for the last worker to leave
 }
 
 void ThreadPool::SetSize(int threads, SourceLocation where) {
@@ -254,9 +300,10 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
   }
   std::vector<std::thread> to_join;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) return;
     to_join = TakeFinishedLocked();
+    loans_ = 0;  // the size asked for counts every thread, lent ones included
     const auto target = static_cast<std::size_t>(threads);
     const std::size_t live = LiveThreadsLocked();
     if (target > live) {
@@ -272,7 +319,7 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
       zombies_ += excess;
       active_ -= excess;
       NotifyStateLocked();
-      if (from_idle > 0) work_cv_.notify_all();
+      if (from_idle > 0) work_cv_.NotifyAll();
     }
   }
   for (std::thread& t : to_join) t.join();
@@ -286,11 +333,11 @@ void ThreadPool::Shutdown(SourceLocation where) {
   std::vector<Task> discarded;
   std::vector<std::thread> to_join;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
     // Workers run what is queued, then leave; the last to leave wakes us.
-    work_cv_.wait(lock, [&] { return workers_.empty(); });
+    while (!workers_.empty()) work_cv_.Wait(mu_);
     while (count_ > 0) {
       discarded.emplace_back();
       (void)PopLocked(discarded.back());
@@ -307,22 +354,22 @@ void ThreadPool::Shutdown(SourceLocation where) {
 }
 
 bool ThreadPool::IsShutDown() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return shutting_down_;
 }
 
 std::size_t ThreadPool::ActiveCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return active_;
 }
 
 std::size_t ThreadPool::IdleCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return idle_ - stop_idle_;
 }
 
 std::size_t ThreadPool::QueueSize() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return count_;
 }
 

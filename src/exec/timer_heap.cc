@@ -55,13 +55,13 @@ void TimerHeap::LastReferenceDropped() const {
   auto* self = const_cast<TimerHeap*>(this);
   const bool on_timer_thread = thread_.get_id() == std::this_thread::get_id();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(self->mu_);
     self->stopping_ = true;
     // A callback on the timer thread dropped the last reference: the thread cannot join
     // itself, so it finishes the heap when its loop ends.
     self->free_on_exit_ = on_timer_thread;
   }
-  self->wake_cv_.notify_all();
+  self->wake_cv_.NotifyAll();
   if (on_timer_thread) {
     self->thread_.detach();
     return;
@@ -74,7 +74,7 @@ void TimerHeap::CancelAllAndFree() {
   // The callbacks and group references of pending timers die outside the lock.
   std::vector<Released> released;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (std::uint32_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i].state == SlotState::kFree) continue;
       FreeSlotLocked(i, released.emplace_back());
@@ -188,7 +188,7 @@ TimerId TimerHeap::ScheduleAt(MonotonicClock::time_point deadline, Task callback
   TimerId id;
   bool earliest = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::uint32_t index;
     if (!free_slots_.empty()) {
       index = free_slots_.back();
@@ -209,14 +209,14 @@ TimerId TimerHeap::ScheduleAt(MonotonicClock::time_point deadline, Task callback
     earliest = heap_.front() == index;
     id = TimerId{index, s.generation, this};
   }
-  if (earliest) wake_cv_.notify_one();
+  if (earliest) wake_cv_.NotifyOne();
   return id;
 }
 
 bool TimerHeap::Cancel(TimerId id, SourceLocation where) {
   if (!CheckId(id, where, "Cancel")) return false;
   Released released;  // declared before the guard: destroyed after the lock was let go
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Slot* s = FindLocked(id);
   if (s == nullptr) return false;
   switch (s->state) {
@@ -236,13 +236,12 @@ bool TimerHeap::Cancel(TimerId id, SourceLocation where) {
 bool TimerHeap::CancelAndWait(TimerId id, SourceLocation where) {
   if (!CheckId(id, where, "CancelAndWait")) return false;
   Released released;  // declared before the lock: destroyed after it was let go
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   Slot* s = FindLocked(id);
   if (s == nullptr) return false;
   if (s->state == SlotState::kPending) {
     HeapRemoveLocked(id.slot);
     FreeSlotLocked(id.slot, released);
-    lock.unlock();
     return true;
   }
   if (s->state == SlotState::kDispatched && !s->cancelled) {
@@ -253,7 +252,7 @@ bool TimerHeap::CancelAndWait(TimerId id, SourceLocation where) {
     return false;  // from its own callback: it cannot wait for itself
   }
   // Running elsewhere (or dispatched and already cancelled): wait for the slot to be freed.
-  done_cv_.wait(lock, [&] { return FindLocked(id) == nullptr; });
+  while (FindLocked(id) != nullptr) done_cv_.Wait(mu_);
   return false;
 }
 
@@ -261,7 +260,7 @@ bool TimerHeap::Reschedule(TimerId id, std::chrono::nanoseconds delay, SourceLoc
   if (!CheckId(id, where, "Reschedule")) return false;
   bool earliest = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Slot* s = FindLocked(id);
     if (s == nullptr || s->state != SlotState::kPending) return false;
     HeapRemoveLocked(id.slot);
@@ -270,12 +269,12 @@ bool TimerHeap::Reschedule(TimerId id, std::chrono::nanoseconds delay, SourceLoc
     HeapPushLocked(id.slot);
     earliest = heap_.front() == id.slot;
   }
-  if (earliest) wake_cv_.notify_one();
+  if (earliest) wake_cv_.NotifyOne();
   return true;
 }
 
 bool TimerHeap::IsPending(TimerId id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (id.heap != this || id.slot >= slots_.size()) return false;
   const Slot& s = slots_[id.slot];
   if (s.generation != id.generation) return false;
@@ -283,7 +282,7 @@ bool TimerHeap::IsPending(TimerId id) const {
 }
 
 std::size_t TimerHeap::PendingCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return heap_.size();
 }
 
@@ -298,17 +297,17 @@ void TimerHeap::ThreadMain() {
     TaskProcessor* executor;
   };
   std::vector<Due> due;
-  std::unique_lock lock(mu_);
+  mu_.Lock();
   while (!stopping_) {
     if (heap_.empty()) {
-      wake_cv_.wait(lock);
+      wake_cv_.Wait(mu_);
       continue;
     }
     const MonotonicClock::time_point now = MonotonicClock::now();
     if (slots_[heap_.front()].deadline > now) {
       // A copy: slots_ may be reallocated by a Schedule while this thread waits.
       const MonotonicClock::time_point earliest = slots_[heap_.front()].deadline;
-      wake_cv_.wait_until(lock, earliest);
+      wake_cv_.WaitUntil(mu_, earliest);
       continue;
     }
     due.clear();
@@ -319,7 +318,7 @@ void TimerHeap::ThreadMain() {
       s.state = SlotState::kDispatched;
       due.push_back(Due{index, s.generation, s.executor.get()});
     }
-    lock.unlock();
+    mu_.Unlock();
     for (const Due& d : due) {
       if (d.executor == nullptr) {
         Fire(d.slot, d.generation);
@@ -342,16 +341,16 @@ void TimerHeap::ThreadMain() {
                                       "timer is dropped");
         }
         {
-          std::lock_guard relock(mu_);
+          MutexLock relock(mu_);
           slots_[d.slot].cancelled = true;
         }
         Fire(d.slot, d.generation);
       }
     }
-    lock.lock();
+    mu_.Lock();
   }
   const bool free_self = free_on_exit_;
-  lock.unlock();
+  mu_.Unlock();
   if (free_self) CancelAllAndFree();
 }
 
@@ -359,12 +358,12 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
   Released released;  // destroyed last, after every lock was let go
   Task callback;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Slot& s = slots_[slot];
     if (s.generation != generation || s.state != SlotState::kDispatched) return;
     if (s.cancelled) {
       FreeSlotLocked(slot, released);
-      done_cv_.notify_all();
+      done_cv_.NotifyAll();
       return;
     }
     s.state = SlotState::kRunning;
@@ -374,12 +373,12 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
   core_internal::RunCatching(
       callback, [&] { return "timer heap '" + name_ + "': a timer callback"; },
       SourceLocation::current());
-  callback.reset();
+  callback.Reset();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     FreeSlotLocked(slot, released);
   }
-  done_cv_.notify_all();
+  done_cv_.NotifyAll();
 }
 
 // -----------------------------------------------------------------------------
@@ -389,7 +388,7 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
 std::vector<PendingTimer> TimerHeap::Pending() const {
   std::vector<std::pair<std::uint64_t, PendingTimer>> rows;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     rows.reserve(heap_.size());
     for (std::uint32_t index : heap_) {
       const Slot& s = slots_[index];

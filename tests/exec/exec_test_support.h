@@ -1,7 +1,8 @@
 // Helpers shared by the exec suites: Scaled() for loop counts under sanitizers, a gate that
 // tasks block on until the test opens it (opened on every exit path), a ThreadPoolObserver
 // that records every notification, a scope guard, and barriers on a one-thread pool and on a
-// timer heap.
+// timer heap; and for tests that may find a pool wedged, a detached runner and a way to
+// abandon what a stuck thread still uses.
 
 #pragma once
 
@@ -14,6 +15,8 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -196,6 +199,31 @@ inline bool WaitForLaterTimer(plexus::TimerHeap& heap, std::chrono::nanoseconds 
   std::future<void> done = fired->get_future();
   heap.Schedule(delay, [fired] { fired->set_value(); }, {.executor = executor});
   return WaitFor(done);
+}
+
+// Leaks `refs`: a test that found a pool wedged cannot destroy it (that would join the stuck
+// worker), so it leaks what the stuck thread uses and reports the failure instead of hanging.
+template <class... T>
+void Abandon(plexus::Ref<T>&... refs) {
+  (static_cast<void>(refs.Detach()), ...);
+}
+
+// Runs `body` on a thread of its own and returns its result as a future; the thread is
+// detached, so a body that never returns leaves a future that never becomes ready.
+template <class Body>
+auto RunDetached(Body body) -> std::future<decltype(body())> {
+  using Result = decltype(body());
+  auto promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  std::thread([promise, body = std::move(body)]() mutable {
+    if constexpr (std::is_void_v<Result>) {
+      body();
+      promise->set_value();
+    } else {
+      promise->set_value(body());
+    }
+  }).detach();
+  return future;
 }
 
 }  // namespace plexus_test

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,9 +32,11 @@
 namespace plexus {
 namespace {
 
+using plexus_test::Abandon;
 using plexus_test::Gate;
 using plexus_test::LogCapture;
 using plexus_test::RecordingObserver;
+using plexus_test::RunDetached;
 using plexus_test::ScopedMisuseAction;
 using plexus_test::WaitFor;
 using plexus_test::WaitUntil;
@@ -252,6 +255,102 @@ TEST(TaskProcessor, PushAndWaitFromAnotherProcessorOfTheSamePool) {
   EXPECT_TRUE(target_ran.load());
 }
 
+// -----------------------------------------------------------------------------
+// Waiting from a pool worker: PushAndWait and Shutdown called from a task of another
+// processor of the same one-thread pool. The only worker is the one that waits, so the wait
+// must not leave the target's turn without a thread. Each test waits with a bound and, if the
+// bound passes, abandons what the stuck worker uses (destroying the pool would join that
+// worker) so that the failure is reported rather than hung on.
+// -----------------------------------------------------------------------------
+
+TEST(TaskProcessor, PushAndWaitFromTheOnlyWorkerOfThePoolCompletes) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "PushAndWait from the only worker of the target's pool never returned";
+  }
+  EXPECT_TRUE(returned.get());
+  EXPECT_TRUE(ran->load());
+}
+
+TEST(TaskProcessor, PushAndWaitFromTheOnlyWorkerOnASuspendedProcessorCompletesAfterResume) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  target->Suspend();
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  // The task is queued on the suspended target and its caller waits on the pool's only worker.
+  ASSERT_TRUE(WaitUntil([&] { return target->Depth() == 1; }));
+  EXPECT_EQ(returned.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  target->Resume();
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "PushAndWait on a resumed processor never returned";
+  }
+  EXPECT_TRUE(returned.get());
+  EXPECT_TRUE(ran->load());
+}
+
+TEST(TaskProcessor, ShutdownWithDiscardWhileTheOnlyWorkerWaitsOnTheProcessorCompletes) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  target->Suspend();
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result, ran] {
+    result->set_value(target_raw->PushAndWait([ran] { ran->store(true); }));
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return target->Depth() == 1; }));
+  // Resuming queues the target's turn on the pool; the shutdown then has a turn to wait for.
+  target->Resume();
+  std::future<std::size_t> discarded = RunDetached(
+      [target_raw = target.get()] { return target_raw->Shutdown(ShutdownMode::kDiscard); });
+  if (!WaitFor(discarded) || !WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "Shutdown(kDiscard) or the PushAndWait it raced never returned";
+  }
+  // Either the task ran before the shutdown, or the shutdown discarded it; PushAndWait says
+  // which.
+  const bool task_ran = returned.get();
+  EXPECT_EQ(task_ran, ran->load());
+  EXPECT_EQ(discarded.get(), task_ran ? 0u : 1u);
+}
+
+TEST(TaskProcessor, ShutdownFromTheOnlyWorkerOfThePoolDrainsTheOtherProcessor) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "one-worker", .initial_size = 1});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  Recorder ran;
+  target->Suspend();  // queued behind the caller's task, not yet run
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(target->Push([&ran, i] { ran.Add(i); }));
+  auto result = std::make_shared<std::promise<std::size_t>>();
+  std::future<std::size_t> returned = result->get_future();
+  ASSERT_TRUE(caller->Push([target_raw = target.get(), result] {
+    result->set_value(target_raw->Shutdown(ShutdownMode::kDrain));
+  }));
+  if (!WaitFor(returned)) {
+    Abandon(pool, caller, target);
+    FAIL() << "Shutdown(kDrain) from the only worker of the target's pool never returned";
+  }
+  EXPECT_EQ(returned.get(), 0u);
+  EXPECT_THAT(ran.Values(), ElementsAre(0, 1, 2));
+}
+
 TEST(TaskProcessor, EXE14_SuspensionsAreCountedAndQueuedTasksRunInOrderAfterResume) {
   Recorder ran;
   Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
@@ -405,6 +504,58 @@ TEST(TaskProcessor, AlertHandlerSetterReturnsThePreviousHandler) {
   mine(TaskProcessorAlert{"p", "s", true, 1, 1, 1});
   EXPECT_EQ(first_calls, 1);
   EXPECT_FALSE(SetTaskProcessorAlertHandler(nullptr));  // none was installed
+}
+
+// No plexus lock is held while the handler runs: it may push to the processor it is told
+// about, push to another one hard enough to raise that one's alert too, and read the counts.
+// The nested change reaches the handler after the first one returned.
+TEST(TaskProcessor, AnAlertHandlerMayPushToProcessorsAndReadTheCounts) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1});
+  Ref<TaskProcessor> first = TaskProcessor::Create(
+      {.name = "handler-push/first", .pool = pool, .high_water = 2, .low_water = 0});
+  Ref<TaskProcessor> second = TaskProcessor::Create(
+      {.name = "handler-push/second", .pool = pool, .high_water = 1, .low_water = 0});
+  first->Suspend();
+  second->Suspend();
+  struct Seen {
+    std::string processor;
+    bool raised;
+    std::size_t process_alerts_inside;
+  };
+  auto seen = std::make_shared<std::vector<Seen>>();  // only the delivering thread writes
+  TaskProcessorAlertHandler previous = SetTaskProcessorAlertHandler(
+      [seen, first_raw = first.get(), second_raw = second.get()](const TaskProcessorAlert& a) {
+        if (a.processor != "handler-push/first" && a.processor != "handler-push/second") return;
+        seen->push_back({std::string(a.processor), a.raised, TaskProcessorProcessAlertCount()});
+        if (a.processor == "handler-push/first" && a.raised) {
+          first_raw->Push([] {});
+          second_raw->Push([] {});  // depth 1: raises the second processor's alert
+        }
+      });
+  LogCapture log;  // the raises log warnings
+  std::future<void> pushed = RunDetached([first_raw = first.get()] {
+    first_raw->Push([] {});
+    first_raw->Push([] {});  // depth 2: raises the first processor's alert
+  });
+  if (!WaitFor(pushed)) {
+    // The handler is stuck under the alert lock; nothing can be cleaned up.
+    Abandon(pool, first, second);
+    new TaskProcessorAlertHandler(std::move(previous));  // leaked with the rest
+    FAIL() << "an alert handler that pushed to task processors never returned";
+  }
+  SetTaskProcessorAlertHandler(std::move(previous));
+  ASSERT_EQ(seen->size(), 2u);
+  EXPECT_EQ((*seen)[0].processor, "handler-push/first");
+  EXPECT_TRUE((*seen)[0].raised);
+  EXPECT_EQ((*seen)[1].processor, "handler-push/second");
+  EXPECT_TRUE((*seen)[1].raised);
+  EXPECT_EQ((*seen)[1].process_alerts_inside, (*seen)[0].process_alerts_inside + 1);
+  EXPECT_EQ(first->Depth(), 3u);
+  EXPECT_EQ(second->Depth(), 1u);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("handler-push"), 2u);
+  first->Shutdown(ShutdownMode::kDiscard);
+  second->Shutdown(ShutdownMode::kDiscard);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("handler-push"), 0u);
 }
 
 TEST(TaskProcessor, EXE16_StatisticsAndListingWhileItWorks) {

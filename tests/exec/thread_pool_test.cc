@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -25,6 +26,7 @@
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task.h"
+#include "plexus/exec/task_processor.h"
 
 namespace plexus {
 namespace {
@@ -35,6 +37,7 @@ using plexus_test::LogCapture;
 using plexus_test::PoolState;
 using plexus_test::RecordingObserver;
 using plexus_test::ScopedMisuseAction;
+using plexus_test::WaitFor;
 using plexus_test::WaitUntil;
 using ::testing::ElementsAre;
 
@@ -167,7 +170,7 @@ void CheckMoveAndReset(bool expect_inline) {
   moved();
   EXPECT_EQ(seen, 7);
   EXPECT_FALSE(watch.expired());
-  moved.reset();
+  moved.Reset();
   EXPECT_FALSE(moved);
   EXPECT_TRUE(watch.expired());
 }
@@ -523,6 +526,25 @@ TEST(ThreadPool, AThrowingTaskIsLoggedAndItsThreadKeepsServing) {
   EXPECT_TRUE(HasRecordAtLeast(log, LogLevel::kError)) << log.Text();
   EXPECT_EQ(threads.started.load(), 1);  // the same thread went on
   EXPECT_TRUE(WaitForCounts(*pool, 0, 1));
+}
+
+TEST(ThreadPool, AThreadLentToABlockedWorkerLeavesWhenTheWaitEnds) {
+  RecordingObserver observer;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 1, .observer = &observer});
+  Ref<TaskProcessor> caller = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> target = TaskProcessor::Create({.pool = pool});
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> returned = result->get_future();
+  ASSERT_TRUE(caller->Push(
+      [result, target_raw = target.get()] { result->set_value(target_raw->PushAndWait([] {})); }));
+  if (!WaitFor(returned)) {
+    plexus_test::Abandon(pool, caller, target);
+    FAIL() << "PushAndWait from the only worker of the target's pool never returned";
+  }
+  EXPECT_TRUE(returned.get());
+  // The pool grew by one for the wait, then went back to its one thread.
+  EXPECT_EQ(observer.MaxThreads(), 2u);
+  EXPECT_TRUE(observer.WaitForState(0, 1));
 }
 
 TEST(ThreadPool, HooksRunOncePerWorkerThread) {

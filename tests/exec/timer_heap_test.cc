@@ -387,6 +387,7 @@ TEST(TimerHeap, EXE23_DumpListsPendingTimersWithTheSourceLineThatScheduledThem) 
   const MonotonicClock::time_point after = MonotonicClock::now();
 
   const std::string dump = heap->Dump();
+  EXPECT_EQ(dump.rfind("timer heap 'exe23': 2 pending\n", 0), 0u) << dump;
   EXPECT_TRUE(MentionsLocation(dump, __FILE__, first.second)) << dump;
   EXPECT_TRUE(MentionsLocation(dump, __FILE__, second.second)) << dump;
 
@@ -461,6 +462,14 @@ TEST(TimerHeap, IdsOfAnotherHeapAreMisuse) {
   EXPECT_FALSE(mine->IsPending(foreign));
 }
 
+TEST(TimerHeap, SchedulingAnEmptyCallbackIsMisuse) {
+  Ref<TimerHeap> heap = TimerHeap::Create("empty-callback");
+  TimerId id;
+  PLEXUS_EXPECT_MISUSE_HERE(id = heap->Schedule(1ms, Task()));
+  EXPECT_FALSE(id);
+  EXPECT_EQ(heap->PendingCount(), 0u);
+}
+
 TEST(TimerHeap, NameIsKept) {
   Ref<TimerHeap> heap = TimerHeap::Create("sip-timers");
   EXPECT_EQ(heap->Name(), "sip-timers");
@@ -476,7 +485,7 @@ TEST(ScopedTimer, DestructorCancelsAPendingTimer) {
     EXPECT_FALSE(timer.IsPending());
     timer.Schedule(1h, [&ran, s = std::move(sentinel)] { ran = true; });
     EXPECT_TRUE(timer.IsPending());
-    EXPECT_TRUE(heap->IsPending(timer.id()));
+    EXPECT_TRUE(heap->IsPending(timer.Id()));
     EXPECT_EQ(heap->PendingCount(), 1u);
   }
   EXPECT_EQ(heap->PendingCount(), 0u);
@@ -491,9 +500,9 @@ TEST(ScopedTimer, SchedulingAgainReplacesTheTimer) {
   Ref<TimerHeap> heap = TimerHeap::Create("scoped-replace");
   ScopedTimer timer(heap);
   timer.Schedule(1h, [&first_ran] { first_ran.fetch_add(1); });
-  const TimerId first_id = timer.id();
+  const TimerId first_id = timer.Id();
   timer.Schedule(1ms, second.Callback(MonotonicClock::now()));
-  EXPECT_NE(timer.id(), first_id);
+  EXPECT_NE(timer.Id(), first_id);
   EXPECT_FALSE(heap->IsPending(first_id));
   ASSERT_TRUE(second.WaitForCalls(1));
   EXPECT_TRUE(WaitUntil([&] { return !timer.IsPending(); }));

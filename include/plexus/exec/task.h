@@ -60,7 +60,7 @@ class Task {
 
   Task& operator=(Task&& other) noexcept {
     if (this != &other) {
-      reset();
+      Reset();
       if (other.ops_ != nullptr) {
         other.ops_->relocate(other.storage_, storage_);
         ops_ = std::exchange(other.ops_, nullptr);
@@ -72,7 +72,7 @@ class Task {
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
 
-  ~Task() { reset(); }
+  ~Task() { Reset(); }
 
   // Runs the callable. Calling an empty Task is undefined (the executors refuse empty tasks
   // when they are pushed).
@@ -81,7 +81,7 @@ class Task {
   explicit operator bool() const noexcept { return ops_ != nullptr; }
 
   // Destroys the callable (and what it captured) now.
-  void reset() noexcept {
+  void Reset() noexcept {
     if (ops_ != nullptr) {
       ops_->destroy(storage_);
       ops_ = nullptr;

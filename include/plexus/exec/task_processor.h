@@ -39,15 +39,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
+#include "plexus/core/thread_annotations.h"
 #include "plexus/exec/task.h"
 #include "plexus/exec/thread_pool.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -83,9 +84,13 @@ struct TaskProcessorAlert {
   std::size_t subsystem_alerts;  // task processors of the subsystem in alert, after this change
   std::size_t process_alerts;    // task processors in alert process-wide, after this change
 };
-// Installs the process-wide alert handler (nullptr removes it); returns the previous one.
-// The handler runs on the thread whose push or task crossed the level, under a process-wide
-// alert lock (so changes arrive in order); it must not push to task processors.
+// Installs the process-wide alert handler (nullptr removes it); returns the previous one,
+// which is no longer running once this returns (unless called from that handler itself).
+// Changes reach the handler one at a time and in the order they happened, on the thread
+// whose push or task crossed the level, unless another thread is delivering earlier changes
+// at the time: that thread then delivers this one after them. No plexus lock is held while
+// the handler runs, so it may push to task processors, query the alert counts and replace
+// itself; a change it causes is delivered after it returns. A handler that throws is logged.
 using TaskProcessorAlertHandler = std::function<void(const TaskProcessorAlert&)>;
 TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler handler);
 std::size_t TaskProcessorSubsystemAlertCount(std::string_view subsystem);
@@ -129,39 +134,45 @@ class TaskProcessor final : public RefCounted {
 
   // Queues `task` behind every task pushed before it. An empty task, or a push after
   // Shutdown, is misuse: reported, and false returned (the task is destroyed unrun).
-  bool Push(Task task, SourceLocation where = SourceLocation::current());
+  bool Push(Task task, SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
 
   // As Push, for callers that race a shutdown on purpose: a task processor that was shut
   // down refuses without a misuse report, returns false and leaves `task` untouched; on
   // success `task` is moved from.
-  bool TryPush(Task& task);
+  bool TryPush(Task& task) PLEXUS_EXCLUDES(mu_);
 
   // Pushes `task` and returns once it ran (true), or was discarded by a shutdown (false).
   // Called from one of this task processor's own tasks, runs `task` inline at once. Called
-  // from a task of another task processor of the same pool, it blocks that pool thread; a
-  // pool must then have a thread to spare (or grow) for the target to run.
-  bool PushAndWait(Task task, SourceLocation where = SourceLocation::current());
+  // from a pool worker (a task of another task processor, of this pool or another), it blocks
+  // that worker, and the worker's pool counts it as blocked: when every running worker of the
+  // pool is blocked so and work is queued, the pool lends itself a thread for the wait (above
+  // its max_size), so the target's turn always gets one, even on a one-thread pool. What the
+  // pool cannot undo is a cycle: tasks that PushAndWait on each other's task processors wait
+  // for ever, as with any two locks taken in opposite orders.
+  bool PushAndWait(Task task, SourceLocation where = SourceLocation::current())
+      PLEXUS_EXCLUDES(mu_);
 
   // Suspensions are counted: while the count is above zero no task starts (one that is
   // running finishes). Resume without a matching Suspend is misuse.
   void Suspend();
-  void Resume(SourceLocation where = SourceLocation::current());
+  void Resume(SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
   bool IsSuspended() const noexcept;
 
   // Stops accepting tasks. kDrain runs every queued task (resuming a suspended task
   // processor to do so); kDiscard destroys them unrun. Returns the number discarded, once
   // the running task (if any) finished — or at once when called from one of this task
   // processor's own tasks, which cannot wait for itself. Idempotent (a second call returns
-  // 0 and waits the same way).
-  std::size_t Shutdown(ShutdownMode mode = ShutdownMode::kDrain);
-  bool IsShutDown() const;
+  // 0 and waits the same way). Called from a pool worker, the wait counts the worker as
+  // blocked, as PushAndWait does, so the turn it waits for gets a thread.
+  std::size_t Shutdown(ShutdownMode mode = ShutdownMode::kDrain) PLEXUS_EXCLUDES(mu_);
+  bool IsShutDown() const PLEXUS_EXCLUDES(mu_);
 
   // Sets the alert levels (high_water < low_water is misuse) and re-evaluates the alert.
   void SetAlertLevels(std::uint32_t low_water, std::uint32_t high_water,
                       SourceLocation where = SourceLocation::current());
   bool IsAlerted() const noexcept { return alerted_.load(std::memory_order_relaxed); }
 
-  TaskProcessorStats Stats() const;
+  TaskProcessorStats Stats() const PLEXUS_EXCLUDES(mu_);
   // The name given at creation, or "anonymous-<n>".
   std::string Name() const;
   std::string_view Subsystem() const noexcept;
@@ -173,13 +184,21 @@ class TaskProcessor final : public RefCounted {
   ~TaskProcessor() override;
   void LastReferenceDropped() const override;
 
+  // The lock of the registry of live task processors (task_processor.cc).
+  static Mutex& RegistryMutex();
+
   // The job a pool thread runs while the task processor has work.
-  void RunTurn();
-  void ScheduleTurn();
-  // Requires mu_: the turn ends (nothing to run, or suspended); wakes shutdown waiters.
-  void EndTurnLocked();
-  void CheckAlert();
-  void WaitForTurnEnd(std::unique_lock<std::mutex>& lock);
+  void RunTurn() PLEXUS_EXCLUDES(mu_);
+  // The one way out of a turn that found nothing to run (or found the processor suspended):
+  // ends it, wakes shutdown waiters, restores `outer` as the current processor, and frees the
+  // processor when its last reference went from inside the turn.
+  void FinishTurn(std::int64_t started, TaskProcessor* outer) PLEXUS_RELEASE(mu_);
+  void ScheduleTurn() PLEXUS_EXCLUDES(mu_);
+  // The turn ends (nothing to run, or suspended); wakes shutdown waiters.
+  void EndTurnLocked() PLEXUS_REQUIRES(mu_);
+  void CheckAlert() PLEXUS_EXCLUDES(mu_);
+  // Waits until no turn is queued or running; lets go of mu_ while it waits.
+  void WaitForTurnEndLocked() PLEXUS_REQUIRES(mu_);
 
   friend class TaskProcessorRegistry;
 
@@ -190,22 +209,26 @@ class TaskProcessor final : public RefCounted {
   std::atomic<std::uint32_t> low_water_;
   std::atomic<std::uint32_t> high_water_;
   std::atomic<std::uint32_t> suspended_{0};
-  std::uint32_t turn_waiters_ = 0;  // guarded by mu_
-  std::uint32_t max_depth_ = 0;     // guarded by mu_
-  std::uint32_t next_ = 0;          // owned by the running turn: next task of draining_
+  std::uint32_t turn_waiters_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::uint32_t max_depth_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::uint32_t next_ = 0;  // owned by the running turn: next task of draining_
   const bool discard_on_release_;
-  // Set while a turn is queued on the pool or running; guarded by mu_.
-  bool scheduled_ = false;
-  bool shut_down_ = false;        // guarded by mu_
-  bool free_after_turn_ = false;  // guarded by mu_: the last reference went from inside a task
+  // Set while a turn is queued on the pool or running.
+  bool scheduled_ PLEXUS_GUARDED_BY(mu_) = false;
+  bool shut_down_ PLEXUS_GUARDED_BY(mu_) = false;
+  // The last reference went from inside a task: the turn frees the processor as it ends.
+  bool free_after_turn_ PLEXUS_GUARDED_BY(mu_) = false;
   std::atomic<bool> alerted_{false};
   std::atomic<bool> executing_{false};
 
   const std::string name_;
   Ref<ThreadPool> pool_;
-  mutable std::mutex mu_;
-  std::vector<Task> incoming_;  // guarded by mu_: where pushes go
-  // Owned by the running turn only (a turn runs on one thread at a time).
+  // A leaf lock (nothing is locked under it) taken on every push and turn; unvalidated, and
+  // the size of a std::mutex, which keeps an idle task processor within its 256 bytes.
+  mutable sync_internal::AnnotatedMutex mu_;
+  std::vector<Task> incoming_ PLEXUS_GUARDED_BY(mu_);  // where pushes go
+  // Owned by the running turn only (a turn runs on one thread at a time); touched under mu_
+  // by others only while no turn is scheduled.
   std::vector<Task> draining_;
 
   std::atomic<std::size_t> depth_{0};
@@ -214,9 +237,9 @@ class TaskProcessor final : public RefCounted {
   std::atomic<std::uint64_t> discarded_{0};
   std::atomic<std::int64_t> busy_ns_{0};
 
-  // Intrusive links in the list of live task processors (guarded by the registry's lock).
-  TaskProcessor* prev_ = nullptr;
-  TaskProcessor* next_live_ = nullptr;
+  // Intrusive links in the list of live task processors.
+  TaskProcessor* prev_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
+  TaskProcessor* next_live_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
 };
 
 }  // namespace plexus

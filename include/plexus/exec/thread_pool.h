@@ -23,6 +23,11 @@
 // pool's own tasks, except Shutdown (and dropping the last reference), which joins the
 // workers and is refused from a worker of the same pool.
 //
+// Blocked workers: a worker that blocks in TaskProcessor::PushAndWait or Shutdown is waiting
+// for work that may need a thread of this very pool. While every running worker is blocked so
+// and work is queued with no idle thread to take it, the pool lends itself one more thread
+// (above max_size); the loan ends, and one thread leaves, when a blocked worker resumes.
+//
 // Observer contract: callbacks are made with the pool's lock held, so they arrive in the
 // order the state changed; they must be quick and must not call back into the pool.
 
@@ -30,18 +35,19 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
+#include "plexus/core/thread_annotations.h"
 #include "plexus/exec/task.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -85,21 +91,21 @@ class ThreadPool final : public RefCounted {
 
   // Queues `task`. Returns false, after a misuse report, for an empty task or a pool that
   // was shut down; the task is then destroyed without running.
-  bool Push(Task task, SourceLocation where = SourceLocation::current());
+  bool Push(Task task, SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
 
   // Resizes to `threads` (negative is misuse). Growing starts threads at once; shrinking
   // stops idle threads first, then lets running ones finish their task and exit.
-  void SetSize(int threads, SourceLocation where = SourceLocation::current());
+  void SetSize(int threads, SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
 
   // Runs what is queued (discards it, with a log line, if the pool has no thread left to run
   // it), then stops and joins every worker. Later pushes are refused. Idempotent.
-  void Shutdown(SourceLocation where = SourceLocation::current());
-  bool IsShutDown() const;
+  void Shutdown(SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
+  bool IsShutDown() const PLEXUS_EXCLUDES(mu_);
 
   // Snapshots.
-  std::size_t ActiveCount() const;
-  std::size_t IdleCount() const;
-  std::size_t QueueSize() const;
+  std::size_t ActiveCount() const PLEXUS_EXCLUDES(mu_);
+  std::size_t IdleCount() const PLEXUS_EXCLUDES(mu_);
+  std::size_t QueueSize() const PLEXUS_EXCLUDES(mu_);
   // Whether tasks wait for a thread: a lock-free hint (it may be stale), for a task deciding
   // whether to keep its thread a little longer.
   bool HasQueuedWork() const noexcept { return queued_hint_.load(std::memory_order_relaxed) != 0; }
@@ -109,42 +115,65 @@ class ThreadPool final : public RefCounted {
 
  private:
   struct Worker;
+  friend class TaskProcessor;
+
+  // Marks the calling worker (of any pool; nothing on other threads) as blocked for its
+  // lifetime, so that its pool lends itself a thread when every running worker is blocked.
+  class ScopedBlockingWait {
+   public:
+    ScopedBlockingWait();
+    ~ScopedBlockingWait();
+    ScopedBlockingWait(const ScopedBlockingWait&) = delete;
+    ScopedBlockingWait& operator=(const ScopedBlockingWait&) = delete;
+
+   private:
+    ThreadPool* pool_;
+  };
 
   ThreadPool(ThreadPoolOptions options, SourceLocation where);
   ~ThreadPool() override;
   void LastReferenceDropped() const override;
 
-  void WorkerMain(Worker* self);
-  // The following require mu_ held.
-  void StartThreadsLocked(std::size_t n);
-  void NotifyStateLocked();
-  bool PopLocked(Task& out);
-  void PushLocked(Task&& task);
-  std::size_t LiveThreadsLocked() const;
-  std::vector<std::thread> TakeFinishedLocked();
+  void WorkerMain(Worker* self) PLEXUS_EXCLUDES(mu_);
+  void StartThreadsLocked(std::size_t n) PLEXUS_REQUIRES(mu_);
+  void NotifyStateLocked() PLEXUS_REQUIRES(mu_);
+  bool PopLocked(Task& out) PLEXUS_REQUIRES(mu_);
+  void PushLocked(Task&& task) PLEXUS_REQUIRES(mu_);
+  std::size_t LiveThreadsLocked() const PLEXUS_REQUIRES(mu_);
+  std::vector<std::thread> TakeFinishedLocked() PLEXUS_REQUIRES(mu_);
+  // Lends a thread when blocked workers are all that runs and queued work has no thread.
+  void MaybeLendLocked() PLEXUS_REQUIRES(mu_);
+  // Asks one thread to leave: an idle one if any, else the next to finish its task.
+  void ShrinkByOneLocked() PLEXUS_REQUIRES(mu_);
 
   const ThreadPoolOptions options_;
   const SourceLocation created_at_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;
+  // Validated: observer callbacks run under it, and may take locks of their own.
+  mutable Mutex mu_;
+  CondVar work_cv_;
   // Ring buffer of queued tasks (capacity a power of two); steady-state pushes allocate
   // nothing.
-  std::vector<Task> ring_;
-  std::size_t head_ = 0;
-  std::size_t count_ = 0;
+  std::vector<Task> ring_ PLEXUS_GUARDED_BY(mu_);
+  std::size_t head_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::size_t count_ PLEXUS_GUARDED_BY(mu_) = 0;
   // count_, readable without the lock by workers spinning before they sleep.
   std::atomic<std::size_t> queued_hint_{0};
-  std::size_t active_ = 0;
-  std::size_t idle_ = 0;
-  std::size_t sleepers_ = 0;         // idle workers blocked on work_cv_
-  std::size_t wakeups_pending_ = 0;  // notify_one calls not yet consumed by a sleeper
-  std::size_t stop_idle_ = 0;        // idle workers asked to exit
-  std::size_t stop_active_ = 0;      // active workers asked to exit after their task
-  std::size_t zombies_ = 0;          // active workers that will exit after their task
-  bool shutting_down_ = false;
-  std::vector<Worker*> workers_;
-  std::vector<std::thread> finished_;  // exited workers, joined by the next control call
+  std::size_t active_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::size_t idle_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::size_t sleepers_ PLEXUS_GUARDED_BY(mu_) = 0;  // idle workers blocked on work_cv_
+  // NotifyOne calls not yet consumed by a sleeper.
+  std::size_t wakeups_pending_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::size_t stop_idle_ PLEXUS_GUARDED_BY(mu_) = 0;    // idle workers asked to exit
+  std::size_t stop_active_ PLEXUS_GUARDED_BY(mu_) = 0;  // active ones asked to exit after it
+  std::size_t zombies_ PLEXUS_GUARDED_BY(mu_) = 0;      // active workers that exit after their task
+  std::size_t blocked_ PLEXUS_GUARDED_BY(mu_) = 0;      // workers in a ScopedBlockingWait
+  // Threads started for blocked workers, not yet given back.
+  std::size_t loans_ PLEXUS_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ PLEXUS_GUARDED_BY(mu_) = false;
+  std::vector<Worker*> workers_ PLEXUS_GUARDED_BY(mu_);
+  // Exited workers, joined by the next control call.
+  std::vector<std::thread> finished_ PLEXUS_GUARDED_BY(mu_);
 };
 
 }  // namespace plexus

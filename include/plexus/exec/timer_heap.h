@@ -36,9 +36,7 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,9 +44,12 @@
 #include "plexus/core/clock.h"
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
+#include "plexus/core/thread_annotations.h"
 #include "plexus/exec/task.h"
 #include "plexus/exec/task_processor.h"
+#include "plexus/sync/cond_var.h"
 #include "plexus/sync/group_lock.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -87,23 +88,24 @@ class TimerHeap final : public RefCounted {
   TimerId Schedule(std::chrono::nanoseconds delay, Task callback, TimerOptions options = {},
                    SourceLocation where = SourceLocation::current());
   TimerId ScheduleAt(MonotonicClock::time_point deadline, Task callback, TimerOptions options = {},
-                     SourceLocation where = SourceLocation::current());
+                     SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
 
   // Returns true when this call prevented the callback (it had not started); false when the
   // timer already fired, is running, was cancelled, or the id names no timer. An id of
   // another heap is misuse.
-  bool Cancel(TimerId id, SourceLocation where = SourceLocation::current());
+  bool Cancel(TimerId id, SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
   // As Cancel, and if the callback is running on another thread, returns once it finished.
-  bool CancelAndWait(TimerId id, SourceLocation where = SourceLocation::current());
+  bool CancelAndWait(TimerId id, SourceLocation where = SourceLocation::current())
+      PLEXUS_EXCLUDES(mu_);
   // Moves a pending timer to a new deadline (it then fires after timers already due at that
   // deadline). Returns false when the timer is no longer pending.
   bool Reschedule(TimerId id, std::chrono::nanoseconds delay,
-                  SourceLocation where = SourceLocation::current());
+                  SourceLocation where = SourceLocation::current()) PLEXUS_EXCLUDES(mu_);
 
-  bool IsPending(TimerId id) const;
-  std::size_t PendingCount() const;
+  bool IsPending(TimerId id) const PLEXUS_EXCLUDES(mu_);
+  std::size_t PendingCount() const PLEXUS_EXCLUDES(mu_);
   // Pending timers in deadline order.
-  std::vector<PendingTimer> Pending() const;
+  std::vector<PendingTimer> Pending() const PLEXUS_EXCLUDES(mu_);
   // One line per pending timer: its id, time left, group (if any), where it was scheduled.
   std::string Dump() const;
   const std::string& Name() const noexcept { return name_; }
@@ -122,32 +124,33 @@ class TimerHeap final : public RefCounted {
   ~TimerHeap() override;
   void LastReferenceDropped() const override;
 
-  void ThreadMain();
+  void ThreadMain() PLEXUS_EXCLUDES(mu_);
   // Cancels every timer still in the heap, then deletes the heap.
-  void CancelAllAndFree();
+  void CancelAllAndFree() PLEXUS_EXCLUDES(mu_);
   // Runs the callback of a dispatched slot (on the timer thread or an executor).
-  void Fire(std::uint32_t slot, std::uint32_t generation);
+  void Fire(std::uint32_t slot, std::uint32_t generation) PLEXUS_EXCLUDES(mu_);
   bool CheckId(TimerId id, SourceLocation where, const char* operation) const;
-  // The following require mu_.
-  Slot* FindLocked(TimerId id);
-  void FreeSlotLocked(std::uint32_t slot, Released& out);
-  void HeapPushLocked(std::uint32_t slot);
-  void HeapRemoveLocked(std::uint32_t slot);
-  void SiftUpLocked(std::size_t at);
-  void SiftDownLocked(std::size_t at);
-  bool LessLocked(std::uint32_t a, std::uint32_t b) const;
-  void PlaceLocked(std::size_t at, std::uint32_t slot);
+  Slot* FindLocked(TimerId id) PLEXUS_REQUIRES(mu_);
+  void FreeSlotLocked(std::uint32_t slot, Released& out) PLEXUS_REQUIRES(mu_);
+  void HeapPushLocked(std::uint32_t slot) PLEXUS_REQUIRES(mu_);
+  void HeapRemoveLocked(std::uint32_t slot) PLEXUS_REQUIRES(mu_);
+  void SiftUpLocked(std::size_t at) PLEXUS_REQUIRES(mu_);
+  void SiftDownLocked(std::size_t at) PLEXUS_REQUIRES(mu_);
+  bool LessLocked(std::uint32_t a, std::uint32_t b) const PLEXUS_REQUIRES(mu_);
+  void PlaceLocked(std::size_t at, std::uint32_t slot) PLEXUS_REQUIRES(mu_);
 
   const std::string name_;
-  mutable std::mutex mu_;
-  std::condition_variable wake_cv_;  // the timer thread: a new earliest deadline, or stop
-  std::condition_variable done_cv_;  // CancelAndWait: a running callback finished
-  std::vector<Slot> slots_;
-  std::vector<std::uint32_t> free_slots_;
-  std::vector<std::uint32_t> heap_;  // slot indices, ordered by (deadline, sequence)
-  std::uint64_t next_sequence_ = 0;
-  bool stopping_ = false;
-  bool free_on_exit_ = false;  // the timer thread deletes the heap when its loop ends
+  mutable Mutex mu_;
+  CondVar wake_cv_;  // the timer thread: a new earliest deadline, or stop
+  CondVar done_cv_;  // CancelAndWait: a running callback finished
+  std::vector<Slot> slots_ PLEXUS_GUARDED_BY(mu_);
+  std::vector<std::uint32_t> free_slots_ PLEXUS_GUARDED_BY(mu_);
+  // Slot indices, ordered by (deadline, sequence).
+  std::vector<std::uint32_t> heap_ PLEXUS_GUARDED_BY(mu_);
+  std::uint64_t next_sequence_ PLEXUS_GUARDED_BY(mu_) = 0;
+  bool stopping_ PLEXUS_GUARDED_BY(mu_) = false;
+  // The timer thread deletes the heap when its loop ends.
+  bool free_on_exit_ PLEXUS_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -173,7 +176,7 @@ class ScopedTimer {
     return heap_->CancelAndWait(std::exchange(id_, TimerId{}));
   }
   bool IsPending() const { return id_ && heap_->IsPending(id_); }
-  TimerId id() const noexcept { return id_; }
+  TimerId Id() const noexcept { return id_; }
 
  private:
   Ref<TimerHeap> heap_;
