@@ -110,9 +110,9 @@ void RecordQueueAlertChangeLocked(AlertState& alerts, std::string_view name, boo
 // Logs and hands to the handler every recorded change, unless a thread (this one, from inside
 // the handler, or another) is at it already: that thread then delivers them after its own.
 void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
-  alerts.mu.Lock();
+  alerts.mu.Acquire();
   if (alerts.deliverer != 0) {
-    alerts.mu.Unlock();
+    alerts.mu.Release();
     return;
   }
   alerts.deliverer = CurrentThreadToken();
@@ -122,7 +122,7 @@ void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
     // A copy: the handler may be replaced (by itself, too) while it runs.
     const TaskProcessorAlertHandler handler = alerts.handler;
     alerts.in_handler = true;
-    alerts.mu.Unlock();
+    alerts.mu.Release();
     if (change.raised) {
       Log(LogLevel::kWarning,
           "queue '" + change.name + "' reached " + std::to_string(change.depth) +
@@ -135,12 +135,12 @@ void DeliverAlertChanges(AlertState& alerts) PLEXUS_EXCLUDES(alerts.mu) {
                                  [] { return std::string("the task processor alert handler"); },
                                  SourceLocation::current());
     }
-    alerts.mu.Lock();
+    alerts.mu.Acquire();
     alerts.in_handler = false;
     alerts.handler_returned.NotifyAll();
   }
   alerts.deliverer = 0;
-  alerts.mu.Unlock();
+  alerts.mu.Release();
 }
 
 }  // namespace
@@ -425,16 +425,16 @@ void TaskProcessor::RunTurn() {
     if (next_ == draining_.size()) {
       draining_.clear();
       next_ = 0;
-      mu_.Lock();
+      mu_.Acquire();
       if (incoming_.empty() || suspended_.load(std::memory_order_relaxed) > 0) break;
       incoming_.swap(draining_);
-      mu_.Unlock();
+      mu_.Release();
     }
     if (PLEXUS_UNLIKELY(suspended_.load(std::memory_order_acquire) > 0)) {
-      mu_.Lock();
+      mu_.Acquire();
       // draining_ keeps the rest; the turn after Resume continues it.
       if (suspended_.load(std::memory_order_relaxed) > 0) break;
-      mu_.Unlock();
+      mu_.Release();
     }
     if (budget == 0) {
       // Fairness: let the pool's other work run, and come back behind it.
@@ -469,7 +469,7 @@ void TaskProcessor::FinishTurn(std::int64_t started, TaskProcessor* outer) {
   busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
   const bool free_self = free_after_turn_;
   EndTurnLocked();
-  mu_.Unlock();
+  mu_.Release();
   tls_current = outer;
   // Nothing may touch `this` past the unlock unless we own its end.
   if (free_self) delete this;
@@ -515,12 +515,12 @@ void TaskProcessor::WaitForTurnEndLocked() {
   ++turn_waiters_;
   while (scheduled_) {
     // Read under mu_: the turn end we wait for advances it after this, under mu_ too.
-    ends.mu.Lock();
+    ends.mu.Acquire();
     const std::uint64_t seen = ends.generation;
-    mu_.Unlock();
+    mu_.Release();
     while (ends.generation == seen) ends.cv.Wait(ends.mu);
-    ends.mu.Unlock();
-    mu_.Lock();
+    ends.mu.Release();
+    mu_.Acquire();
   }
   --turn_waiters_;
 }
@@ -533,7 +533,7 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
   // Declared before the lock is taken: the discarded tasks are destroyed after it was let go.
   std::vector<Task> discarded;
   bool schedule = false;
-  mu_.Lock();
+  mu_.Acquire();
   shut_down_ = true;
   if (mode == ShutdownMode::kDiscard) {
     discarded.swap(incoming_);
@@ -566,12 +566,12 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
     }
   }
   if (schedule) {
-    mu_.Unlock();
+    mu_.Release();
     ScheduleTurn();
-    mu_.Lock();
+    mu_.Acquire();
   }
   if (tls_current != this) WaitForTurnEndLocked();
-  mu_.Unlock();
+  mu_.Release();
   const std::size_t count = discarded.size();
   if (count > 0) {
     Log(LogLevel::kInfo, "task processor '" + Name() + "' shut down, discarding " +

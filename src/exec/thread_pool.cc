@@ -216,7 +216,7 @@ std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
 void ThreadPool::WorkerMain(Worker* self) {
   tls_worker_of = this;
   if (options_.thread_start) options_.thread_start();
-  mu_.Lock();
+  mu_.Acquire();
   bool active = false;
   Task task;
   for (;;) {
@@ -232,11 +232,11 @@ void ThreadPool::WorkerMain(Worker* self) {
         ++active_;
         NotifyStateLocked();
       }
-      mu_.Unlock();
+      mu_.Release();
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
       task.Reset();
-      mu_.Lock();
+      mu_.Acquire();
       if (stop_active_ > 0) {
         // Shrunk while running: this thread was already taken off the active count.
         --stop_active_;
@@ -257,11 +257,11 @@ void ThreadPool::WorkerMain(Worker* self) {
       break;
     }
     // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
-    mu_.Unlock();
+    mu_.Release();
     for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
       CpuRelax();
     }
-    mu_.Lock();
+    mu_.Acquire();
     if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;
     ++sleepers_;
     bool timed_out = false;
@@ -287,7 +287,7 @@ void ThreadPool::WorkerMain(Worker* self) {
   delete self;
   MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
   const bool last = workers_.empty();
-  mu_.Unlock();
+  mu_.Release();
   if (options_.thread_end) options_.thread_end();
   tls_worker_of = nullptr;
   if (last) work_cv_.NotifyAll();  // Shutdown waits for the last worker to leave

@@ -297,7 +297,7 @@ void TimerHeap::ThreadMain() {
     TaskProcessor* executor;
   };
   std::vector<Due> due;
-  mu_.Lock();
+  mu_.Acquire();
   while (!stopping_) {
     if (heap_.empty()) {
       wake_cv_.Wait(mu_);
@@ -318,7 +318,7 @@ void TimerHeap::ThreadMain() {
       s.state = SlotState::kDispatched;
       due.push_back(Due{index, s.generation, s.executor.get()});
     }
-    mu_.Unlock();
+    mu_.Release();
     for (const Due& d : due) {
       if (d.executor == nullptr) {
         Fire(d.slot, d.generation);
@@ -347,10 +347,10 @@ void TimerHeap::ThreadMain() {
         Fire(d.slot, d.generation);
       }
     }
-    mu_.Lock();
+    mu_.Acquire();
   }
   const bool free_self = free_on_exit_;
-  mu_.Unlock();
+  mu_.Release();
   if (free_self) CancelAllAndFree();
 }
 
