@@ -12,9 +12,16 @@
 //     again on its own thread (a route that publishes on the topic), where inner dispatches
 //     return before outer ones; so, after a swap, exited_ reaching the value entered_ had just
 //     after the swap means every dispatch that could have loaded an older table has returned.
-//     (seq_cst on both sides: the dispatcher's count-in precedes its table load, the
-//     mutator's swap precedes its read of entered_, so a dispatch is either counted or sees
-//     the new table.)
+//     Each counter has one writer at a time (the subscription orders its callbacks), so
+//     plain stores suffice.
+//   * The fences: the dispatcher's count-in must be ordered before its table load, against
+//     the mutator's swap before its read of entered_ (so that a dispatch is either counted
+//     or sees the new table); likewise its count-out before its check for waiters. A full
+//     fence on every dispatch costs more than the rest of the dispatch, so the fences are
+//     asymmetric, as folly's and liburcu's: the dispatcher's side is a compiler barrier and
+//     the rare mutator's side is membarrier(PRIVATE_EXPEDITED), which runs a full barrier on
+//     every thread of the process. Where the kernel lacks it (and under ThreadSanitizer, which
+//     cannot see it) both sides are seq_cst fences.
 //   * Retiring a table: whoever swaps a table out owns it. A removal from outside the
 //     router's dispatch waits for exited_ (atomic wait) and then destroys the old table
 //     itself, so the removed callback is gone when the call returns. Every other change (an
@@ -27,6 +34,10 @@
 
 #include "plexus/bus/message_router.h"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -38,6 +49,7 @@
 #include <vector>
 
 #include "plexus/bus/subscription_change.h"
+#include "plexus/core/config.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
@@ -46,6 +58,34 @@
 namespace plexus {
 namespace bus_internal {
 namespace {
+
+bool RegisterMembarrier() {
+  if constexpr (kSanitizeThread) return false;
+  const long commands = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (commands < 0 || (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+  return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+bool Asymmetric() {
+  static const bool registered = RegisterMembarrier();
+  return registered;
+}
+
+// The dispatcher's side of the fences (see the file comment); `asymmetric`: Asymmetric(), as
+// cached by the router, so that both sides of one router agree.
+inline void LightFence(bool asymmetric) {
+  if (asymmetric) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+// The mutator's side.
+void HeavyFence(bool asymmetric) {
+  if (!asymmetric || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
 
 std::string FormatsName(MessageFormats formats) {
   std::string name;
@@ -117,12 +157,14 @@ struct DispatchFrame {
   const RouterCore* core;
   const DispatchFrame* outer;
 };
-thread_local const DispatchFrame* tls_frames = nullptr;
+// Initial-exec: the library is position-independent, and the default model would make every
+// dispatch call __tls_get_addr.
+__attribute__((tls_model("initial-exec"))) thread_local const DispatchFrame* tls_frames = nullptr;
 
 class RouterCore {
  public:
   explicit RouterCore(std::string topic_name)
-      : table_(new RouteTable), topic_name_(std::move(topic_name)) {}
+      : asymmetric_(Asymmetric()), table_(new RouteTable), topic_name_(std::move(topic_name)) {}
   ~RouterCore() {
     // Nothing dispatches any more: the subscription's callback held this core.
     delete table_.load(std::memory_order_relaxed);
@@ -133,8 +175,9 @@ class RouterCore {
   void Dispatch(const Message& message, bool is_final) {
     const DispatchFrame frame{this, tls_frames};
     tls_frames = &frame;
-    entered_.fetch_add(1, std::memory_order_seq_cst);
-    const RouteTable* table = table_.load(std::memory_order_seq_cst);
+    entered_.store(entered_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    LightFence(asymmetric_);
+    const RouteTable* table = table_.load(std::memory_order_acquire);
     if (const Route* found = table->Resolve(message, is_final)) {
       // Routes are immutable but for their counters and the callback's own state.
       Route& route = const_cast<Route&>(*found);
@@ -150,8 +193,9 @@ class RouterCore {
     } else {
       Bump(unrouted_);
     }
-    exited_.fetch_add(1, std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_seq_cst) != 0) exited_.notify_all();
+    exited_.store(exited_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    LightFence(asymmetric_);
+    if (waiters_.load(std::memory_order_relaxed) != 0) exited_.notify_all();
     tls_frames = frame.outer;
     if (frame.outer == nullptr && has_retired_.load(std::memory_order_relaxed)) FreeRetired();
   }
@@ -173,7 +217,8 @@ class RouterCore {
       wait = removes && !inside;
       old.reset(
           const_cast<RouteTable*>(table_.exchange(next.release(), std::memory_order_seq_cst)));
-      stamp = entered_.load(std::memory_order_seq_cst);
+      HeavyFence(asymmetric_);
+      stamp = entered_.load(std::memory_order_relaxed);
       if (!wait) {
         retired_.push_back(Retired{std::move(old), stamp});
         has_retired_.store(true, std::memory_order_relaxed);
@@ -250,7 +295,7 @@ class RouterCore {
     std::vector<Retired> done;
     {
       MutexLock lock(mu_);
-      const std::uint64_t exited = exited_.load(std::memory_order_seq_cst);
+      const std::uint64_t exited = exited_.load(std::memory_order_acquire);
       auto ready = std::partition(retired_.begin(), retired_.end(),
                                   [&](const Retired& r) { return r.stamp > exited; });
       std::move(ready, retired_.end(), std::back_inserter(done));
@@ -260,14 +305,16 @@ class RouterCore {
   }
 
   void WaitForExits(std::uint64_t stamp) {
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
-    for (std::uint64_t seen = exited_.load(std::memory_order_seq_cst); seen < stamp;
-         seen = exited_.load(std::memory_order_seq_cst)) {
-      exited_.wait(seen, std::memory_order_seq_cst);
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    HeavyFence(asymmetric_);
+    for (std::uint64_t seen = exited_.load(std::memory_order_acquire); seen < stamp;
+         seen = exited_.load(std::memory_order_acquire)) {
+      exited_.wait(seen, std::memory_order_acquire);
     }
-    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
   }
 
+  const bool asymmetric_;  // membarrier registered: the fences are asymmetric
   // Replaced only under mu_ (and owned by the core); loaded without a lock by Dispatch.
   std::atomic<const RouteTable*> table_;
   std::atomic<std::uint64_t> entered_{0};

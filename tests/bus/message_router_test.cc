@@ -309,9 +309,6 @@ TEST(MessageRouter, MisuseIsReportedWithTheCallersLocation) {
 }
 
 TEST_P(MessageRouterModes, JoinFromARouteIsMisuseNotAHang) {
-  if (GetParam() == DeliveryMode::kSynchronous) {
-    GTEST_SKIP() << "a synchronous router's final message runs on the unsubscriber's thread";
-  }
   auto topic = Topic::Create("router-join-self");
   MessageRouter router = MessageRouter::Create(topic, options());
   ScopedMisuseAction log(MisuseAction::kLog);
