@@ -106,10 +106,12 @@ struct Route {
   const RouteKind kind;
   const std::string name;
   const MessageFormats formats;  // kFormat routes only
+  // Reset by a waiting removal once no dispatch can reach it (RouterCore::Change).
   RouteHandler handler;
-  // Written by the dispatcher only (callbacks never overlap), read by Stats from anywhere.
-  std::atomic<std::uint64_t> calls{0};
-  std::atomic<std::uint64_t> failed{0};
+  // Written by the dispatcher only (callbacks never overlap), read by Stats from anywhere;
+  // mutable: the tables hold their routes as const.
+  mutable std::atomic<std::uint64_t> calls{0};
+  mutable std::atomic<std::uint64_t> failed{0};
 };
 
 struct RouteTable {
@@ -179,8 +181,7 @@ class RouterCore {
     LightFence(asymmetric_);
     const RouteTable* table = table_.load(std::memory_order_acquire);
     if (const Route* found = table->Resolve(message, is_final)) {
-      // Routes are immutable but for their counters and the callback's own state.
-      Route& route = const_cast<Route&>(*found);
+      const Route& route = *found;
       Bump(route.kind == RouteKind::kDefault ? defaulted_ : routed_);
       Bump(route.calls);
       if (!core_internal::RunCatching(
@@ -209,12 +210,22 @@ class RouterCore {
     bool wait = false;
     std::unique_ptr<RouteTable> old;
     std::uint64_t stamp = 0;
+    // The removed routes. Older parked tables may hold them too, so their callbacks are
+    // destroyed explicitly once no dispatch can reach them, not with the last table.
+    std::vector<std::shared_ptr<Route>> gone;
     {
       MutexLock lock(mu_);
       bool removes = false;
       std::unique_ptr<RouteTable> next = build(*table_.load(std::memory_order_relaxed), removes);
       if (next == nullptr) return false;
       wait = removes && !inside;
+      if (wait) {
+        for (const std::shared_ptr<Route>& r : table_.load(std::memory_order_relaxed)->owned) {
+          if (std::find(next->owned.begin(), next->owned.end(), r) == next->owned.end()) {
+            gone.push_back(r);
+          }
+        }
+      }
       old.reset(
           const_cast<RouteTable*>(table_.exchange(next.release(), std::memory_order_seq_cst)));
       HeavyFence(asymmetric_);
@@ -226,7 +237,10 @@ class RouterCore {
     }
     if (wait) {
       WaitForExits(stamp);
-      old.reset();  // the removed callback is destroyed here, before the caller returns
+      // Every table that holds a removed route was current before the swap, so no dispatch
+      // can reach its callback now: destroy it here, before the caller returns.
+      for (const std::shared_ptr<Route>& r : gone) r->handler = nullptr;
+      old.reset();
     }
     FreeRetired();
     return true;
