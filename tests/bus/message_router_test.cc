@@ -462,6 +462,45 @@ TEST_P(MessageRouterModes, RemovalFromAnotherThreadWaitsForTheRunningCallback) {
   router.UnsubscribeAndJoin();
 }
 
+TEST_P(MessageRouterModes, RouteAddedFromACallbackTakesTheNextMessage) {
+  auto topic = Topic::Create("router-add-inside");
+  MessageRouter router = MessageRouter::Create(topic, options());
+  const Recorder consumer2 = Recorder::IgnoringChanges();
+  std::atomic<int> added{-1};
+  ASSERT_TRUE(router.AddRoute(Type1().get(), [&](const Message&) {
+    if (added.load() < 0) added.store(router.AddRoute(Type2().get(), consumer2.Handler()) ? 1 : 0);
+  }));
+  router.PublishAndWait(Type1().Make("adds"));
+  router.PublishAndWait(Type2().Make("routed"));
+  EXPECT_EQ(added.load(), 1);
+  EXPECT_EQ(Strings(consumer2), std::vector<std::string>{"routed"});
+  router.UnsubscribeAndJoin();
+}
+
+// A synchronous router entered again on its own thread (a route publishing on the topic): a
+// removal made in the inner dispatch must not wait for the outer one, which is its caller.
+TEST(MessageRouter, SynchronousReentrantDispatchRemovesWithoutWaitingForItself) {
+  auto topic = Topic::Create("router-reentrant");
+  MessageRouter router = MessageRouter::Create(topic, InMode(DeliveryMode::kSynchronous));
+  const Recorder fallback = Recorder::IgnoringChanges();
+  std::atomic<int> outer_calls{0};
+  std::atomic<int> removed{-1};
+  ASSERT_TRUE(router.AddRoute(Type1().get(), [&](const Message&) {
+    outer_calls.fetch_add(1);
+    topic->Publish(Type2().Make("inner"));
+  }));
+  ASSERT_TRUE(router.AddRoute(Type2().get(), [&](const Message&) {
+    removed.store(router.RemoveRoute(Type1().get()) ? 1 : 0);
+  }));
+  ASSERT_TRUE(router.SetDefaultRoute(fallback.Handler()));
+  topic->Publish(Type1().Make("outer"));
+  topic->Publish(Type1().Make("after"));
+  EXPECT_EQ(outer_calls.load(), 1);
+  EXPECT_EQ(removed.load(), 1);
+  EXPECT_EQ(Strings(fallback), std::vector<std::string>{"after"});
+  router.UnsubscribeAndJoin();
+}
+
 // -----------------------------------------------------------------------------------------
 // Stress: route removal racing dispatch
 // -----------------------------------------------------------------------------------------
