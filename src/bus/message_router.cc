@@ -198,7 +198,8 @@ class RouterCore {
     LightFence(asymmetric_);
     if (waiters_.load(std::memory_order_relaxed) != 0) exited_.notify_all();
     tls_frames = frame.outer;
-    if (frame.outer == nullptr && has_retired_.load(std::memory_order_relaxed)) FreeRetired();
+    // The outermost dispatch of this router frees what removals inside it parked.
+    if (has_retired_.load(std::memory_order_relaxed) && !InsideDispatch()) FreeRetired();
   }
 
   // Swaps in the table `build(current, removes)` makes from the current one (null: no change,
