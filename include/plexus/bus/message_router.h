@@ -43,7 +43,10 @@
 //     route removes itself its current invocation is still running (it is the caller); the
 //     callback object is destroyed once that dispatch has returned.
 //   * So a route callback must not wait for a thread that is removing one of this router's
-//     routes (the remover waits for the callback: a deadlock, as with any join).
+//     routes (the remover waits for the callback: a deadlock, as with any join). Publishing
+//     on a topic counts as waiting for its synchronous callbacks' threads: do not remove a
+//     pool or dedicated router's route from a synchronous callback of a topic that the
+//     router's routes publish on.
 //
 // Lifecycle is the subscription's (subscription.h): Unsubscribe, then exactly one final
 // message (routed as above), then IsDone; Join/UnsubscribeAndJoin wait for it and are misuse
