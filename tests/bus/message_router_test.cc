@@ -550,5 +550,49 @@ TEST_P(MessageRouterModes, StressRemovalRacingDispatchNeverCallsAfterRemoval) {
   EXPECT_EQ(router.Stats().failed, 0u);
 }
 
+// Two threads adding and removing routes (each its own type) while two publishers run: the
+// tables they swap, park and free race each other and the dispatch.
+TEST_P(MessageRouterModes, StressConcurrentRouteChangesNeverCallARemovedRoute) {
+  const int rounds = plexus::kSanitizeThread ? 50 : plexus_test::BusScaled(1000);
+  auto topic = Topic::Create("router-stress-mutators");
+  MessageRouter router = MessageRouter::Create(topic, options());
+  std::atomic<int> late_calls{0};
+  std::atomic<std::size_t> default_calls{0};
+  router.SetDefaultRoute([&](const Message&) { default_calls.fetch_add(1); });
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> publishers;
+  for (int p = 0; p < 2; ++p) {
+    publishers.emplace_back([&] {
+      for (int n = 0; !stop.load(); ++n) {
+        topic->Publish(Type1().Make("s"));
+        topic->Publish(Type2().Make("s"));
+        if (n % 64 == 0) topic->PublishAndWait(Type3().Make("s"), router.GetSubscription());
+      }
+    });
+  }
+  std::vector<std::thread> mutators;
+  for (const TypedMessageType<std::string>* type : {&Type1(), &Type2()}) {
+    mutators.emplace_back([&, type] {
+      for (int round = 0; round < rounds; ++round) {
+        auto removed = std::make_shared<std::atomic<bool>>(false);
+        EXPECT_TRUE(
+            router.AddRoute(*type, [&late_calls, removed](const std::string&, const Message&) {
+              if (removed->load()) late_calls.fetch_add(1);
+            }));
+        if (round % 4 == 0) std::this_thread::yield();
+        EXPECT_TRUE(router.RemoveRoute(type->get()));
+        removed->store(true);
+      }
+    });
+  }
+  for (std::thread& t : mutators) t.join();
+  stop.store(true);
+  for (std::thread& t : publishers) t.join();
+  router.UnsubscribeAndJoin();
+  EXPECT_EQ(late_calls.load(), 0);
+  EXPECT_GT(default_calls.load(), 0u);
+  EXPECT_EQ(router.Stats().routes.size(), 1u);  // the default
+}
+
 }  // namespace
 }  // namespace plexus
