@@ -48,6 +48,11 @@
 //     pool or dedicated router's route from a synchronous callback of a topic that the
 //     router's routes publish on.
 //
+// Ordering: a message published after AddRoute (or SetDefaultRoute) returned goes to the new
+// route; one published before may or may not (it may be dispatched before or after the
+// change). The callback of a route added before a message was published sees what was written
+// before the AddRoute call.
+//
 // Lifecycle is the subscription's (subscription.h): Unsubscribe, then exactly one final
 // message (routed as above), then IsDone; Join/UnsubscribeAndJoin wait for it and are misuse
 // from a route callback; dropping the owning handle unsubscribes without waiting, the routes
