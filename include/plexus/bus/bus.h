@@ -9,6 +9,7 @@
 
 #include "plexus/bus/bus_stats.h"
 #include "plexus/bus/message.h"
+#include "plexus/bus/message_router.h"
 #include "plexus/bus/message_type.h"
 #include "plexus/bus/node_id.h"
 #include "plexus/bus/subscription.h"
