@@ -129,7 +129,9 @@ SubscriptionCore::~SubscriptionCore() {
   }
   for (Segment* s = head_; s != nullptr;) delete std::exchange(s, s->next.load());
   for (Segment* s = spares_.load(); s != nullptr;) delete std::exchange(s, s->next.load());
-  if (alerted_) ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
+  if (alert_reported_.load(std::memory_order_relaxed)) {
+    ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
+  }
 }
 
 bool SubscriptionCore::InOwnCallback() const noexcept {
@@ -204,7 +206,7 @@ void SubscriptionCore::SetAcceptedFormats(MessageFormats formats) {
 // -----------------------------------------------------------------------------
 
 DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
-                                         std::uint32_t& dropped) {
+                                         std::uint32_t& dropped, bool& alert_changed) {
   if (!Passes(*message)) {
     filtered_.fetch_add(1, std::memory_order_relaxed);
     return DeliverOutcome::kFiltered;
@@ -249,7 +251,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
       taken_.store(taken + 1, std::memory_order_relaxed);
     }
     message->AddRef(SourceLocation::current(), this);
-    schedule = EnqueueLocked(message);
+    schedule = EnqueueLocked(message, alert_changed);
     if (ticket != nullptr && ticket->target == this) {
       ticket->seq = enqueued_.load(std::memory_order_relaxed);
     }
@@ -259,7 +261,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   return DeliverOutcome::kDelivered;
 }
 
-bool SubscriptionCore::EnqueueLocked(Message* message) {
+bool SubscriptionCore::EnqueueLocked(Message* message, bool& alert_changed) {
   if (tail_slot_ == kSegmentSlots) {
     Segment* next = spares_.load(std::memory_order_acquire);
     // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
@@ -295,7 +297,7 @@ bool SubscriptionCore::EnqueueLocked(Message* message) {
       max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
     }
     if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      CheckAlertLocked(depth);
+      alert_changed = CheckAlertLocked(depth);
     }
   }
   return !scheduled_.load(std::memory_order_seq_cst) &&
@@ -353,12 +355,38 @@ void SubscriptionCore::ScheduleTurn() {
   }
 }
 
-void SubscriptionCore::CheckAlertLocked(std::size_t depth) {
+bool SubscriptionCore::CheckAlertLocked(std::size_t depth) {
   const bool now = alerted_ ? depth > low_water_ : depth >= high_water_;
-  if (now == alerted_) return;
+  if (now == alerted_) return false;
   alerted_ = now;
-  alerted_flag_.store(now, std::memory_order_relaxed);
-  ReportQueueAlertChange("bus/" + id_, now, depth, high_water_);
+  alert_depth_.store(static_cast<std::uint32_t>(std::min<std::size_t>(depth, UINT32_MAX)),
+                     std::memory_order_relaxed);
+  alerted_flag_.store(now, std::memory_order_seq_cst);
+  return true;
+}
+
+// The change is reported after the mailbox and topic locks were let go (the handler may
+// publish here, which takes them), so a raise and its clear, found by different threads, could
+// race to the handler. One thread reports at a time, always the latest state against the one
+// last reported, so the reports for one queue alternate raise, clear, raise... A thread that
+// finds another reporting leaves its change to it: the reporter looks again after letting go.
+// A change that is undone before it is reported is not reported at all (the counts stay paired).
+void SubscriptionCore::ReportAlertChanges() {
+  for (;;) {
+    if (alerted_flag_.load(std::memory_order_seq_cst) ==
+        alert_reported_.load(std::memory_order_relaxed)) {
+      return;
+    }
+    if (alert_reporting_.exchange(true, std::memory_order_seq_cst)) return;
+    for (;;) {
+      const bool now = alerted_flag_.load(std::memory_order_seq_cst);
+      if (now == alert_reported_.load(std::memory_order_relaxed)) break;
+      alert_reported_.store(now, std::memory_order_relaxed);
+      ReportQueueAlertChange("bus/" + id_, now, alert_depth_.load(std::memory_order_relaxed),
+                             high_water_);
+    }
+    alert_reporting_.store(false, std::memory_order_seq_cst);
+  }
 }
 
 void SubscriptionCore::RunTurn() {
@@ -401,8 +429,12 @@ void SubscriptionCore::RunTurn() {
     done_upto_.store(done, std::memory_order_seq_cst);
     if (waiters_.load(std::memory_order_seq_cst) != 0) WakeWaiters();
     if (alerted_flag_.load(std::memory_order_relaxed)) {
-      std::lock_guard lock(mu_);
-      if (alerted_) CheckAlertLocked(Depth());
+      bool alert_changed = false;
+      {
+        std::lock_guard lock(mu_);
+        if (alerted_) alert_changed = CheckAlertLocked(Depth());
+      }
+      if (alert_changed) ReportAlertChanges();
     }
     handled_this_turn += n;
     if (handled_this_turn >= batch_limit_) {
@@ -476,11 +508,13 @@ void SubscriptionCore::DeliverFinal(Message* message) {
     return;
   }
   bool schedule = false;
+  bool alert_changed = false;
   {
     std::lock_guard lock(mu_);
     closed_ = true;
-    schedule = EnqueueLocked(message);
+    schedule = EnqueueLocked(message, alert_changed);
   }
+  if (alert_changed) ReportAlertChanges();
   if (schedule) ScheduleTurn();
 }
 

@@ -44,8 +44,15 @@ class SubscriptionCore final : public RefCounted {
  public:
   SubscriptionCore(Ref<Topic> topic, MessageHandler handler, SubscriptionOptions&& options);
 
-  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it.
-  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped);
+  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it. Sets
+  // `alert_changed` when the queue's alert state changed: the fan-out then calls
+  // ReportAlertChanges once it let go of the topic's lock.
+  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped,
+                         bool& alert_changed);
+  // Reports the alert state to the executor's alert machinery (log and handler) if it differs
+  // from the last state reported. Called with no lock held: the handler is user code, and may
+  // publish to this very subscription.
+  void ReportAlertChanges();
 
   bool Unsubscribe();
   bool Join(SourceLocation where);
@@ -84,11 +91,12 @@ class SubscriptionCore final : public RefCounted {
   void RunTurn();
   void ScheduleTurn();
   void Invoke(Message* message);
-  // Require mu_.
-  void CheckAlertLocked(std::size_t depth);
-  // Queues `message` (a reference is taken) and says whether a turn must be scheduled; requires
-  // mu_.
-  bool EnqueueLocked(Message* message);
+  // Updates the alert state for `depth`; true when it changed, which the caller then reports
+  // with ReportAlertChanges once it let go of its locks. Requires mu_.
+  bool CheckAlertLocked(std::size_t depth);
+  // Queues `message` (a reference is taken). Says whether a turn must be scheduled, and in
+  // `alert_changed` whether the alert state changed (to report after unlocking); requires mu_.
+  bool EnqueueLocked(Message* message, bool& alert_changed);
   // Takes up to kTakeBatch messages; the running turn only.
   std::uint32_t Take(Message** batch);
   Message* PopHead();  // the consumer, or a producer dropping under mu_ (bounded policies)
@@ -120,6 +128,11 @@ class SubscriptionCore final : public RefCounted {
   bool final_pending_ = false;  // guarded by *sync_mu_: unsubscribed from its own callback
   std::atomic<bool> subscribed_{true};
   std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
+  std::atomic<std::uint32_t> alert_depth_{0};  // the depth at the last change of alerted_
+  // The state last reported (written only by the thread holding alert_reporting_), and whether
+  // a thread is reporting: one at a time, so one queue's raise and clear arrive in order.
+  std::atomic<bool> alert_reported_{false};
+  std::atomic<bool> alert_reporting_{false};
   std::atomic<std::uint32_t> waiters_{0};  // joiners and PublishAndWait callers waiting
   std::atomic<bool> selective_{false};
   std::atomic<std::uint32_t> formats_{0};

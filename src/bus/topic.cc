@@ -120,6 +120,9 @@ template <class Targets>
 void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishResult& result,
                    Targets& next) {
   std::vector<TopicSnapshot*> to_free;
+  // Subscriptions whose congestion alert changed: reported once the lock is let go (the alert
+  // handler is user code; it may publish here, or wait for a thread that does).
+  bus_internal::SmallVector<Ref<SubscriptionCore>, 2> alerted;
   {
     std::lock_guard lock(mu_);
     TopicSnapshot* snapshot = snapshot_;
@@ -127,7 +130,13 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishRe
     ++fanout_depth_;
     std::uint32_t delivered = 0;
     for (const Ref<SubscriptionCore>& sub : snapshot->subscribers) {
-      switch (sub->Deliver(message, ticket, result.dropped)) {
+      bool alert_changed = false;
+      const bus_internal::DeliverOutcome outcome =
+          sub->Deliver(message, ticket, result.dropped, alert_changed);
+      if (alert_changed) [[unlikely]] {
+        alerted.push_back(sub);
+      }
+      switch (outcome) {
         case bus_internal::DeliverOutcome::kDelivered:
           ++delivered;
           break;
@@ -148,6 +157,7 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishRe
     if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
   }
   for (TopicSnapshot* s : to_free) delete s;
+  while (!alerted.empty()) alerted.pop_back()->ReportAlertChanges();
 }
 
 // -----------------------------------------------------------------------------

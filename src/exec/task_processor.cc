@@ -506,10 +506,9 @@ void TaskProcessor::CheckAlert() {
   ReportQueueAlertChangeLocked(Name(), now, depth, high_water_.load(std::memory_order_relaxed));
 }
 
-void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
-                                  std::size_t high_water) {
+// Counts the change; returns the subsystem's count after it. Requires Alerts().mu.
+std::size_t CountQueueAlertChangeLocked(std::string_view subsystem, bool raised) {
   AlertState& alerts = Alerts();
-  const std::string_view subsystem = SubsystemOf(name);
   std::size_t subsystem_count = 0;
   if (!subsystem.empty()) {
     auto it = alerts.by_subsystem.find(subsystem);
@@ -522,21 +521,46 @@ void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_
     }
   }
   alerts.process = raised ? alerts.process + 1 : alerts.process - 1;
-  if (raised) {
-    Log(LogLevel::kWarning, "queue '" + std::string(name) + "' reached " + std::to_string(depth) +
-                                " waiting items (high water mark: " + std::to_string(high_water) +
-                                ")");
-  }
+  return subsystem_count;
+}
+
+void LogQueueAlertRaised(std::string_view name, std::size_t depth, std::size_t high_water) {
+  Log(LogLevel::kWarning, "queue '" + std::string(name) + "' reached " + std::to_string(depth) +
+                              " waiting items (high water mark: " + std::to_string(high_water) +
+                              ")");
+}
+
+void ReportQueueAlertChangeLocked(std::string_view name, bool raised, std::size_t depth,
+                                  std::size_t high_water) {
+  AlertState& alerts = Alerts();
+  const std::string_view subsystem = SubsystemOf(name);
+  const std::size_t subsystem_count = CountQueueAlertChangeLocked(subsystem, raised);
+  if (raised) LogQueueAlertRaised(name, depth, high_water);
   if (alerts.handler) {
     alerts.handler(
         TaskProcessorAlert{name, subsystem, raised, depth, subsystem_count, alerts.process});
   }
 }
 
+// Unlike a task processor's own check, this logs and calls the handler after letting go of the
+// alert lock: the handler may then publish, even to the queue it hears about. The caller
+// reports one queue's changes one at a time, so they still arrive in order for that queue.
 void ReportQueueAlertChange(std::string_view name, bool raised, std::size_t depth,
                             std::size_t high_water) {
-  std::lock_guard lock(Alerts().mu);
-  ReportQueueAlertChangeLocked(name, raised, depth, high_water);
+  const std::string_view subsystem = SubsystemOf(name);
+  TaskProcessorAlertHandler handler;
+  std::size_t subsystem_count = 0;
+  std::size_t process_count = 0;
+  {
+    std::lock_guard lock(Alerts().mu);
+    subsystem_count = CountQueueAlertChangeLocked(subsystem, raised);
+    process_count = Alerts().process;
+    handler = Alerts().handler;
+  }
+  if (raised) LogQueueAlertRaised(name, depth, high_water);
+  if (handler) {
+    handler(TaskProcessorAlert{name, subsystem, raised, depth, subsystem_count, process_count});
+  }
 }
 
 TaskProcessorAlertHandler SetTaskProcessorAlertHandler(TaskProcessorAlertHandler handler) {

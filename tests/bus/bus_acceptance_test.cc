@@ -1,5 +1,4 @@
-// The bus acceptance cases BUS01-BUS19 (/work/shared/acceptance/bus.md), one or more tests per
-// case, named after it. Cases that concern delivery are run for each delivery mode (the shared
+// The bus acceptance cases BUS01-BUS19, one or more tests per case, named after it. Cases that concern delivery are run for each delivery mode (the shared
 // pool, a dedicated thread, synchronous). Every wait is on a condition, never a sleep.
 
 #include <algorithm>
@@ -1464,6 +1463,69 @@ TEST(BusAcceptance, BUS18_HighWaterRaisesAndLowWaterClearsTheAlert) {
 
 TEST(BusAcceptance, BUS18_AlertOnADedicatedThread) {
   ExpectAlertRaisedAndCleared(DeliveryMode::kDedicatedThread);
+}
+
+// The alert handler runs with no bus lock held: one that publishes to the very subscription it
+// hears about (from the publisher's thread on a raise, from the consumer's on a clear) neither
+// deadlocks nor loses the message, and the raise is reported before the clear.
+void ExpectAlertHandlerMayPublishToItsQueue(DeliveryMode mode) {
+  Ref<Topic> topic = Topic::Create("bus18-alert-publishes");
+  Gate gate;
+  Gate::Waiter wait = gate.waiter();
+  Recorder rec = Recorder::IgnoringChanges();
+  Ref<Message> blocker = StringType().Make("block");
+  const Message* blocker_ptr = blocker.get();
+  SubscriptionOptions opts = InMode(mode);
+  opts.high_water = 4;
+  opts.low_water = 1;
+  Subscription sub = Subscription::Create(
+      topic,
+      [rec, wait, blocker_ptr](const Message& m, bool is_final) {
+        if (&m == blocker_ptr) wait();
+        rec.Receive(m, is_final);
+      },
+      opts);
+  const std::string queue = "bus/" + sub.Id();
+  std::mutex mu;
+  std::vector<bool> changes;  // raised?, in the order reported
+  TaskProcessorAlertHandler previous =
+      SetTaskProcessorAlertHandler([&](const TaskProcessorAlert& a) {
+        if (a.processor != queue) return;
+        {
+          std::lock_guard lock(mu);
+          changes.push_back(a.raised);
+        }
+        topic->Publish(StringType(), std::string(a.raised ? "from raise" : "from clear"));
+      });
+  ScopeExit restore([&] { SetTaskProcessorAlertHandler(std::move(previous)); });
+  ASSERT_TRUE(WaitUntil([&] { return sub.Stats().dispatched >= 1; }));  // the subscribe notice
+  topic->Publish(blocker);
+  ASSERT_TRUE(gate.WaitForArrivals(1));
+  for (int n = 0; n < 6; ++n) topic->Publish(IntType(), n);
+  {
+    // Raised on this thread, inside one of the publishes above.
+    std::lock_guard lock(mu);
+    EXPECT_EQ(changes, std::vector<bool>{true});
+  }
+  gate.Open();
+  // The blocker, six numbers, and one message from each report.
+  ASSERT_TRUE(rec.WaitForCount(9));
+  ASSERT_TRUE(WaitUntil([&] {
+    std::lock_guard lock(mu);
+    return changes.size() >= 2;
+  }));
+  ASSERT_TRUE(sub.UnsubscribeAndJoin());
+  std::lock_guard lock(mu);
+  EXPECT_EQ(changes, (std::vector<bool>{true, false}));
+  EXPECT_EQ(rec.Count(), 9u);
+}
+
+TEST(BusAcceptance, BUS18_AlertHandlerMayPublishToItsQueueOnThePool) {
+  ExpectAlertHandlerMayPublishToItsQueue(DeliveryMode::kPool);
+}
+
+TEST(BusAcceptance, BUS18_AlertHandlerMayPublishToItsQueueOnADedicatedThread) {
+  ExpectAlertHandlerMayPublishToItsQueue(DeliveryMode::kDedicatedThread);
 }
 
 TEST(BusAcceptance, BUS18_DropOldestLosesTheOldestAndNeverBlocks) {
