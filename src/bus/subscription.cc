@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -13,6 +12,8 @@
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task_processor.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
 #include "registry.h"
 #include "subscription_core.h"
 
@@ -39,11 +40,13 @@ class CurrentCallback {
 std::atomic<std::uint64_t> next_subscription_number{0};
 
 // Joins and PublishAndWait are rare, so one process-wide lock and condition serve the waiters
-// of every subscription (each rechecks its own condition). Not std::atomic::wait: libstdc++ 12's
-// waiter pool has lost wake-ups (fixed in GCC 13), seen here as a hung PublishAndWait.
+// of every subscription (each rechecks its own condition): a subscription then carries no
+// waiting machinery of its own (it matters at 100 000 subscriptions), and the consumer pays
+// one relaxed load of `waiters_` per batch while nobody waits. The lock is a leaf: nothing is
+// locked under it.
 struct ProcessWaiters {
-  std::mutex mu;
-  std::condition_variable cv;
+  sync_internal::AnnotatedMutex mu;
+  CondVar cv;
 };
 
 ProcessWaiters& Waiters() {
@@ -55,8 +58,8 @@ ProcessWaiters& Waiters() {
 // orders the change before a waiter's check, or the waiter is asleep and gets the notice.
 void WakeWaiters() {
   ProcessWaiters& w = Waiters();
-  { std::lock_guard lock(w.mu); }
-  w.cv.notify_all();
+  { MutexLock lock(w.mu); }
+  w.cv.NotifyAll();
 }
 
 template <class Condition>
@@ -64,15 +67,10 @@ void WaitFor(std::atomic<std::uint32_t>& waiters, Condition done) {
   waiters.fetch_add(1, std::memory_order_seq_cst);
   {
     ProcessWaiters& w = Waiters();
-    std::unique_lock lock(w.mu);
-    w.cv.wait(lock, done);
+    MutexLock lock(w.mu);
+    while (!done()) w.cv.Wait(w.mu);
   }
   waiters.fetch_sub(1, std::memory_order_relaxed);
-}
-
-std::mutex& FilterMutex() {
-  static auto* mu = new std::mutex();
-  return *mu;
 }
 
 // Messages a turn takes from the mailbox per lock acquisition.
@@ -85,6 +83,8 @@ constexpr std::uint32_t kMaxSpares = 32;
 constexpr int kEndOfTurnSpins = 512;
 
 }  // namespace
+
+sync_internal::AnnotatedMutex SubscriptionCore::filter_mu_;
 
 struct SubscriptionCore::Segment {
   Message* slots[kSegmentSlots];
@@ -104,7 +104,10 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
       high_water_(options.high_water),
       low_water_(std::min(options.low_water, options.high_water)),
       handler_(std::move(handler)),
-      sync_mu_(options.mode == DeliveryMode::kSynchronous ? new std::recursive_mutex() : nullptr) {
+      sync_mu_(options.mode == DeliveryMode::kSynchronous
+                   ? new RecursiveMutex(topic_->lock_class_)
+                   : nullptr),
+      listen_option_(options.subscription_changes) {
   if (mode_ == DeliveryMode::kPool) {
     own_pool_ = std::move(options.pool);
     pool_ = own_pool_ ? own_pool_.get() : &ThreadPool::Shared();
@@ -120,7 +123,8 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
   SubscriptionRegistry::Get().Add(this);
 }
 
-SubscriptionCore::~SubscriptionCore() {
+// No lock: the last reference is gone, so neither a publisher nor a turn can reach it.
+SubscriptionCore::~SubscriptionCore() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   SubscriptionRegistry::Get().Remove(this);
   // Messages still queued (a subscription dropped without its final turn: only possible when
   // its pool was shut down under it) are released.
@@ -159,7 +163,7 @@ bool SubscriptionCore::Passes(const Message& message) const noexcept {
 }
 
 void SubscriptionCore::AcceptType(const MessageType* type) {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words == nullptr || id / 64 >= words->count) {
@@ -179,7 +183,7 @@ void SubscriptionCore::AcceptType(const MessageType* type) {
 }
 
 void SubscriptionCore::DeclineType(const MessageType* type) {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words != nullptr && id / 64 < words->count) {
@@ -188,7 +192,7 @@ void SubscriptionCore::DeclineType(const MessageType* type) {
 }
 
 void SubscriptionCore::AcceptAllTypes() {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   selective_.store(false, std::memory_order_release);
   if (FilterWords* words = words_.load(std::memory_order_relaxed)) {
     for (std::size_t i = 0; i < words->count; ++i) {
@@ -212,7 +216,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     return DeliverOutcome::kFiltered;
   }
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     // Closed: unsubscribed by a callback of this very fan-out, which still walks the snapshot
     // that held this subscription.
     if (!subscribed_.load(std::memory_order_relaxed)) return DeliverOutcome::kFiltered;
@@ -230,7 +234,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   Message* evicted = nullptr;
   bool schedule = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) return DeliverOutcome::kFiltered;
     // A bounded queue holds capacity_ messages besides the one being handled (those a turn
     // took in its batch count as held).
@@ -431,7 +435,7 @@ void SubscriptionCore::RunTurn() {
     if (alerted_flag_.load(std::memory_order_relaxed)) {
       bool alert_changed = false;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         if (alerted_) alert_changed = CheckAlertLocked(Depth());
       }
       if (alert_changed) ReportAlertChanges();
@@ -474,21 +478,56 @@ void SubscriptionCore::Invoke(Message* message) {
 // Lifecycle
 // -----------------------------------------------------------------------------
 
-void SubscriptionCore::AnnounceSubscribe() {
-  topic_->Publish(SubscriptionChangeType().Make(
-      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kSubscribe}));
+bool SubscriptionCore::ListensToChanges() const noexcept {
+  if (listen_option_) return true;
+  if (!selective_.load(std::memory_order_acquire)) return false;
+  const std::uint32_t id = SubscriptionChangeType()->Id();
+  const FilterWords* words = words_.load(std::memory_order_acquire);
+  return words != nullptr && id / 64 < words->count &&
+         ((words->words[id / 64].load(std::memory_order_relaxed) >> (id % 64)) & 1) != 0;
+}
+
+void SubscriptionCore::Subscribe() {
+  Ref<Message> notice = SubscriptionChangeType().Make(
+      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kSubscribe});
+  const bool listens = ListensToChanges();
+  bool alert_changed = false;
+  {
+    MutexLock lock(topic_->mu_);
+    listening_ = listens;
+    topic_->AddSubscriberLocked(this, listens);
+    // Its own notice first: fan-outs are serialized by the topic's lock, so no message of a
+    // publish that sees this subscription can come before it.
+    std::uint32_t dropped = 0;
+    Deliver(notice.get(), nullptr, dropped, alert_changed);
+  }
+  if (alert_changed) ReportAlertChanges();
+  // The others hear of it only if they asked to (Asterisk tells every subscriber, which makes N
+  // subscriptions in a row cost N(N+1)/2 deliveries).
+  topic_->PublishImpl(notice.get(), nullptr, /*notice=*/true, /*exclude=*/this);
+}
+
+void SubscriptionCore::UpdateListening() {
+  const bool listens = ListensToChanges();
+  MutexLock lock(topic_->mu_);
+  // Checked under the topic's lock, which Unsubscribe takes after clearing it: a subscription
+  // that left is never listed again.
+  if (listens == listening_ || !subscribed_.load(std::memory_order_acquire)) return;
+  listening_ = listens;
+  topic_->SetListenerLocked(this, listens);
 }
 
 bool SubscriptionCore::Unsubscribe() {
   if (!subscribed_.exchange(false, std::memory_order_acq_rel)) return false;
   {
-    std::lock_guard lock(topic_->mu_);
+    MutexLock lock(topic_->mu_);
     topic_->RemoveSubscriberLocked(this);
+    listening_ = false;
   }
   Ref<Message> notice = SubscriptionChangeType().Make(
       SubscriptionChange{topic_, id_, SubscriptionChangeKind::kUnsubscribe});
-  // The others hear of it; this subscription (no longer on the topic) gets it as its final.
-  topic_->Publish(notice);
+  // The listeners hear of it; this subscription (no longer on the topic) gets it as its final.
+  topic_->PublishImpl(notice.get(), nullptr, /*notice=*/true);
   DeliverFinal(notice.get());
   return true;
 }
@@ -497,7 +536,7 @@ void SubscriptionCore::DeliverFinal(Message* message) {
   message->AddRef(SourceLocation::current(), this);
   final_message_.store(message, std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     if (InOwnCallback()) {
       // Unsubscribed from its own callback: the final message follows once it returns.
       final_pending_ = true;
@@ -510,7 +549,7 @@ void SubscriptionCore::DeliverFinal(Message* message) {
   bool schedule = false;
   bool alert_changed = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
     schedule = EnqueueLocked(message, alert_changed);
   }
@@ -533,7 +572,7 @@ bool SubscriptionCore::Join(SourceLocation where) {
   if (mode_ == DeliveryMode::kSynchronous) {
     // The final callback ran inside Unsubscribe, or runs when the callback that unsubscribed
     // returns: the callback lock orders us after it.
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     return true;
   }
   WaitFor(waiters_, [&] { return final_done_.load(std::memory_order_seq_cst); });
@@ -562,7 +601,7 @@ SubscriptionStats SubscriptionCore::Stats() const {
   s.subscribed = subscribed_.load(std::memory_order_relaxed);
   s.depth = Depth();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     s.alerted = alerted_;
     s.done = final_done_.load(std::memory_order_relaxed);
   }
@@ -594,11 +633,7 @@ Subscription Subscription::Create(const Ref<Topic>& topic, MessageHandler handle
   }
   auto core = Ref<bus_internal::SubscriptionCore>::Adopt(
       new bus_internal::SubscriptionCore(topic, std::move(handler), std::move(options)), where);
-  {
-    std::lock_guard lock(topic->mu_);
-    topic->AddSubscriberLocked(core.get());
-  }
-  core->AnnounceSubscribe();
+  core->Subscribe();
   return Subscription(std::move(core));
 }
 
@@ -670,7 +705,10 @@ void Subscription::AcceptType(const MessageType* type, SourceLocation where) {
     ReportMisuse("Subscription::AcceptType: null type", where);
     return;
   }
-  if (core_) core_->AcceptType(type);
+  if (core_) {
+    core_->AcceptType(type);
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::DeclineType(const MessageType* type, SourceLocation where) {
@@ -678,11 +716,17 @@ void Subscription::DeclineType(const MessageType* type, SourceLocation where) {
     ReportMisuse("Subscription::DeclineType: null type", where);
     return;
   }
-  if (core_) core_->DeclineType(type);
+  if (core_) {
+    core_->DeclineType(type);
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::AcceptAllTypes() {
-  if (core_) core_->AcceptAllTypes();
+  if (core_) {
+    core_->AcceptAllTypes();
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::SetAcceptedFormats(MessageFormats formats) {
