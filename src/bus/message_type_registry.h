@@ -23,8 +23,7 @@ struct MessageTypeRegistry {
   static MessageTypeRegistry& Get();
   // `declinable` false: the bus's own types, which configuration must not switch off.
   const MessageType* Add(std::string_view name, const std::type_info* payload,
-                         MessageFormatters formatters, bool declinable = true)
-      PLEXUS_EXCLUDES(mu);
+                         MessageFormatters formatters, bool declinable = true) PLEXUS_EXCLUDES(mu);
 };
 
 }  // namespace plexus

@@ -104,9 +104,8 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
       high_water_(options.high_water),
       low_water_(std::min(options.low_water, options.high_water)),
       handler_(std::move(handler)),
-      sync_mu_(options.mode == DeliveryMode::kSynchronous
-                   ? new RecursiveMutex(topic_->lock_class_)
-                   : nullptr),
+      sync_mu_(options.mode == DeliveryMode::kSynchronous ? new RecursiveMutex(topic_->lock_class_)
+                                                          : nullptr),
       listen_option_(options.subscription_changes) {
   if (mode_ == DeliveryMode::kPool) {
     own_pool_ = std::move(options.pool);

@@ -142,7 +142,7 @@ class SubscriptionCore final : public RefCounted {
   // Whether the topic lists it among the listeners of subscription changes (its topic's lock).
   bool listening_ PLEXUS_GUARDED_BY(topic_->mu_) = false;
   std::atomic<bool> subscribed_{true};
-  std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
+  std::atomic<bool> alerted_flag_{false};      // alerted_, readable without the lock
   std::atomic<std::uint32_t> alert_depth_{0};  // the depth at the last change of alerted_
   // The state last reported (written only by the thread holding alert_reporting_), and whether
   // a thread is reporting: one at a time, so one queue's raise and clear arrive in order.

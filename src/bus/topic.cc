@@ -180,8 +180,8 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
 
 template <class Edit>
 bool Topic::EditSnapshotLocked(Edit edit) {
-  auto next = snapshot_ ? std::make_unique<TopicSnapshot>(*snapshot_)
-                        : std::make_unique<TopicSnapshot>();
+  auto next =
+      snapshot_ ? std::make_unique<TopicSnapshot>(*snapshot_) : std::make_unique<TopicSnapshot>();
   if (!edit(*next)) return false;
   TopicSnapshot* old = std::exchange(snapshot_, next.release());
   if (old == nullptr) return true;
@@ -234,8 +234,9 @@ bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
 
 void Topic::SetListenerLocked(SubscriptionCore* core, bool listens) {
   EditSnapshotLocked([&](TopicSnapshot& s) {
-    const bool listed = std::any_of(s.listeners.begin(), s.listeners.end(),
-                                    [core](const Ref<SubscriptionCore>& r) { return r.get() == core; });
+    const bool listed =
+        std::any_of(s.listeners.begin(), s.listeners.end(),
+                    [core](const Ref<SubscriptionCore>& r) { return r.get() == core; });
     if (listed == listens) return false;
     if (listens) {
       s.listeners.emplace_back(core);

@@ -1,5 +1,6 @@
-// The bus acceptance cases BUS01-BUS19, one or more tests per case, named after it. Cases that concern delivery are run for each delivery mode (the shared
-// pool, a dedicated thread, synchronous). Every wait is on a condition, never a sleep.
+// The bus acceptance cases BUS01-BUS19, one or more tests per case, named after it. Cases that
+// concern delivery are run for each delivery mode (the shared pool, a dedicated thread,
+// synchronous). Every wait is on a condition, never a sleep.
 
 #include <algorithm>
 #include <atomic>
@@ -393,11 +394,11 @@ TEST_P(BusModes, BUS04_ListenersHearTheOthersNotices) {
   const std::string o = optioned.Id();
   const std::string p = plain_sub.Id();
   using V = std::vector<std::string>;
-  EXPECT_EQ(Notices(by_filter),
-            (V{"subscribe " + f, "subscribe " + o, "subscribe " + p, "subscribe " + x_id,
-               "unsubscribe " + x_id, "subscribe " + y_id, "subscribe " + z_id,
-               "unsubscribe " + y_id, "unsubscribe " + z_id, "unsubscribe " + p,
-               "unsubscribe " + o, "unsubscribe " + f}));
+  EXPECT_EQ(
+      Notices(by_filter),
+      (V{"subscribe " + f, "subscribe " + o, "subscribe " + p, "subscribe " + x_id,
+         "unsubscribe " + x_id, "subscribe " + y_id, "subscribe " + z_id, "unsubscribe " + y_id,
+         "unsubscribe " + z_id, "unsubscribe " + p, "unsubscribe " + o, "unsubscribe " + f}));
   EXPECT_EQ(Notices(by_option),
             (V{"subscribe " + o, "subscribe " + p, "subscribe " + x_id, "unsubscribe " + x_id,
                "subscribe " + y_id, "subscribe " + z_id, "unsubscribe " + y_id,
@@ -424,10 +425,9 @@ TEST_P(BusModes, BUS04_ListenersHearNoticesThroughForwards) {
   ASSERT_TRUE(listening.UnsubscribeAndJoin());
   const std::string l = listening.Id();
   const std::string p = plain_sub.Id();
-  EXPECT_EQ(Notices(listener),
-            (std::vector<std::string>{"subscribe " + l, "subscribe " + p, "subscribe " + c_id,
-                                      "unsubscribe " + c_id, "unsubscribe " + p,
-                                      "unsubscribe " + l}));
+  EXPECT_EQ(Notices(listener), (std::vector<std::string>{"subscribe " + l, "subscribe " + p,
+                                                         "subscribe " + c_id, "unsubscribe " + c_id,
+                                                         "unsubscribe " + p, "unsubscribe " + l}));
   EXPECT_EQ(Notices(plain), (std::vector<std::string>{"subscribe " + p, "unsubscribe " + p}));
 }
 

@@ -110,7 +110,8 @@ TEST_F(TopicLockOrderTest, OneWayChainsAndSelfPublishesAreNotReported) {
   Subscription b_to_c = Relay(b, c);
   Subscription a_to_a = Relay(a, a);
   SubscriptionOptions pool;
-  Subscription on_c = Subscribe(c, [](const Message&) {}, pool);
+  Subscription on_c = Subscribe(
+      c, [](const Message&) {}, pool);
   for (int i = 0; i < 3; ++i) a->Publish(IntType(), i);
   b->Publish(IntType(), 9);
   EXPECT_EQ(NewViolations(), 0u);

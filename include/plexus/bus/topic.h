@@ -29,7 +29,9 @@
 //     names.
 //   * PublishAndWait waits for one subscriber *after* leaving the fan-out: the topic's other
 //     publishers are not held up (Asterisk waits holding the topic lock).
-//   * Subscribe and unsubscribe announce themselves on the topic (subscription_change.h).
+//   * Subscribe and unsubscribe announce themselves (subscription_change.h): to the subscription
+//     itself, and to the subscriptions of the topic (and of the topics it forwards into) that
+//     listen to subscription changes (subscription.h), not to every subscriber as in Asterisk.
 //
 // A topic with no subscription and no forward costs a publisher two relaxed atomic operations.
 //
@@ -147,8 +149,7 @@ class Topic final : public RefCounted {
   // `exclude`: a subscription this publish skips (a subscribe notice's own subscription, which
   // had it already). `notice`: deliver only to the subscriptions that listen to others'
   // subscription changes (subscription.h), along forwards as well.
-  PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket,
-                            bool notice = false,
+  PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice = false,
                             const bus_internal::SubscriptionCore* exclude = nullptr);
   // Delivers to this topic's own subscriptions; appends its forward targets to `next`.
   template <class Targets>
@@ -158,8 +159,7 @@ class Topic final : public RefCounted {
   // the current snapshot and says whether it changed anything; the copy then replaces it.
   template <class Edit>
   bool EditSnapshotLocked(Edit edit) PLEXUS_REQUIRES(mu_);
-  void AddSubscriberLocked(bus_internal::SubscriptionCore* core, bool listens)
-      PLEXUS_REQUIRES(mu_);
+  void AddSubscriberLocked(bus_internal::SubscriptionCore* core, bool listens) PLEXUS_REQUIRES(mu_);
   bool RemoveSubscriberLocked(bus_internal::SubscriptionCore* core) PLEXUS_REQUIRES(mu_);
   // Adds or removes `core` from the subscriptions that hear others' subscription changes.
   void SetListenerLocked(bus_internal::SubscriptionCore* core, bool listens) PLEXUS_REQUIRES(mu_);
