@@ -122,8 +122,7 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
   SubscriptionRegistry::Get().Add(this);
 }
 
-// No lock: the last reference is gone, so neither a publisher nor a turn can reach it.
-SubscriptionCore::~SubscriptionCore() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+SubscriptionCore::~SubscriptionCore() {
   SubscriptionRegistry::Get().Remove(this);
   // Messages still queued (a subscription dropped without its final turn: only possible when
   // its pool was shut down under it) are released.

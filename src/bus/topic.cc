@@ -41,8 +41,7 @@ Topic::Topic(std::string_view name, std::string_view description)
   bus_internal::TopicRegistry::Get().Add(this);
 }
 
-// No lock: the last reference is gone, so no fan-out or subscription can reach the topic.
-Topic::~Topic() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+Topic::~Topic() {
   bus_internal::TopicRegistry::Get().Remove(this);
   delete snapshot_;
   for (TopicSnapshot* s : retired_) delete s;
