@@ -132,7 +132,8 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
   std::vector<TopicSnapshot*> to_free;
   // Subscriptions whose congestion alert changed: reported once the lock is let go (the alert
   // handler is user code; it may publish here, or wait for a thread that does).
-  bus_internal::SmallVector<Ref<SubscriptionCore>, 2> alerted;
+  // (A std::vector: empty, it costs a publish three stores and nothing to destroy.)
+  std::vector<Ref<SubscriptionCore>> alerted;
   {
     MutexLock lock(mu_);
     TopicSnapshot* snapshot = snapshot_;
@@ -170,7 +171,7 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
   }
   for (TopicSnapshot* s : to_free) delete s;
-  while (!alerted.empty()) alerted.pop_back()->ReportAlertChanges();
+  for (const Ref<SubscriptionCore>& sub : alerted) sub->ReportAlertChanges();
 }
 
 // -----------------------------------------------------------------------------
