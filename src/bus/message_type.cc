@@ -2,7 +2,6 @@
 
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 
@@ -20,7 +19,7 @@ MessageTypeRegistry& MessageTypeRegistry::Get() {
 
 const MessageType* MessageTypeRegistry::Add(std::string_view name, const std::type_info* payload,
                                             MessageFormatters formatters, bool declinable) {
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   const bool is_declined = declinable && declined.find(name) != declined.end();
   types.push_back(std::unique_ptr<MessageType>(
       new MessageType(std::string(name), static_cast<std::uint32_t>(types.size()), payload,
@@ -68,7 +67,7 @@ const MessageType* MessageType::CreateFor(const std::type_info& payload, std::st
 
 std::vector<const MessageType*> MessageType::All() {
   MessageTypeRegistry& r = MessageTypeRegistry::Get();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   std::vector<const MessageType*> out;
   out.reserve(r.types.size());
   for (const auto& t : r.types) out.push_back(t.get());
@@ -77,13 +76,13 @@ std::vector<const MessageType*> MessageType::All() {
 
 void DeclineMessageTypes(const std::vector<std::string>& names) {
   MessageTypeRegistry& r = MessageTypeRegistry::Get();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   r.declined.insert(names.begin(), names.end());
 }
 
 void ClearDeclinedMessageTypes() {
   MessageTypeRegistry& r = MessageTypeRegistry::Get();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   r.declined.clear();
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -13,6 +12,8 @@
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task_processor.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
 #include "registry.h"
 #include "subscription_core.h"
 
@@ -39,11 +40,13 @@ class CurrentCallback {
 std::atomic<std::uint64_t> next_subscription_number{0};
 
 // Joins and PublishAndWait are rare, so one process-wide lock and condition serve the waiters
-// of every subscription (each rechecks its own condition). Not std::atomic::wait: libstdc++ 12's
-// waiter pool has lost wake-ups (fixed in GCC 13), seen here as a hung PublishAndWait.
+// of every subscription (each rechecks its own condition): a subscription then carries no
+// waiting machinery of its own (it matters at 100 000 subscriptions), and the consumer pays
+// one relaxed load of `waiters_` per batch while nobody waits. The lock is a leaf: nothing is
+// locked under it.
 struct ProcessWaiters {
-  std::mutex mu;
-  std::condition_variable cv;
+  sync_internal::AnnotatedMutex mu;
+  CondVar cv;
 };
 
 ProcessWaiters& Waiters() {
@@ -55,8 +58,8 @@ ProcessWaiters& Waiters() {
 // orders the change before a waiter's check, or the waiter is asleep and gets the notice.
 void WakeWaiters() {
   ProcessWaiters& w = Waiters();
-  { std::lock_guard lock(w.mu); }
-  w.cv.notify_all();
+  { MutexLock lock(w.mu); }
+  w.cv.NotifyAll();
 }
 
 template <class Condition>
@@ -64,15 +67,10 @@ void WaitFor(std::atomic<std::uint32_t>& waiters, Condition done) {
   waiters.fetch_add(1, std::memory_order_seq_cst);
   {
     ProcessWaiters& w = Waiters();
-    std::unique_lock lock(w.mu);
-    w.cv.wait(lock, done);
+    MutexLock lock(w.mu);
+    while (!done()) w.cv.Wait(w.mu);
   }
   waiters.fetch_sub(1, std::memory_order_relaxed);
-}
-
-std::mutex& FilterMutex() {
-  static auto* mu = new std::mutex();
-  return *mu;
 }
 
 // Messages a turn takes from the mailbox per lock acquisition.
@@ -85,6 +83,8 @@ constexpr std::uint32_t kMaxSpares = 32;
 constexpr int kEndOfTurnSpins = 512;
 
 }  // namespace
+
+sync_internal::AnnotatedMutex SubscriptionCore::filter_mu_;
 
 struct SubscriptionCore::Segment {
   Message* slots[kSegmentSlots];
@@ -104,7 +104,9 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
       high_water_(options.high_water),
       low_water_(std::min(options.low_water, options.high_water)),
       handler_(std::move(handler)),
-      sync_mu_(options.mode == DeliveryMode::kSynchronous ? new std::recursive_mutex() : nullptr) {
+      sync_mu_(options.mode == DeliveryMode::kSynchronous ? new RecursiveMutex(topic_->lock_class_)
+                                                          : nullptr),
+      listen_option_(options.subscription_changes) {
   if (mode_ == DeliveryMode::kPool) {
     own_pool_ = std::move(options.pool);
     pool_ = own_pool_ ? own_pool_.get() : &ThreadPool::Shared();
@@ -129,7 +131,9 @@ SubscriptionCore::~SubscriptionCore() {
   }
   for (Segment* s = head_; s != nullptr;) delete std::exchange(s, s->next.load());
   for (Segment* s = spares_.load(); s != nullptr;) delete std::exchange(s, s->next.load());
-  if (alerted_) ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
+  if (alert_reported_.load(std::memory_order_relaxed)) {
+    ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
+  }
 }
 
 bool SubscriptionCore::InOwnCallback() const noexcept {
@@ -157,7 +161,7 @@ bool SubscriptionCore::Passes(const Message& message) const noexcept {
 }
 
 void SubscriptionCore::AcceptType(const MessageType* type) {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words == nullptr || id / 64 >= words->count) {
@@ -177,7 +181,7 @@ void SubscriptionCore::AcceptType(const MessageType* type) {
 }
 
 void SubscriptionCore::DeclineType(const MessageType* type) {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words != nullptr && id / 64 < words->count) {
@@ -186,7 +190,7 @@ void SubscriptionCore::DeclineType(const MessageType* type) {
 }
 
 void SubscriptionCore::AcceptAllTypes() {
-  std::lock_guard lock(FilterMutex());
+  MutexLock lock(filter_mu_);
   selective_.store(false, std::memory_order_release);
   if (FilterWords* words = words_.load(std::memory_order_relaxed)) {
     for (std::size_t i = 0; i < words->count; ++i) {
@@ -204,13 +208,13 @@ void SubscriptionCore::SetAcceptedFormats(MessageFormats formats) {
 // -----------------------------------------------------------------------------
 
 DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
-                                         std::uint32_t& dropped) {
+                                         std::uint32_t& dropped, bool& alert_changed) {
   if (!Passes(*message)) {
     filtered_.fetch_add(1, std::memory_order_relaxed);
     return DeliverOutcome::kFiltered;
   }
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     // Closed: unsubscribed by a callback of this very fan-out, which still walks the snapshot
     // that held this subscription.
     if (!subscribed_.load(std::memory_order_relaxed)) return DeliverOutcome::kFiltered;
@@ -228,7 +232,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   Message* evicted = nullptr;
   bool schedule = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) return DeliverOutcome::kFiltered;
     // A bounded queue holds capacity_ messages besides the one being handled (those a turn
     // took in its batch count as held).
@@ -249,7 +253,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
       taken_.store(taken + 1, std::memory_order_relaxed);
     }
     message->AddRef(SourceLocation::current(), this);
-    schedule = EnqueueLocked(message);
+    schedule = EnqueueLocked(message, alert_changed);
     if (ticket != nullptr && ticket->target == this) {
       ticket->seq = enqueued_.load(std::memory_order_relaxed);
     }
@@ -259,7 +263,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   return DeliverOutcome::kDelivered;
 }
 
-bool SubscriptionCore::EnqueueLocked(Message* message) {
+bool SubscriptionCore::EnqueueLocked(Message* message, bool& alert_changed) {
   if (tail_slot_ == kSegmentSlots) {
     Segment* next = spares_.load(std::memory_order_acquire);
     // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
@@ -295,7 +299,7 @@ bool SubscriptionCore::EnqueueLocked(Message* message) {
       max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
     }
     if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      CheckAlertLocked(depth);
+      alert_changed = CheckAlertLocked(depth);
     }
   }
   return !scheduled_.load(std::memory_order_seq_cst) &&
@@ -353,12 +357,38 @@ void SubscriptionCore::ScheduleTurn() {
   }
 }
 
-void SubscriptionCore::CheckAlertLocked(std::size_t depth) {
+bool SubscriptionCore::CheckAlertLocked(std::size_t depth) {
   const bool now = alerted_ ? depth > low_water_ : depth >= high_water_;
-  if (now == alerted_) return;
+  if (now == alerted_) return false;
   alerted_ = now;
-  alerted_flag_.store(now, std::memory_order_relaxed);
-  ReportQueueAlertChange("bus/" + id_, now, depth, high_water_);
+  alert_depth_.store(static_cast<std::uint32_t>(std::min<std::size_t>(depth, UINT32_MAX)),
+                     std::memory_order_relaxed);
+  alerted_flag_.store(now, std::memory_order_seq_cst);
+  return true;
+}
+
+// The change is reported after the mailbox and topic locks were let go (the handler may
+// publish here, which takes them), so a raise and its clear, found by different threads, could
+// race to the handler. One thread reports at a time, always the latest state against the one
+// last reported, so the reports for one queue alternate raise, clear, raise... A thread that
+// finds another reporting leaves its change to it: the reporter looks again after letting go.
+// A change that is undone before it is reported is not reported at all (the counts stay paired).
+void SubscriptionCore::ReportAlertChanges() {
+  for (;;) {
+    if (alerted_flag_.load(std::memory_order_seq_cst) ==
+        alert_reported_.load(std::memory_order_relaxed)) {
+      return;
+    }
+    if (alert_reporting_.exchange(true, std::memory_order_seq_cst)) return;
+    for (;;) {
+      const bool now = alerted_flag_.load(std::memory_order_seq_cst);
+      if (now == alert_reported_.load(std::memory_order_relaxed)) break;
+      alert_reported_.store(now, std::memory_order_relaxed);
+      ReportQueueAlertChange("bus/" + id_, now, alert_depth_.load(std::memory_order_relaxed),
+                             high_water_);
+    }
+    alert_reporting_.store(false, std::memory_order_seq_cst);
+  }
 }
 
 void SubscriptionCore::RunTurn() {
@@ -401,8 +431,12 @@ void SubscriptionCore::RunTurn() {
     done_upto_.store(done, std::memory_order_seq_cst);
     if (waiters_.load(std::memory_order_seq_cst) != 0) WakeWaiters();
     if (alerted_flag_.load(std::memory_order_relaxed)) {
-      std::lock_guard lock(mu_);
-      if (alerted_) CheckAlertLocked(Depth());
+      bool alert_changed = false;
+      {
+        MutexLock lock(mu_);
+        if (alerted_) alert_changed = CheckAlertLocked(Depth());
+      }
+      if (alert_changed) ReportAlertChanges();
     }
     handled_this_turn += n;
     if (handled_this_turn >= batch_limit_) {
@@ -442,21 +476,56 @@ void SubscriptionCore::Invoke(Message* message) {
 // Lifecycle
 // -----------------------------------------------------------------------------
 
-void SubscriptionCore::AnnounceSubscribe() {
-  topic_->Publish(SubscriptionChangeType().Make(
-      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kSubscribe}));
+bool SubscriptionCore::ListensToChanges() const noexcept {
+  if (listen_option_) return true;
+  if (!selective_.load(std::memory_order_acquire)) return false;
+  const std::uint32_t id = SubscriptionChangeType()->Id();
+  const FilterWords* words = words_.load(std::memory_order_acquire);
+  return words != nullptr && id / 64 < words->count &&
+         ((words->words[id / 64].load(std::memory_order_relaxed) >> (id % 64)) & 1) != 0;
+}
+
+void SubscriptionCore::Subscribe() {
+  Ref<Message> notice = SubscriptionChangeType().Make(
+      SubscriptionChange{topic_, id_, SubscriptionChangeKind::kSubscribe});
+  const bool listens = ListensToChanges();
+  bool alert_changed = false;
+  {
+    MutexLock lock(topic_->mu_);
+    listening_ = listens;
+    topic_->AddSubscriberLocked(this, listens);
+    // Its own notice first: fan-outs are serialized by the topic's lock, so no message of a
+    // publish that sees this subscription can come before it.
+    std::uint32_t dropped = 0;
+    Deliver(notice.get(), nullptr, dropped, alert_changed);
+  }
+  if (alert_changed) ReportAlertChanges();
+  // The others hear of it only if they asked to (Asterisk tells every subscriber, which makes N
+  // subscriptions in a row cost N(N+1)/2 deliveries).
+  topic_->PublishImpl(notice.get(), nullptr, /*notice=*/true, /*exclude=*/this);
+}
+
+void SubscriptionCore::UpdateListening() {
+  const bool listens = ListensToChanges();
+  MutexLock lock(topic_->mu_);
+  // Checked under the topic's lock, which Unsubscribe takes after clearing it: a subscription
+  // that left is never listed again.
+  if (listens == listening_ || !subscribed_.load(std::memory_order_acquire)) return;
+  listening_ = listens;
+  topic_->SetListenerLocked(this, listens);
 }
 
 bool SubscriptionCore::Unsubscribe() {
   if (!subscribed_.exchange(false, std::memory_order_acq_rel)) return false;
   {
-    std::lock_guard lock(topic_->mu_);
+    MutexLock lock(topic_->mu_);
     topic_->RemoveSubscriberLocked(this);
+    listening_ = false;
   }
   Ref<Message> notice = SubscriptionChangeType().Make(
       SubscriptionChange{topic_, id_, SubscriptionChangeKind::kUnsubscribe});
-  // The others hear of it; this subscription (no longer on the topic) gets it as its final.
-  topic_->Publish(notice);
+  // The listeners hear of it; this subscription (no longer on the topic) gets it as its final.
+  topic_->PublishImpl(notice.get(), nullptr, /*notice=*/true);
   DeliverFinal(notice.get());
   return true;
 }
@@ -465,7 +534,7 @@ void SubscriptionCore::DeliverFinal(Message* message) {
   message->AddRef(SourceLocation::current(), this);
   final_message_.store(message, std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) {
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     if (InOwnCallback()) {
       // Unsubscribed from its own callback: the final message follows once it returns.
       final_pending_ = true;
@@ -476,11 +545,13 @@ void SubscriptionCore::DeliverFinal(Message* message) {
     return;
   }
   bool schedule = false;
+  bool alert_changed = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
-    schedule = EnqueueLocked(message);
+    schedule = EnqueueLocked(message, alert_changed);
   }
+  if (alert_changed) ReportAlertChanges();
   if (schedule) ScheduleTurn();
 }
 
@@ -499,7 +570,7 @@ bool SubscriptionCore::Join(SourceLocation where) {
   if (mode_ == DeliveryMode::kSynchronous) {
     // The final callback ran inside Unsubscribe, or runs when the callback that unsubscribed
     // returns: the callback lock orders us after it.
-    std::lock_guard sync(*sync_mu_);
+    MutexLock sync(*sync_mu_);
     return true;
   }
   WaitFor(waiters_, [&] { return final_done_.load(std::memory_order_seq_cst); });
@@ -528,7 +599,7 @@ SubscriptionStats SubscriptionCore::Stats() const {
   s.subscribed = subscribed_.load(std::memory_order_relaxed);
   s.depth = Depth();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     s.alerted = alerted_;
     s.done = final_done_.load(std::memory_order_relaxed);
   }
@@ -560,11 +631,7 @@ Subscription Subscription::Create(const Ref<Topic>& topic, MessageHandler handle
   }
   auto core = Ref<bus_internal::SubscriptionCore>::Adopt(
       new bus_internal::SubscriptionCore(topic, std::move(handler), std::move(options)), where);
-  {
-    std::lock_guard lock(topic->mu_);
-    topic->AddSubscriberLocked(core.get());
-  }
-  core->AnnounceSubscribe();
+  core->Subscribe();
   return Subscription(std::move(core));
 }
 
@@ -636,7 +703,10 @@ void Subscription::AcceptType(const MessageType* type, SourceLocation where) {
     ReportMisuse("Subscription::AcceptType: null type", where);
     return;
   }
-  if (core_) core_->AcceptType(type);
+  if (core_) {
+    core_->AcceptType(type);
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::DeclineType(const MessageType* type, SourceLocation where) {
@@ -644,11 +714,17 @@ void Subscription::DeclineType(const MessageType* type, SourceLocation where) {
     ReportMisuse("Subscription::DeclineType: null type", where);
     return;
   }
-  if (core_) core_->DeclineType(type);
+  if (core_) {
+    core_->DeclineType(type);
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::AcceptAllTypes() {
-  if (core_) core_->AcceptAllTypes();
+  if (core_) {
+    core_->AcceptAllTypes();
+    core_->UpdateListening();
+  }
 }
 
 void Subscription::SetAcceptedFormats(MessageFormats formats) {

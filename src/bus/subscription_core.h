@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,7 +15,9 @@
 #include "plexus/bus/topic.h"
 #include "plexus/core/config.h"
 #include "plexus/core/ref.h"
+#include "plexus/core/thread_annotations.h"
 #include "plexus/exec/thread_pool.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus::bus_internal {
 
@@ -44,8 +45,15 @@ class SubscriptionCore final : public RefCounted {
  public:
   SubscriptionCore(Ref<Topic> topic, MessageHandler handler, SubscriptionOptions&& options);
 
-  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it.
-  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped);
+  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it. Sets
+  // `alert_changed` when the queue's alert state changed: the fan-out then calls
+  // ReportAlertChanges once it let go of the topic's lock.
+  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped,
+                         bool& alert_changed);
+  // Reports the alert state to the executor's alert machinery (log and handler) if it differs
+  // from the last state reported. Called with no lock held: the handler is user code, and may
+  // publish to this very subscription.
+  void ReportAlertChanges();
 
   bool Unsubscribe();
   bool Join(SourceLocation where);
@@ -57,17 +65,25 @@ class SubscriptionCore final : public RefCounted {
   // Whether the calling thread is running this subscription's callback.
   bool InOwnCallback() const noexcept;
 
-  void AcceptType(const MessageType* type);
-  void DeclineType(const MessageType* type);
-  void AcceptAllTypes();
+  void AcceptType(const MessageType* type) PLEXUS_EXCLUDES(filter_mu_);
+  void DeclineType(const MessageType* type) PLEXUS_EXCLUDES(filter_mu_);
+  void AcceptAllTypes() PLEXUS_EXCLUDES(filter_mu_);
   void SetAcceptedFormats(MessageFormats formats);
+  // After a filter change on a subscribed subscription: joins or leaves the topic's listeners
+  // of subscription changes.
+  void UpdateListening();
 
   SubscriptionStats Stats() const;
   const std::string& Id() const noexcept { return id_; }
   const Ref<Topic>& GetTopic() const noexcept { return topic_; }
 
-  // Publishes the subscribe notice (after the topic registered this subscription).
-  void AnnounceSubscribe();
+  // Joins the topic: registers this subscription and queues (or, synchronous, runs) its own
+  // subscribe notice under the topic's lock, so that notice comes before any other message;
+  // then tells the topic's listeners.
+  void Subscribe();
+  // Whether this subscription hears the others' subscription changes: asked for explicitly, or
+  // its type filter accepts the change type.
+  bool ListensToChanges() const noexcept;
 
   // Links in the registry of live subscriptions.
   SubscriptionCore* prev_live_ = nullptr;
@@ -84,11 +100,12 @@ class SubscriptionCore final : public RefCounted {
   void RunTurn();
   void ScheduleTurn();
   void Invoke(Message* message);
-  // Require mu_.
-  void CheckAlertLocked(std::size_t depth);
-  // Queues `message` (a reference is taken) and says whether a turn must be scheduled; requires
-  // mu_.
-  bool EnqueueLocked(Message* message);
+  // Updates the alert state for `depth`; true when it changed, which the caller then reports
+  // with ReportAlertChanges once it let go of its locks. Requires mu_.
+  bool CheckAlertLocked(std::size_t depth) PLEXUS_REQUIRES(mu_);
+  // Queues `message` (a reference is taken). Says whether a turn must be scheduled, and in
+  // `alert_changed` whether the alert state changed (to report after unlocking); requires mu_.
+  bool EnqueueLocked(Message* message, bool& alert_changed) PLEXUS_REQUIRES(mu_);
   // Takes up to kTakeBatch messages; the running turn only.
   std::uint32_t Take(Message** batch);
   Message* PopHead();  // the consumer, or a producer dropping under mu_ (bounded policies)
@@ -115,31 +132,42 @@ class SubscriptionCore final : public RefCounted {
   // Written once before it is queued; compared with every message the consumer handles.
   std::atomic<Message*> final_message_{nullptr};
   // Synchronous mode: serializes callbacks (recursive: a callback may publish to itself).
-  // Made for synchronous subscriptions only (the others need no such lock).
-  const std::unique_ptr<std::recursive_mutex> sync_mu_;
-  bool final_pending_ = false;  // guarded by *sync_mu_: unsubscribed from its own callback
+  // Made for synchronous subscriptions only (the others need no such lock). Of its topic's
+  // lock class (topic.h, "Lock order"): it is taken inside the topic's lock, or alone, and a
+  // callback that publishes elsewhere orders the topic it runs for before the other.
+  const std::unique_ptr<RecursiveMutex> sync_mu_;
+  // Unsubscribed from its own callback: the final message follows when that returns.
+  bool final_pending_ PLEXUS_GUARDED_BY(sync_mu_) = false;
+  const bool listen_option_;  // SubscriptionOptions::subscription_changes
+  // Whether the topic lists it among the listeners of subscription changes (its topic's lock).
+  bool listening_ PLEXUS_GUARDED_BY(topic_->mu_) = false;
   std::atomic<bool> subscribed_{true};
-  std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
+  std::atomic<bool> alerted_flag_{false};      // alerted_, readable without the lock
+  std::atomic<std::uint32_t> alert_depth_{0};  // the depth at the last change of alerted_
+  // The state last reported (written only by the thread holding alert_reporting_), and whether
+  // a thread is reporting: one at a time, so one queue's raise and clear arrive in order.
+  std::atomic<bool> alert_reported_{false};
+  std::atomic<bool> alert_reporting_{false};
   std::atomic<std::uint32_t> waiters_{0};  // joiners and PublishAndWait callers waiting
   std::atomic<bool> selective_{false};
   std::atomic<std::uint32_t> formats_{0};
   std::atomic<FilterWords*> words_{nullptr};
-  // Guarded by FilterMutex() (one for all subscriptions: filter changes are rare).
-  std::vector<std::unique_ptr<FilterWords>> filter_arrays_;
+  // One lock for every subscription's filter changes, which are rare. A leaf.
+  static sync_internal::AnnotatedMutex filter_mu_;
+  std::vector<std::unique_ptr<FilterWords>> filter_arrays_ PLEXUS_GUARDED_BY(filter_mu_);
 
   // The mailbox: a queue of message references in linked segments of kSegmentSlots, recycled
   // through a spare list, so steady-state delivery allocates nothing. Producers (publishers)
   // serialize on mu_; the consumer (the running turn) reads without it — except under a bounded
   // policy, whose producers drop at the head, where the consumer takes under mu_ as well.
   //
-  // Producer side. mu_ guards the plain fields of this group (comments, not annotations:
-  // clang's analysis would need the lock to carry the capability attribute).
+  // Producer side.
   alignas(kCacheLineSize) mutable MailboxMutex mu_;
-  bool closed_ = false;  // the final message was queued
-  bool alerted_ = false;
-  std::uint32_t tail_slot_ = 0;
-  Segment* tail_ = nullptr;
-  std::uint64_t handled_seen_ = 0;  // a recent handled_, for depth estimates
+  bool closed_ PLEXUS_GUARDED_BY(mu_) = false;  // the final message was queued
+  bool alerted_ PLEXUS_GUARDED_BY(mu_) = false;
+  std::uint32_t tail_slot_ PLEXUS_GUARDED_BY(mu_) = 0;
+  Segment* tail_ PLEXUS_GUARDED_BY(mu_) = nullptr;
+  std::uint64_t handled_seen_ PLEXUS_GUARDED_BY(mu_) = 0;  // a recent handled_, for depth estimates
   // Messages ever queued (the last one's seq): written under mu_, read by the consumer.
   std::atomic<std::uint64_t> enqueued_{0};
   std::atomic<bool> scheduled_{false};  // a turn is queued on the pool or running
@@ -149,7 +177,8 @@ class SubscriptionCore final : public RefCounted {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> rejected_{0};
 
-  // Consumer side (owned by the running turn; also guarded by mu_ under a bounded policy).
+  // Consumer side: owned by the running turn, and guarded by mu_ as well under a bounded policy
+  // only (so not annotated: the analysis cannot express a lock that depends on the policy).
   alignas(kCacheLineSize) Segment* head_ = nullptr;
   std::uint32_t head_slot_ = 0;
   std::atomic<bool> final_started_{false};

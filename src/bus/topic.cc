@@ -1,6 +1,7 @@
 #include "plexus/bus/topic.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ namespace bus_internal {
 // middle of a fan-out does not disturb it.
 struct TopicSnapshot {
   std::vector<Ref<SubscriptionCore>> subscribers;
+  // Those of `subscribers` that hear the others' subscription changes (subscription.h): a
+  // notice visits these only, so N subscriptions made one after another cost N deliveries of
+  // notices, not N(N+1)/2.
+  std::vector<Ref<SubscriptionCore>> listeners;
   std::vector<Ref<Topic>> forwards;
 };
 
@@ -28,7 +33,11 @@ using bus_internal::SubscriptionCore;
 using bus_internal::TopicSnapshot;
 
 Topic::Topic(std::string_view name, std::string_view description)
-    : id_(NextUniqueId()), name_(name), description_(description) {
+    : id_(NextUniqueId()),
+      name_(name),
+      description_(description),
+      lock_class_(name_.c_str()),
+      mu_(lock_class_) {
   bus_internal::TopicRegistry::Get().Add(this);
 }
 
@@ -93,7 +102,8 @@ PublishResult Topic::PublishAndWait(const Ref<Message>& message, const Subscript
   return result;
 }
 
-PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket) {
+PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice,
+                                 const SubscriptionCore* exclude) {
   published_.fetch_add(1, std::memory_order_relaxed);
   PublishResult result;
   if (receivers_.load(std::memory_order_acquire) == 0) return result;
@@ -104,30 +114,43 @@ PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* tic
   bus_internal::SmallVector<Ref<Topic>, 4> pending;
   bus_internal::SmallVector<const Topic*, 8> visited;
   visited.push_back(this);
-  FanOut(message, ticket, result, pending);
+  FanOut(message, ticket, notice, exclude, result, pending);
   while (!pending.empty()) {
     Ref<Topic> next = pending.pop_back();
     if (visited.contains(next.get())) continue;
     visited.push_back(next.get());
     next->forwarded_in_.fetch_add(1, std::memory_order_relaxed);
     if (next->receivers_.load(std::memory_order_acquire) == 0) continue;
-    next->FanOut(message, ticket, result, pending);
+    next->FanOut(message, ticket, notice, exclude, result, pending);
   }
   return result;
 }
 
 template <class Targets>
-void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishResult& result,
-                   Targets& next) {
+void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool notice,
+                   const SubscriptionCore* exclude, PublishResult& result, Targets& next) {
   std::vector<TopicSnapshot*> to_free;
+  // Subscriptions whose congestion alert changed: reported once the lock is let go (the alert
+  // handler is user code; it may publish here, or wait for a thread that does).
+  // (A std::vector: empty, it costs a publish three stores and nothing to destroy.)
+  std::vector<Ref<SubscriptionCore>> alerted;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     TopicSnapshot* snapshot = snapshot_;
     if (snapshot == nullptr) return;
     ++fanout_depth_;
     std::uint32_t delivered = 0;
-    for (const Ref<SubscriptionCore>& sub : snapshot->subscribers) {
-      switch (sub->Deliver(message, ticket, result.dropped)) {
+    for (const Ref<SubscriptionCore>& sub : notice ? snapshot->listeners : snapshot->subscribers) {
+      if (sub.get() == exclude) [[unlikely]] {
+        continue;
+      }
+      bool alert_changed = false;
+      const bus_internal::DeliverOutcome outcome =
+          sub->Deliver(message, ticket, result.dropped, alert_changed);
+      if (alert_changed) [[unlikely]] {
+        alerted.push_back(sub);
+      }
+      switch (outcome) {
         case bus_internal::DeliverOutcome::kDelivered:
           ++delivered;
           break;
@@ -148,15 +171,20 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishRe
     if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
   }
   for (TopicSnapshot* s : to_free) delete s;
+  for (const Ref<SubscriptionCore>& sub : alerted) sub->ReportAlertChanges();
 }
 
 // -----------------------------------------------------------------------------
 // Snapshot changes (callers hold mu_)
 // -----------------------------------------------------------------------------
 
-void Topic::SwapSnapshotLocked(TopicSnapshot* next) {
-  TopicSnapshot* old = std::exchange(snapshot_, next);
-  if (old == nullptr) return;
+template <class Edit>
+bool Topic::EditSnapshotLocked(Edit edit) {
+  auto next =
+      snapshot_ ? std::make_unique<TopicSnapshot>(*snapshot_) : std::make_unique<TopicSnapshot>();
+  if (!edit(*next)) return false;
+  TopicSnapshot* old = std::exchange(snapshot_, next.release());
+  if (old == nullptr) return true;
   // A fan-out on this thread may still walk the old one (a synchronous callback subscribed or
   // unsubscribed): free it once the outermost fan-out ends.
   if (fanout_depth_ > 0) {
@@ -164,50 +192,79 @@ void Topic::SwapSnapshotLocked(TopicSnapshot* next) {
   } else {
     delete old;
   }
+  return true;
 }
 
-void Topic::AddSubscriberLocked(SubscriptionCore* core) {
-  auto* next = snapshot_ ? new TopicSnapshot(*snapshot_) : new TopicSnapshot();
-  next->subscribers.emplace_back(core);
-  SwapSnapshotLocked(next);
+namespace {
+
+// Erases `item` from `list`, keeping the others' order; false if it was not there.
+template <class T, class U>
+bool EraseOne(std::vector<Ref<T>>& list, const U* item) {
+  auto it =
+      std::find_if(list.begin(), list.end(), [item](const Ref<T>& r) { return r.get() == item; });
+  if (it == list.end()) return false;
+  list.erase(it);
+  return true;
+}
+
+}  // namespace
+
+void Topic::AddSubscriberLocked(SubscriptionCore* core, bool listens) {
+  EditSnapshotLocked([&](TopicSnapshot& s) {
+    s.subscribers.emplace_back(core);
+    if (listens) s.listeners.emplace_back(core);
+    return true;
+  });
   subscriber_count_.fetch_add(1, std::memory_order_relaxed);
   receivers_.fetch_add(1, std::memory_order_release);
 }
 
 bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
-  if (snapshot_ == nullptr) return false;
-  auto* next = new TopicSnapshot(*snapshot_);
-  auto it = std::find_if(next->subscribers.begin(), next->subscribers.end(),
-                         [core](const Ref<SubscriptionCore>& s) { return s.get() == core; });
-  if (it == next->subscribers.end()) {
-    delete next;
+  if (!EditSnapshotLocked([&](TopicSnapshot& s) {
+        if (!EraseOne(s.subscribers, core)) return false;
+        EraseOne(s.listeners, core);
+        return true;
+      })) {
     return false;
   }
-  next->subscribers.erase(it);  // keeps the others' order
-  SwapSnapshotLocked(next);
   subscriber_count_.fetch_sub(1, std::memory_order_relaxed);
   receivers_.fetch_sub(1, std::memory_order_release);
   return true;
 }
 
+void Topic::SetListenerLocked(SubscriptionCore* core, bool listens) {
+  EditSnapshotLocked([&](TopicSnapshot& s) {
+    const bool listed =
+        std::any_of(s.listeners.begin(), s.listeners.end(),
+                    [core](const Ref<SubscriptionCore>& r) { return r.get() == core; });
+    if (listed == listens) return false;
+    if (listens) {
+      s.listeners.emplace_back(core);
+    } else {
+      EraseOne(s.listeners, core);
+    }
+    return true;
+  });
+}
+
+bool Topic::HasForwardLocked(const Topic* to) const {
+  if (snapshot_ == nullptr) return false;
+  return std::any_of(snapshot_->forwards.begin(), snapshot_->forwards.end(),
+                     [to](const Ref<Topic>& t) { return t.get() == to; });
+}
+
 void Topic::AddForwardLocked(Topic* to) {
-  auto* next = snapshot_ ? new TopicSnapshot(*snapshot_) : new TopicSnapshot();
-  next->forwards.emplace_back(to);
-  SwapSnapshotLocked(next);
+  EditSnapshotLocked([&](TopicSnapshot& s) {
+    s.forwards.emplace_back(to);
+    return true;
+  });
   receivers_.fetch_add(1, std::memory_order_release);
 }
 
 bool Topic::RemoveForwardLocked(Topic* to) {
-  if (snapshot_ == nullptr) return false;
-  auto* next = new TopicSnapshot(*snapshot_);
-  auto it = std::find_if(next->forwards.begin(), next->forwards.end(),
-                         [to](const Ref<Topic>& t) { return t.get() == to; });
-  if (it == next->forwards.end()) {
-    delete next;
+  if (!EditSnapshotLocked([&](TopicSnapshot& s) { return EraseOne(s.forwards, to); })) {
     return false;
   }
-  next->forwards.erase(it);
-  SwapSnapshotLocked(next);
   receivers_.fetch_sub(1, std::memory_order_release);
   return true;
 }
@@ -224,12 +281,9 @@ Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to, SourceLocation 
   }
   if (from == to) return forward;
   {
-    std::lock_guard lock(from->mu_);
-    if (from->snapshot_ != nullptr) {
-      for (const Ref<Topic>& t : from->snapshot_->forwards) {
-        if (t == to) return forward;  // already forwarded: a second edge would deliver twice
-      }
-    }
+    MutexLock lock(from->mu_);
+    // Already forwarded: a second edge would deliver twice.
+    if (from->HasForwardLocked(to.get())) return forward;
     from->AddForwardLocked(to.get());
   }
   forward.from_ = from;
@@ -252,7 +306,7 @@ Forward& Forward::operator=(Forward&& other) noexcept {
 void Forward::Cancel() noexcept {
   if (from_ == nullptr) return;
   {
-    std::lock_guard lock(from_->mu_);
+    MutexLock lock(from_->mu_);
     from_->RemoveForwardLocked(to_.get());
   }
   from_ = nullptr;

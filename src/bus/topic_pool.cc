@@ -28,7 +28,7 @@ Ref<Topic> TopicPool::Get(std::string_view name, SourceLocation where) {
     ReportMisuse("TopicPool::Get: empty name", where);
     return nullptr;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(name);
   if (it != entries_.end()) return it->second.topic;
   // Made under the pool's lock so concurrent getters of one name agree; a topic's creation
@@ -42,7 +42,7 @@ Ref<Topic> TopicPool::Get(std::string_view name, SourceLocation where) {
 bool TopicPool::Delete(std::string_view name) {
   Entry removed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(Strip(name));
     if (it == entries_.end()) return false;
     removed = std::move(it->second);
@@ -53,12 +53,12 @@ bool TopicPool::Delete(std::string_view name) {
 }
 
 bool TopicPool::Exists(std::string_view name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.find(Strip(name)) != entries_.end();
 }
 
 std::size_t TopicPool::Size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 

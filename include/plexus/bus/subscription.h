@@ -10,10 +10,20 @@
 //   kDedicatedThread  on a thread of its own (Asterisk's default stasis_subscribe).
 //   kSynchronous      on the publisher's thread, inside the publish (stasis_subscribe_synchronous).
 //
-// Lifecycle, as Asterisk's: the first callback is normally the subscription's own "subscribe"
-// notice (subscription_change.h). Unsubscribe removes it from the topic — breaking the
-// topic <-> subscription cycle — after which exactly one more callback arrives, the final
-// message (the "unsubscribe" notice, `is_final` true), after every message queued before it.
+// Lifecycle: the first callback is the subscription's own "subscribe" notice
+// (subscription_change.h), unless its filter refuses it: it is queued (or, synchronous, run)
+// under the topic's lock as the subscription joins, before any message published on the topic.
+// Unsubscribe removes it from the topic — breaking the topic <-> subscription cycle — after
+// which exactly one more callback arrives, the final message (the "unsubscribe" notice,
+// `is_final` true), after every message queued before it.
+//
+// The other subscriptions' notices: a subscription hears of the others subscribing and
+// unsubscribing (on its topic, and on topics forwarded into it) only if it asks to — with
+// SubscriptionOptions::subscription_changes, or with a type filter that accepts
+// SubscriptionChangeType() (AcceptType or `accepted_types`; declining it again, or
+// AcceptAllTypes, stops them unless the option is set). Asterisk tells every subscriber, so N
+// subscriptions made one after another cost N(N+1)/2 deliveries; here they cost N, plus one
+// per listener per change.
 // Join and UnsubscribeAndJoin return once the final callback has returned; called from the
 // subscription's own callback they would wait for themselves, so that is misuse, reported at
 // once (never a hang).
@@ -85,6 +95,9 @@ struct SubscriptionOptions {
   // Filters in force from the start (so even the subscribe notice is filtered).
   std::vector<const MessageType*> accepted_types;
   MessageFormats accepted_formats = MessageFormat::kNone;
+  // Hear the other subscriptions' subscribe and unsubscribe notices (see the file comment);
+  // a type filter that accepts SubscriptionChangeType() asks for them as well.
+  bool subscription_changes = false;
 };
 
 // A snapshot of a subscription's counters.

@@ -3,7 +3,8 @@
 // -----------------------------------------------------------------------------
 //
 // The notices a topic publishes when a subscription joins or leaves it (Asterisk's
-// stasis_subscription_change). The "unsubscribe" notice of a subscription is also that
+// stasis_subscription_change): to that subscription, and to the subscriptions that listen to
+// the others' changes (subscription.h). The "unsubscribe" notice of a subscription is also that
 // subscription's *final message*: the last callback it ever receives, delivered to it directly
 // (it has already left the topic) after every message queued before it.
 //

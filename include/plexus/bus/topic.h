@@ -17,9 +17,21 @@
 //     after the publisher has left. Synchronous subscriptions run their callback on the
 //     publisher's thread, inside the topic's fan-out (which is why it is serialized), so a
 //     synchronous callback must not wait for another thread that publishes on this topic.
+//   * Lock order. A synchronous callback runs holding its topic's lock, so one that publishes on
+//     another topic orders the two topics: a synchronous subscriber of A publishing on B while
+//     one of B publishes on A can deadlock two publishing threads. Per-topic order cannot be
+//     kept without holding that order across the callback, so plexus does not prevent this: it
+//     reports it. A topic's lock is a plexus::RecursiveMutex whose lock class is named after
+//     the topic (lock_order.h), and a synchronous subscription's callback lock shares its
+//     topic's class, so with lock-order validation on the first publish that takes the
+//     opposite order is reported (or refused, with LockOrderAction::kRefuse) before it can
+//     deadlock. Topics of one name share a class: give topics that order each other distinct
+//     names.
 //   * PublishAndWait waits for one subscriber *after* leaving the fan-out: the topic's other
 //     publishers are not held up (Asterisk waits holding the topic lock).
-//   * Subscribe and unsubscribe announce themselves on the topic (subscription_change.h).
+//   * Subscribe and unsubscribe announce themselves (subscription_change.h): to the subscription
+//     itself, and to the subscriptions of the topic (and of the topics it forwards into) that
+//     listen to subscription changes (subscription.h), not to every subscriber as in Asterisk.
 //
 // A topic with no subscription and no forward costs a publisher two relaxed atomic operations.
 //
@@ -34,7 +46,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +54,9 @@
 #include "plexus/bus/message_type.h"
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
+#include "plexus/core/thread_annotations.h"
+#include "plexus/sync/lock_order.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -132,17 +146,26 @@ class Topic final : public RefCounted {
   Topic(std::string_view name, std::string_view description);
   ~Topic() override;
 
-  PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket);
+  // `exclude`: a subscription this publish skips (a subscribe notice's own subscription, which
+  // had it already). `notice`: deliver only to the subscriptions that listen to others'
+  // subscription changes (subscription.h), along forwards as well.
+  PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice = false,
+                            const bus_internal::SubscriptionCore* exclude = nullptr);
   // Delivers to this topic's own subscriptions; appends its forward targets to `next`.
   template <class Targets>
-  void FanOut(Message* message, bus_internal::WaitTicket* ticket, PublishResult& result,
-              Targets& next);
-  // Replace the snapshot (subscribers and forwards); require mu_.
-  void AddSubscriberLocked(bus_internal::SubscriptionCore* core);
-  bool RemoveSubscriberLocked(bus_internal::SubscriptionCore* core);
-  void AddForwardLocked(Topic* to);
-  bool RemoveForwardLocked(Topic* to);
-  void SwapSnapshotLocked(bus_internal::TopicSnapshot* next);
+  void FanOut(Message* message, bus_internal::WaitTicket* ticket, bool notice,
+              const bus_internal::SubscriptionCore* exclude, PublishResult& result, Targets& next);
+  // Snapshot changes (copy on write), all through EditSnapshotLocked: `edit` changes a copy of
+  // the current snapshot and says whether it changed anything; the copy then replaces it.
+  template <class Edit>
+  bool EditSnapshotLocked(Edit edit) PLEXUS_REQUIRES(mu_);
+  void AddSubscriberLocked(bus_internal::SubscriptionCore* core, bool listens) PLEXUS_REQUIRES(mu_);
+  bool RemoveSubscriberLocked(bus_internal::SubscriptionCore* core) PLEXUS_REQUIRES(mu_);
+  // Adds or removes `core` from the subscriptions that hear others' subscription changes.
+  void SetListenerLocked(bus_internal::SubscriptionCore* core, bool listens) PLEXUS_REQUIRES(mu_);
+  bool HasForwardLocked(const Topic* to) const PLEXUS_REQUIRES(mu_);
+  void AddForwardLocked(Topic* to) PLEXUS_REQUIRES(mu_);
+  bool RemoveForwardLocked(Topic* to) PLEXUS_REQUIRES(mu_);
 
   const std::uint64_t id_;
   const std::string name_;
@@ -153,15 +176,19 @@ class Topic final : public RefCounted {
   std::atomic<std::uint64_t> published_{0};
   std::atomic<std::uint64_t> forwarded_in_{0};
   std::atomic<std::uint64_t> deliveries_{0};
+  // The lock-order class of mu_ (and of its synchronous subscriptions' callback locks), named
+  // after the topic: see "Lock order" above.
+  const LockClass lock_class_;
   // Serializes fan-outs and snapshot changes. Recursive: a synchronous callback may publish on
   // the topic it is called from, or unsubscribe itself.
-  mutable std::recursive_mutex mu_;
-  // Guarded by mu_. Immutable once published; replaced whole (copy on write) so a fan-out that
-  // a synchronous callback interrupts (by subscribing or unsubscribing on this thread) keeps
-  // iterating the snapshot it started with.
-  bus_internal::TopicSnapshot* snapshot_ = nullptr;
-  std::vector<bus_internal::TopicSnapshot*> retired_;  // guarded by mu_; freed after fan-out
-  std::uint32_t fanout_depth_ = 0;                     // guarded by mu_
+  mutable RecursiveMutex mu_;
+  // Immutable once published; replaced whole (copy on write) so a fan-out that a synchronous
+  // callback interrupts (by subscribing or unsubscribing on this thread) keeps iterating the
+  // snapshot it started with.
+  bus_internal::TopicSnapshot* snapshot_ PLEXUS_GUARDED_BY(mu_) = nullptr;
+  // Snapshots replaced during a fan-out on this thread: freed when the outermost one ends.
+  std::vector<bus_internal::TopicSnapshot*> retired_ PLEXUS_GUARDED_BY(mu_);
+  std::uint32_t fanout_depth_ PLEXUS_GUARDED_BY(mu_) = 0;
   // Intrusive links in the registry of live topics (guarded by its lock).
   Topic* prev_live_ = nullptr;
   Topic* next_live_ = nullptr;

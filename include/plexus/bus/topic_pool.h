@@ -15,13 +15,14 @@
 
 #include <cstddef>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "plexus/bus/topic.h"
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
+#include "plexus/core/thread_annotations.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 
@@ -32,11 +33,12 @@ class TopicPool final : public RefCounted {
 
   // The topic for `name`, created (and forwarded into All()) on first use. An empty name is
   // misuse (reported, null returned).
-  Ref<Topic> Get(std::string_view name, SourceLocation where = SourceLocation::current());
+  Ref<Topic> Get(std::string_view name, SourceLocation where = SourceLocation::current())
+      PLEXUS_EXCLUDES(mu_);
   // Forgets `name` ("<all>/<name>" is accepted too); false if it was not in the pool.
-  bool Delete(std::string_view name);
-  bool Exists(std::string_view name) const;
-  std::size_t Size() const;
+  bool Delete(std::string_view name) PLEXUS_EXCLUDES(mu_);
+  bool Exists(std::string_view name) const PLEXUS_EXCLUDES(mu_);
+  std::size_t Size() const PLEXUS_EXCLUDES(mu_);
   const Ref<Topic>& All() const noexcept { return all_; }
 
  private:
@@ -48,8 +50,9 @@ class TopicPool final : public RefCounted {
     Forward forward;
   };
   const Ref<Topic> all_;
-  mutable std::mutex mu_;
-  std::map<std::string, Entry, std::less<>> entries_;  // guarded by mu_
+  // Taken before a new topic's lock (Get makes the topic and its forward under it).
+  mutable Mutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_ PLEXUS_GUARDED_BY(mu_);
 };
 
 }  // namespace plexus

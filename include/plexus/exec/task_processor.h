@@ -99,7 +99,9 @@ std::size_t TaskProcessorProcessAlertCount();
 // The same machinery for other queues (the bus's subscriptions): reports that the queue `name`
 // (its subsystem is the part before the first '/') entered (`raised`) or left its alert state
 // at `depth`, updating the subsystem and process counts, logging a raise and calling the
-// handler. The caller keeps the hysteresis (one report per crossing, raise and clear paired).
+// handler. The caller keeps the hysteresis (one report per crossing, raise and clear paired)
+// and reports one queue's changes one at a time. The log and the handler run after the alert
+// lock is let go, so the handler may publish to such a queue; the caller holds no lock either.
 void ReportQueueAlertChange(std::string_view name, bool raised, std::size_t depth,
                             std::size_t high_water);
 
