@@ -49,8 +49,11 @@
 //     a thread whose walk raced a chain change lets go of what it took and walks the new
 //     chain, so it never releases a lock it did not take (PJLIB's #4893 hazard).
 //   * Destroy handlers run after every lock of the group was let go by the destroying thread.
+//   * Chain is all-or-nothing, and a cycle of chained groups (G1 -> G2 -> G1, or longer) is
+//     refused when it would be chained, with lock-order validation on or off.
 //   * Misuse (releasing a lock the thread does not hold, DecRef below zero, chaining a lock
-//     twice or to itself, replacing with itself, using a destroyed group) is reported through
+//     twice, to itself, a destroyed group or a group that would close a cycle of chains,
+//     replacing with itself, using a destroyed group) is reported through
 //     plexus::ReportMisuse with the caller's file and line. With reference debugging on,
 //     destroyed groups are quarantined (not freed at once), so a DecRef on a destroyed group
 //     is caught rather than being a use-after-free.
