@@ -248,22 +248,38 @@ class RouterCore {
   }
 
   // Filter maintenance, as Asterisk's: a route accepts its type, a format route its formats, a
-  // default route everything, for good. Each step only widens the filter, so concurrent
-  // changes commute; mu_ keeps "for good" true against a racing AcceptType.
+  // default route everything, for good. No router lock is held while the subscription's filter
+  // changes: that may take the topic's lock (to update whether the subscription listens to
+  // others' notices), and a synchronous dispatch holds the topic's lock while a route callback
+  // may change routes, which takes mu_ — holding mu_ here would order the two locks both ways.
+  // Each step only widens the filter, so concurrent steps commute once each re-checks the
+  // "for good" state after its own change (the subscription's filter changes are serialized,
+  // so whichever of two racing steps changes it last has seen the other's flag).
   void AcceptType(Subscription& subscription, const MessageType* type, SourceLocation where) {
-    MutexLock lock(mu_);
-    if (!accept_all_) subscription.AcceptType(type, where);
+    if (accept_all_.load()) return;
+    subscription.AcceptType(type, where);
+    if (accept_all_.load()) subscription.AcceptAllTypes();
   }
   void AcceptFormats(Subscription& subscription, MessageFormats formats) {
-    MutexLock lock(mu_);
-    if (accept_all_) return;
-    accepted_formats_ = accepted_formats_ | formats;
-    subscription.SetAcceptedFormats(accepted_formats_);
+    const auto bits = static_cast<std::uint32_t>(formats);
+    std::uint32_t wanted = accepted_formats_.fetch_or(bits) | bits;
+    // A racing AcceptFormats may have set a smaller union after ours: set until the union
+    // this thread last set is the current one.
+    for (;;) {
+      if (accept_all_.load()) return;  // AcceptEverything clears the format filter itself
+      subscription.SetAcceptedFormats(static_cast<MessageFormats>(wanted));
+      if (accept_all_.load()) {
+        // AcceptEverything may have cleared the format filter before this thread set it.
+        subscription.SetAcceptedFormats(MessageFormat::kNone);
+        return;
+      }
+      const std::uint32_t now = accepted_formats_.load();
+      if (now == wanted) return;
+      wanted = now;
+    }
   }
   void AcceptEverything(Subscription& subscription) {
-    MutexLock lock(mu_);
-    if (accept_all_) return;
-    accept_all_ = true;
+    if (accept_all_.exchange(true)) return;
     // A format filter alone would still refuse the types that have no formatter.
     subscription.AcceptAllTypes();
     subscription.SetAcceptedFormats(MessageFormat::kNone);
@@ -342,8 +358,10 @@ class RouterCore {
   std::atomic<std::uint64_t> failed_{0};
   const std::string topic_name_;
   std::vector<Retired> retired_ PLEXUS_GUARDED_BY(mu_);
-  bool accept_all_ PLEXUS_GUARDED_BY(mu_) = false;
-  MessageFormats accepted_formats_ PLEXUS_GUARDED_BY(mu_) = MessageFormat::kNone;
+  // The filter's state (see AcceptType): sequentially consistent, so that a step's re-check
+  // after changing the subscription's filter sees a racing AcceptEverything.
+  std::atomic<bool> accept_all_{false};
+  std::atomic<std::uint32_t> accepted_formats_{0};
 };
 
 }  // namespace bus_internal

@@ -200,6 +200,9 @@ void SubscriptionCore::AcceptAllTypes() {
 }
 
 void SubscriptionCore::SetAcceptedFormats(MessageFormats formats) {
+  // Under the filter's lock, as the type filter's changes are, so that every change to the
+  // filter is one total order (a message router relies on it to make racing changes commute).
+  MutexLock lock(filter_mu_);
   formats_.store(static_cast<std::uint32_t>(formats), std::memory_order_release);
 }
 

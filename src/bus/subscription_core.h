@@ -68,7 +68,7 @@ class SubscriptionCore final : public RefCounted {
   void AcceptType(const MessageType* type) PLEXUS_EXCLUDES(filter_mu_);
   void DeclineType(const MessageType* type) PLEXUS_EXCLUDES(filter_mu_);
   void AcceptAllTypes() PLEXUS_EXCLUDES(filter_mu_);
-  void SetAcceptedFormats(MessageFormats formats);
+  void SetAcceptedFormats(MessageFormats formats) PLEXUS_EXCLUDES(filter_mu_);
   // After a filter change on a subscribed subscription: joins or leaves the topic's listeners
   // of subscription changes.
   void UpdateListening();

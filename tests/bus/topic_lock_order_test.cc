@@ -119,5 +119,34 @@ TEST_F(TopicLockOrderTest, OneWayChainsAndSelfPublishesAreNotReported) {
   ASSERT_TRUE(on_c.UnsubscribeAndJoin());
 }
 
+// A message router changes its subscription's filter (which may take the topic's lock) without
+// holding its own lock, and a synchronous route changes routes (taking the router's lock) under
+// the topic's lock: the two never nest the other way round, so the validator sees one order.
+// Before, AddRoute held the router's lock while the filter took the topic's, and a route
+// callback removing a route took them the other way: a deadlock between a thread adding a
+// route and a synchronous publish, reported here.
+TEST_F(TopicLockOrderTest, RouterRouteChangesNeverOrderItsLockAgainstTheTopics) {
+  Ref<Topic> topic = Topic::Create("lock-order-router");
+  SubscriptionOptions sync;
+  sync.mode = DeliveryMode::kSynchronous;
+  MessageRouter router = MessageRouter::Create(topic, sync);
+  ASSERT_TRUE(router.AddRoute(StringType(), [](const std::string&, const Message&) {}));
+  int changes = 0;
+  ASSERT_TRUE(router.AddRoute(IntType(), [&](const int&, const Message&) {
+    // From a route callback of a synchronous router: the topic's lock is held.
+    if (router.RemoveRoute(StringType())) ++changes;
+    if (router.AddRoute(StringType(), [](const std::string&, const Message&) {})) ++changes;
+  }));
+  topic->Publish(IntType(), 1);
+  // And from outside again, after the inner order was seen.
+  ASSERT_TRUE(router.RemoveRoute(StringType()));
+  ASSERT_TRUE(router.AddRoute(StringType(), [](const std::string&, const Message&) {}));
+  topic->Publish(IntType(), 2);
+  EXPECT_EQ(changes, 4);
+  EXPECT_EQ(NewViolations(), 0u) << (Violations().empty() ? "" : Violations()[0]);
+  EXPECT_EQ(router.Stats().failed, 0u);
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+}
+
 }  // namespace
 }  // namespace plexus
