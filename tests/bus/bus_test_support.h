@@ -1,7 +1,8 @@
 // Helpers shared by the bus suites: a Recorder (the subscriber of the acceptance cases: it
 // appends every message it receives and marks itself complete on its final message), the
-// delivery modes as test parameters, a few message types made once per process, and small
-// look-ups in the bus's listings. Every wait has a generous bound that only a failure reaches.
+// delivery modes as test parameters and a fixture run once per mode, a few message types made
+// once per process, and small look-ups in the bus's listings. Every wait has a generous bound
+// that only a failure reaches.
 
 #pragma once
 
@@ -203,6 +204,15 @@ inline plexus::SubscriptionOptions InMode(plexus::DeliveryMode mode) {
   return options;
 }
 
+// The fixture of a suite run once per delivery mode: each test file derives its own suite from
+// it and instantiates that over AllModes() with ModeParamName().
+class ModeTest : public ::testing::TestWithParam<plexus::DeliveryMode> {
+ protected:
+  plexus::DeliveryMode mode() const { return GetParam(); }
+  plexus::SubscriptionOptions options() const { return InMode(mode()); }
+  bool synchronous() const { return mode() == plexus::DeliveryMode::kSynchronous; }
+};
+
 // The subscription-change payload of `m`, or null when `m` is no such notice.
 inline const plexus::SubscriptionChange* ChangeOf(const plexus::Message& m) {
   return plexus::SubscriptionChangeType().Get(m);
@@ -235,6 +245,19 @@ inline const plexus::TypedMessageType<Seq>& SeqType() {
 inline std::string StringOf(const plexus::Message& m) {
   const std::string* s = m.As<std::string>();
   return s != nullptr ? *s : std::string();
+}
+
+// The string payloads of `messages` (notices as "<Subscribe>"/"<Unsubscribe>").
+inline std::vector<std::string> Strings(const std::vector<plexus::Ref<plexus::Message>>& messages) {
+  std::vector<std::string> out;
+  for (const plexus::Ref<plexus::Message>& m : messages) {
+    if (const plexus::SubscriptionChange* c = ChangeOf(*m)) {
+      out.push_back(Cat({"<", c->Description(), ">"}));
+    } else {
+      out.push_back(StringOf(*m));
+    }
+  }
+  return out;
 }
 
 // The listed snapshot of a live topic / subscription, if listed.
