@@ -163,13 +163,11 @@ Ref<Cache> Cache::Create(IdFunction id, AggregateFunction aggregate,
     ReportMisuse("Cache::Create: empty id function", where);
     return nullptr;
   }
-  return Ref<Cache>::Adopt(new Cache(std::move(id), std::move(aggregate),
-                                     std::move(publish_aggregate)),
-                           where);
+  return Ref<Cache>::Adopt(
+      new Cache(std::move(id), std::move(aggregate), std::move(publish_aggregate)), where);
 }
 
-Cache::Cache(IdFunction id, AggregateFunction aggregate,
-             AggregatePublishFunction publish_aggregate)
+Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate)
     : id_(std::move(id)),
       aggregate_(std::move(aggregate)),
       publish_aggregate_(std::move(publish_aggregate)),
@@ -184,8 +182,7 @@ CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id) const 
 }
 static_assert(Cache::kShards == 64, "ShardFor takes 6 bits");
 
-Ref<Message> Cache::Get(const MessageType* type, std::string_view id,
-                        SourceLocation where) const {
+Ref<Message> Cache::Get(const MessageType* type, std::string_view id, SourceLocation where) const {
   return GetByNode(type, id, NodeId::Local(), where);
 }
 
@@ -483,8 +480,8 @@ void CachingCore::Handle(const Message& m) {
     if (notice->kind == SubscriptionChangeKind::kUnsubscribe) {
       // Cached notices of a subscription that is gone would otherwise stay forever.
       if (!notice->subscription_id.empty()) {
-        CacheChange change =
-            cache->Clear(SubscriptionChangeType().get(), notice->subscription_id, m.Node(), created);
+        CacheChange change = cache->Clear(SubscriptionChangeType().get(), notice->subscription_id,
+                                          m.Node(), created);
         if (change.SnapshotChanged()) {
           cleared.fetch_add(1, std::memory_order_relaxed);
           PublishChange(change);
@@ -527,7 +524,9 @@ void CachingCore::PublishChange(const CacheChange& change) {
     if (change.new_aggregate != nullptr && publish) {
       const bool ok = core_internal::RunCatching(
           [&] { publish(original, change.new_aggregate); },
-          [&] { return "the aggregate-publish function of the cache on '" + original->Name() + "'"; },
+          [&] {
+            return "the aggregate-publish function of the cache on '" + original->Name() + "'";
+          },
           created);
       if (!ok) aggregate_publish_failures.fetch_add(1, std::memory_order_relaxed);
     }

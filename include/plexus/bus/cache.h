@@ -133,15 +133,17 @@ struct CacheChange {
   Ref<Message> old_aggregate;
   Ref<Message> new_aggregate;
 
-  bool SnapshotChanged() const noexcept { return old_snapshot != nullptr || new_snapshot != nullptr; }
+  bool SnapshotChanged() const noexcept {
+    return old_snapshot != nullptr || new_snapshot != nullptr;
+  }
   bool AggregateChanged() const noexcept { return old_aggregate.get() != new_aggregate.get(); }
 };
 
 // A snapshot of a cache's counters.
 struct CacheStats {
-  std::size_t entries = 0;       // (type, id) keys with at least one snapshot
-  std::uint64_t puts = 0;        // snapshots stored
-  std::uint64_t clears = 0;      // snapshots removed
+  std::size_t entries = 0;               // (type, id) keys with at least one snapshot
+  std::uint64_t puts = 0;                // snapshots stored
+  std::uint64_t clears = 0;              // snapshots removed
   std::uint64_t aggregate_failures = 0;  // aggregate functions that threw
 };
 

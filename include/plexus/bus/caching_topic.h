@@ -86,10 +86,10 @@ Ref<Message> MakeCacheClear(const Ref<Message>& snapshot,
 
 // A snapshot of a caching topic's counters.
 struct CachingTopicStats {
-  std::uint64_t cached = 0;         // snapshots stored
-  std::uint64_t cleared = 0;        // snapshots removed (clears and RemoveNode)
-  std::uint64_t not_cacheable = 0;  // messages without an id or a node, and idle clears
-  std::uint64_t id_failures = 0;    // id functions that threw
+  std::uint64_t cached = 0;             // snapshots stored
+  std::uint64_t cleared = 0;            // snapshots removed (clears and RemoveNode)
+  std::uint64_t not_cacheable = 0;      // messages without an id or a node, and idle clears
+  std::uint64_t id_failures = 0;        // id functions that threw
   std::uint64_t updates_published = 0;  // cache-update messages (aggregate ones included)
   std::uint64_t aggregate_publish_failures = 0;
 };
