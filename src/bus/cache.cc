@@ -434,6 +434,7 @@ class CachingCore final : public RefCounted {
   std::atomic<std::uint64_t> id_failures{0};
   std::atomic<std::uint64_t> updates_published{0};
   std::atomic<std::uint64_t> aggregate_publish_failures{0};
+  std::atomic<bool> assume_receivers{false};
 
  private:
   ~CachingCore() override = default;
@@ -508,7 +509,7 @@ void CachingCore::Handle(const Message& m) {
 
 void CachingCore::PublishUpdate(const MessageType* type, const Ref<Message>& old_snapshot,
                                 const Ref<Message>& new_snapshot) {
-  if (!HasReceivers(*output)) return;
+  if (!assume_receivers.load(std::memory_order_relaxed) && !HasReceivers(*output)) return;
   Ref<Message> update = CacheUpdateType().Make(CacheUpdate{type, old_snapshot, new_snapshot});
   if (update == nullptr) return;  // the type is declined
   output->Publish(update);
@@ -588,6 +589,10 @@ bool CachingTopic::Unsubscribe(SourceLocation where) {
 
 bool CachingTopic::UnsubscribeAndJoin(SourceLocation where) {
   return subscription_.UnsubscribeAndJoin(where);
+}
+
+void CachingTopic::AssumeReceivers() noexcept {
+  core_->assume_receivers.store(true, std::memory_order_relaxed);
 }
 
 bool CachingTopic::IsSubscribed() const noexcept {

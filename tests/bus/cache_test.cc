@@ -488,6 +488,88 @@ TEST(Cache, CA08_UnsubscribeAndJoinThenDrop) {
   EXPECT_EQ(ValueOf(f.cache->Get(Cacheable(), "1")), 1);
 }
 
+// --- CA09 ------------------------------------------------------------------------------------
+
+TEST(Cache, CA09_CachePatternSeesEveryObject) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  Recorder raw = Recorder::IgnoringChanges();
+  Recorder cached = Recorder::IgnoringChanges();
+  Subscription raw_sub = Subscription::Create(all->GetTopic(), raw.Handler());
+  Subscription cached_sub = Subscription::Create(all->CachedTopic(), cached.Handler());
+  auto one = CachePatternOne::Create(all, "objects/1");
+  auto two = CachePatternOne::Create(all, "objects/2");
+  const Ref<Message> a = Make("1", 1);
+  const Ref<Message> b = Make("2", 1);
+  one->GetTopic()->Publish(a);
+  two->GetTopic()->Publish(b);
+  all->GetTopic()->PublishAndWait(StringType().Make("barrier"), raw_sub);
+  all->CachedTopic()->PublishAndWait(StringType().Make("barrier"), cached_sub);
+
+  EXPECT_TRUE(raw.Contains(a.get()));
+  EXPECT_TRUE(raw.Contains(b.get()));
+  std::vector<Ref<Message>> news;
+  for (const Ref<Message>& m : cached.Messages()) {
+    if (const CacheUpdate* u = CacheUpdateType().Get(*m)) news.push_back(u->new_snapshot);
+  }
+  EXPECT_THAT(news, UnorderedElementsAre(a, b));
+  EXPECT_FALSE(cached.Contains(a.get()));  // the twin carries updates only
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "1"), a);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "2"), b);
+  EXPECT_THAT(all->GetCache()->Dump(), UnorderedElementsAre(a, b));
+}
+
+TEST(Cache, CA09_DroppingAnObjectRemovesItsForwardsOnly) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  Recorder raw = Recorder::IgnoringChanges();
+  Subscription raw_sub = Subscription::Create(all->GetTopic(), raw.Handler());
+  auto one = CachePatternOne::Create(all, "objects/1");
+  auto two = CachePatternOne::Create(all, "objects/2");
+  const Ref<Message> a = Make("1", 1);
+  one->GetTopic()->Publish(a);
+  const Ref<Topic> kept = one->GetTopic();
+  const std::uint64_t output_id = one->CachedTopic()->Id();
+  one.Reset();
+  EXPECT_TRUE(plexus_test::WaitForTopicGone(output_id));
+  EXPECT_EQ(plexus_test::ListedTopic(kept->Id())->forwards_out, 0u);
+
+  // The dropped object's topic reaches nothing any more; its cached snapshot stays; the other
+  // object is untouched.
+  const Ref<Message> late = Make("1", 2);
+  kept->Publish(late);
+  const Ref<Message> b = Make("2", 1);
+  two->GetTopic()->Publish(b);
+  all->GetTopic()->PublishAndWait(StringType().Make("barrier"), raw_sub);
+  EXPECT_TRUE(raw.Contains(a.get()));
+  EXPECT_FALSE(raw.Contains(late.get()));
+  EXPECT_TRUE(raw.Contains(b.get()));
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "1"), a);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "2"), b);
+  EXPECT_EQ(plexus_test::ListedTopic(all->GetTopic()->Id())->subscribers, 1u);
+}
+
+TEST(Cache, CA09_CachePatternTeardownLetsEverythingGo) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  auto one = CachePatternOne::Create(all, "objects/1");
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(all->GetTopic(), recorder.Handler());
+  one->GetTopic()->Publish(Make("1", 1));
+  const std::vector<std::uint64_t> ids = {all->GetTopic()->Id(), all->CachedTopic()->Id(),
+                                          one->GetTopic()->Id(), one->CachedTopic()->Id()};
+  all.Reset();  // the object does not keep the pattern, only what it forwards into
+  one.Reset();
+  plexus_test::Drop(sub);
+  EXPECT_TRUE(recorder.WaitForFinal());
+  for (std::uint64_t id : ids) EXPECT_TRUE(plexus_test::WaitForTopicGone(id)) << id;
+}
+
+TEST(Cache, CA09_Misuse) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternAll::Create("", &CacheableId));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternAll::Create("x", nullptr));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternOne::Create(nullptr, "x"));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternOne::Create(all, ""));
+}
+
 // --- CA17 (the cache's part) -----------------------------------------------------------------
 
 TEST(Cache, CA17_ClearOfAnUncachedSnapshotPublishesNothing) {

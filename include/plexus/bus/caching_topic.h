@@ -126,6 +126,10 @@ class CachingTopic final : public RefCounted {
   CachingTopicStats Stats() const;
 
  private:
+  friend class CachePatternOne;
+  // Builds updates without asking the output whether it has receivers (the cache pattern
+  // forwards the output for as long as the caching topic lives).
+  void AssumeReceivers() noexcept;
   CachingTopic(Ref<bus_internal::CachingCore> core, Subscription subscription);
   ~CachingTopic() override;
 
