@@ -85,13 +85,17 @@ class PLEXUS_SCOPED_CAPABILITY WriterLock {
   SharedMutex& mu_;
 };
 
+// Keys carry their hash: it is computed once per operation (it picks the shard, then the
+// bucket), and never again when the map grows.
 struct KeyView {
   const MessageType* type;
   std::string_view id;
+  std::size_t hash;
 };
 struct Key {
   const MessageType* type;
   std::string id;
+  std::size_t hash;
 };
 
 std::size_t HashKey(const MessageType* type, std::string_view id) noexcept {
@@ -101,14 +105,14 @@ std::size_t HashKey(const MessageType* type, std::string_view id) noexcept {
 
 struct KeyHash {
   using is_transparent = void;
-  std::size_t operator()(const Key& k) const noexcept { return HashKey(k.type, k.id); }
-  std::size_t operator()(const KeyView& k) const noexcept { return HashKey(k.type, k.id); }
+  std::size_t operator()(const Key& k) const noexcept { return k.hash; }
+  std::size_t operator()(const KeyView& k) const noexcept { return k.hash; }
 };
 struct KeyEqual {
   using is_transparent = void;
   template <class A, class B>
   bool operator()(const A& a, const B& b) const noexcept {
-    return a.type == b.type && std::string_view(a.id) == std::string_view(b.id);
+    return a.hash == b.hash && a.type == b.type && std::string_view(a.id) == std::string_view(b.id);
   }
 };
 
@@ -121,8 +125,16 @@ thread_local const Cache* tl_aggregating = nullptr;
 // the line their lock words live on.
 struct alignas(64) CacheShard {
   sync_internal::AnnotatedMutex writer PLEXUS_ACQUIRED_BEFORE(rw);
-  SharedMutex rw;
-  std::unordered_map<Key, Ref<const CacheEntry>, KeyHash, KeyEqual> map PLEXUS_GUARDED_BY(rw);
+  // A line of its own: readers write the lock word, which a writer taking `writer` must not
+  // take from them.
+  alignas(64) SharedMutex rw;
+  // The local snapshot is kept beside its entry: the common read (Get) then touches the map
+  // node and the message, not the entry in between.
+  struct Slot {
+    Ref<const CacheEntry> entry;
+    Ref<Message> local;
+  };
+  std::unordered_map<Key, Slot, KeyHash, KeyEqual> map PLEXUS_GUARDED_BY(rw);
 };
 
 }  // namespace bus_internal
@@ -175,10 +187,10 @@ Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunctio
 
 Cache::~Cache() = default;
 
-CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id) const {
-  // The high bits pick the shard; the map's buckets use the low ones.
-  const std::size_t h = bus_internal::HashKey(type, id) * 0x9E3779B97F4A7C15ull;
-  return shards_[h >> (64 - 6)];
+CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id, std::size_t& hash) const {
+  hash = bus_internal::HashKey(type, id);
+  // The high bits of a remix pick the shard; the map's buckets use the hash's low bits.
+  return shards_[(hash * 0x9E3779B97F4A7C15ull) >> (64 - 6)];
 }
 static_assert(Cache::kShards == 64, "ShardFor takes 6 bits");
 
@@ -192,12 +204,14 @@ Ref<Message> Cache::GetByNode(const MessageType* type, std::string_view id, cons
     ReportMisuse("Cache::Get: null message type", where);
     return nullptr;
   }
-  CacheShard& shard = ShardFor(type, id);
+  std::size_t hash;
+  CacheShard& shard = ShardFor(type, id, hash);
   ReaderLock lock(shard.rw);
-  auto it = shard.map.find(KeyView{type, id});
+  auto it = shard.map.find(KeyView{type, id, hash});
   if (it == shard.map.end()) return nullptr;
   // One reference-count increment under the lock; the search of the foreign slots is short.
-  return it->second->ForNode(node);
+  if (node == NodeId::Local()) return it->second.local;
+  return it->second.entry->ForNode(node);
 }
 
 Ref<const CacheEntry> Cache::GetEntry(const MessageType* type, std::string_view id,
@@ -206,10 +220,11 @@ Ref<const CacheEntry> Cache::GetEntry(const MessageType* type, std::string_view 
     ReportMisuse("Cache::GetEntry: null message type", where);
     return nullptr;
   }
-  CacheShard& shard = ShardFor(type, id);
+  std::size_t hash;
+  CacheShard& shard = ShardFor(type, id, hash);
   ReaderLock lock(shard.rw);
-  auto it = shard.map.find(KeyView{type, id});
-  return it == shard.map.end() ? nullptr : it->second;
+  auto it = shard.map.find(KeyView{type, id, hash});
+  return it == shard.map.end() ? nullptr : it->second.entry;
 }
 
 std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_view id,
@@ -228,8 +243,8 @@ std::vector<Ref<const CacheEntry>> Cache::DumpEntries(const MessageType* type) c
   for (std::size_t i = 0; i < kShards; ++i) {
     CacheShard& shard = shards_[i];
     ReaderLock lock(shard.rw);
-    for (const auto& [key, entry] : shard.map) {
-      if (type == nullptr || key.type == type) out.push_back(entry);
+    for (const auto& [key, slot] : shard.map) {
+      if (type == nullptr || key.type == type) out.push_back(slot.entry);
     }
   }
   return out;
@@ -302,12 +317,13 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
   // Declared before the locks: what the write replaces is let go after both are released.
   Ref<const CacheEntry> old_entry;
   Ref<CacheEntry> next;
-  CacheShard& shard = ShardFor(type, id);
+  std::size_t hash;
+  CacheShard& shard = ShardFor(type, id, hash);
   MutexLock writer(shard.writer);
   {
     ReaderLock lock(shard.rw);
-    auto it = shard.map.find(KeyView{type, id});
-    if (it != shard.map.end()) old_entry = it->second;
+    auto it = shard.map.find(KeyView{type, id, hash});
+    if (it != shard.map.end()) old_entry = it->second.entry;
   }
   const bool local = node == NodeId::Local();
   if (snapshot == nullptr && (old_entry == nullptr || old_entry->ForNode(node) == nullptr)) {
@@ -365,7 +381,7 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     WriterLock lock(shard.rw);
     if (next->Empty()) {
       // (Heterogeneous erase is C++23: find, then erase the node.)
-      auto it = shard.map.find(KeyView{type, id});
+      auto it = shard.map.find(KeyView{type, id, hash});
       if (it != shard.map.end()) {
         shard.map.erase(it);
         entries_.fetch_sub(1, std::memory_order_relaxed);
@@ -373,9 +389,14 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     } else if (old_entry != nullptr) {
       // Found again rather than kept: the lookup is cheap next to the copy above, and the
       // map is only changed by writers of this shard, which `writer` excludes.
-      shard.map.find(KeyView{type, id})->second = next;
+      CacheShard::Slot& slot = shard.map.find(KeyView{type, id, hash})->second;
+      slot.entry = next;
+      // The slot's old local reference goes under the lock, but `change` or `old_entry`
+      // still holds that message: no destructor runs here.
+      slot.local = next->local_;
     } else {
-      shard.map.emplace(bus_internal::Key{type, std::move(id)}, next);
+      shard.map.emplace(bus_internal::Key{type, std::move(id), hash},
+                        CacheShard::Slot{next, next->local_});
       entries_.fetch_add(1, std::memory_order_relaxed);
     }
   }

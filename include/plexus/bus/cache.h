@@ -222,7 +222,9 @@ class Cache final : public RefCounted {
   Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate);
   ~Cache() override;
 
-  bus_internal::CacheShard& ShardFor(const MessageType* type, std::string_view id) const;
+  // The shard of (type, id); `hash` receives the key's hash.
+  bus_internal::CacheShard& ShardFor(const MessageType* type, std::string_view id,
+                                     std::size_t& hash) const;
   // Stores `snapshot` as `node`'s snapshot of (type, id), or removes `node`'s if it is null.
   CacheChange Write(const MessageType* type, std::string id, const NodeId& node,
                     const Ref<Message>& snapshot, SourceLocation where);
