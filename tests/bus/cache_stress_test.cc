@@ -82,6 +82,8 @@ TEST(CacheStress, CA10_ConcurrentReadersAndWriters) {
   // What each writer last did per id: the seq it put, or -1 after a clear.
   std::vector<std::vector<int>> last(kWriters, std::vector<int>(kIds, -1));
   std::atomic<int> writers_left{kWriters};
+  // Writers start once every reader runs, so reads overlap the writes even on a loaded machine.
+  std::atomic<int> readers_ready{0};
   std::atomic<long> reads{0};
   std::atomic<int> bad{0};
 
@@ -89,6 +91,7 @@ TEST(CacheStress, CA10_ConcurrentReadersAndWriters) {
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
       std::mt19937 rng(static_cast<unsigned>(w + 1));
+      while (readers_ready.load() < kReaders) std::this_thread::yield();
       for (int seq = 0; seq < rounds; ++seq) {
         const int id = static_cast<int>(rng() % kIds);
         const Ref<Message> m =
@@ -108,7 +111,8 @@ TEST(CacheStress, CA10_ConcurrentReadersAndWriters) {
     threads.emplace_back([&, r] {
       std::mt19937 rng(static_cast<unsigned>(100 + r));
       std::vector<Ref<Message>> kept;  // readers may keep what they get
-      while (writers_left.load() > 0) {
+      readers_ready.fetch_add(1);
+      for (int n = 0; writers_left.load() > 0 || n < 1000; ++n) {
         const int id = static_cast<int>(rng() % kIds);
         const int writer = static_cast<int>(rng() % kWriters);
         const std::string key = std::to_string(id);

@@ -32,14 +32,16 @@
 // Thread safety: thread-safe. Every member function may be called from any thread at once.
 //
 // Reader guarantee: the entries are spread over kShards shards, each with a reader-writer
-// lock. A Get takes one shard's lock shared for a hash lookup and a reference-count increment;
-// a Dump takes each shard's in turn (so a dump is per-shard consistent, not a snapshot of the
+// lock. A Get hashes the key once (the hash picks the shard and the bucket), takes that one
+// shard's lock shared for the bucket lookup and one reference-count increment, and lets go; a
+// Dump takes each shard's lock in turn (so a dump is consistent per shard, not a picture of the
 // whole cache at one instant). Readers never wait for each other, never for a writer of
 // another shard, and never for user code: a writer takes its shard's lock exclusively only to
-// swap one entry pointer in the shard's map (entries are immutable once built; a writer builds
-// the new entry, and runs the aggregate function, before it takes the lock, and destroys what
-// it replaced after it let go). A reader sees either the entry before a write or after it,
-// never a mix.
+// store two pointers in an existing map node, or to link or unlink one node (entries are
+// immutable once built; the writer builds the new entry, and runs the aggregate function,
+// before it takes the lock, and destroys what it replaced after letting go). A reader sees an
+// entry as it was before a write or after it, never a mix, and what it gets is never freed
+// under it.
 //
 // Writers: writes to one shard are serialized (a per-shard writer mutex, held while the new
 // entry is built and the aggregate function runs); writes to different shards run in parallel.
