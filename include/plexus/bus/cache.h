@@ -41,7 +41,8 @@
 // immutable once built; the writer builds the new entry, and runs the aggregate function,
 // before it takes the lock, and destroys what it replaced after letting go). A reader sees an
 // entry as it was before a write or after it, never a mix, and what it gets is never freed
-// under it.
+// under it. (The lock is std::shared_mutex, which on glibc prefers readers: a waiting writer
+// does not hold new readers back, so a shard read without pause delays its writers.)
 //
 // Writers: writes to one shard are serialized (a per-shard writer mutex, held while the new
 // entry is built and the aggregate function runs); writes to different shards run in parallel.

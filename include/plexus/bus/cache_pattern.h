@@ -29,6 +29,7 @@
 #pragma once
 
 #include <string_view>
+#include <utility>
 
 #include "plexus/bus/cache.h"
 #include "plexus/bus/caching_topic.h"
