@@ -15,6 +15,9 @@
 //                                 writer builds the message outside the lock, swaps it in under
 //                                 the exclusive lock, and lets the old one go after unlocking.
 //
+// Each row runs with the writer (writer:1, the figure) and without it (writer:0: the read path
+// alone, for diagnosis).
+//
 // items/s = reads per second summed over the readers (real time). writes_per_s is the
 // writer's rate over the same interval: a reader-writer lock that starves its writer would
 // show it there. Compare rows of equal N; the ratio is the figure (the target: plexus >= 3x
@@ -83,7 +86,7 @@ struct Side {
 
   void StopWriter(benchmark::State& state) {
     stop.store(true);
-    writer.join();
+    if (writer.joinable()) writer.join();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     state.counters["writes_per_s"] = static_cast<double>(writes.load()) / seconds;
@@ -97,7 +100,7 @@ struct PlexusSide : Side {
   plexus::Ref<plexus::Topic> topic;
   plexus::Ref<plexus::CachingTopic> caching;
 
-  PlexusSide() {
+  explicit PlexusSide(bool with_writer) {
     cache = plexus::Cache::Create([](const plexus::Message& m) {
       const Snapshot* s = SnapshotType().Get(m);
       return s != nullptr ? Ids()[s->id] : std::string();
@@ -106,6 +109,7 @@ struct PlexusSide : Side {
     caching = plexus::CachingTopic::Create(topic, cache);
     for (int i = 0; i < kObjects; ++i) topic->Publish(SnapshotType(), Snapshot{i, 0});
     started = std::chrono::steady_clock::now();
+    if (!with_writer) return;
     writer = std::thread([this] {
       Rng rng{0x9E3779B97F4A7C15ull};
       for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
@@ -119,7 +123,7 @@ struct PlexusSide : Side {
 PlexusSide* plexus_side = nullptr;
 
 void BM_Cache_Get(benchmark::State& state) {
-  if (state.thread_index() == 0) plexus_side = new PlexusSide();
+  if (state.thread_index() == 0) plexus_side = new PlexusSide(state.range(0) != 0);
   const std::vector<std::string>& ids = Ids();
   Rng rng{0x1234567ull + static_cast<std::uint64_t>(state.thread_index()) * 7919};
   std::array<plexus::Ref<plexus::Message>, 64> kept;
@@ -144,9 +148,10 @@ struct AnchorSide : Side {
   std::shared_mutex mu;
   std::unordered_map<std::string, plexus::Ref<plexus::Message>> map;  // guarded by mu
 
-  AnchorSide() {
+  explicit AnchorSide(bool with_writer) {
     for (int i = 0; i < kObjects; ++i) map.emplace(Ids()[i], SnapshotType().Make(Snapshot{i, 0}));
     started = std::chrono::steady_clock::now();
+    if (!with_writer) return;
     writer = std::thread([this] {
       Rng rng{0x9E3779B97F4A7C15ull};
       for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
@@ -171,7 +176,7 @@ struct AnchorSide : Side {
 AnchorSide* anchor_side = nullptr;
 
 void BM_SharedMutexMap_Get(benchmark::State& state) {
-  if (state.thread_index() == 0) anchor_side = new AnchorSide();
+  if (state.thread_index() == 0) anchor_side = new AnchorSide(state.range(0) != 0);
   const std::vector<std::string>& ids = Ids();
   Rng rng{0x1234567ull + static_cast<std::uint64_t>(state.thread_index()) * 7919};
   std::array<plexus::Ref<plexus::Message>, 64> kept;
@@ -193,7 +198,17 @@ int MaxReaders() {
   return static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
 }
 
-BENCHMARK(BM_Cache_Get)->ThreadRange(1, MaxReaders())->UseRealTime();
-BENCHMARK(BM_SharedMutexMap_Get)->ThreadRange(1, MaxReaders())->UseRealTime();
+BENCHMARK(BM_Cache_Get)
+    ->ArgName("writer")
+    ->Arg(1)
+    ->Arg(0)
+    ->ThreadRange(1, MaxReaders())
+    ->UseRealTime();
+BENCHMARK(BM_SharedMutexMap_Get)
+    ->ArgName("writer")
+    ->Arg(1)
+    ->Arg(0)
+    ->ThreadRange(1, MaxReaders())
+    ->UseRealTime();
 
 }  // namespace
