@@ -8,6 +8,9 @@
 #pragma once
 
 #include "plexus/bus/bus_stats.h"
+#include "plexus/bus/cache.h"
+#include "plexus/bus/cache_pattern.h"
+#include "plexus/bus/caching_topic.h"
 #include "plexus/bus/message.h"
 #include "plexus/bus/message_router.h"
 #include "plexus/bus/message_type.h"

@@ -1,0 +1,245 @@
+// -----------------------------------------------------------------------------
+// plexus/bus/cache.h
+// -----------------------------------------------------------------------------
+//
+// Cache keeps the latest snapshot of every object that a caching topic has seen (Asterisk's
+// stasis_cache). A *snapshot* is a message describing the current state of one object; the
+// cache's id function names the object ("" means: not cacheable). Entries are keyed by
+// (message type, id) and hold, side by side:
+//
+//   * the local snapshot (the message's NodeId is this node's),
+//   * one snapshot per foreign node (messages that came over a bridge),
+//   * optionally an aggregate (NodeId::None()), computed by the aggregate function from the
+//     entry's snapshots each time one of them changes.
+//
+// A cache is filled by caching topics (caching_topic.h): the cache alone publishes nothing.
+// Put and Clear are public for code that keeps a cache without a topic; they return what
+// changed (CacheChange) and let the caller publish it.
+//
+//   auto cache = plexus::Cache::Create([](const plexus::Message& m) -> std::string {
+//     const ChannelSnapshot* s = kChannelSnapshot.Get(m);
+//     return s != nullptr ? s->uniqueid : std::string();
+//   });
+//   auto caching = plexus::CachingTopic::Create(channel_topic, cache);
+//   ...
+//   plexus::Ref<plexus::Message> latest = cache->Get(kChannelSnapshot, "1700000000.12");
+//
+// Queries, as Asterisk's: Get (the local snapshot), GetByNode (one node's; NodeId::None() asks
+// for the aggregate), GetAll (local and foreign), Dump (local snapshots), DumpByNode (one
+// node's, or the aggregates), DumpAll (local and foreign). Each returns new references: what a
+// reader got stays valid for as long as it holds it, whatever the cache does afterwards.
+//
+// Thread safety: thread-safe. Every member function may be called from any thread at once.
+//
+// Reader guarantee: the entries are spread over kShards shards, each with a reader-writer
+// lock. A Get hashes the key once (the hash picks the shard and the bucket), takes that one
+// shard's lock shared for the bucket lookup and one reference-count increment, and lets go; a
+// Dump takes each shard's lock in turn (so a dump is consistent per shard, not a picture of the
+// whole cache at one instant). Readers never wait for each other, never for a writer of
+// another shard, and never for user code: a writer takes its shard's lock exclusively only to
+// store two pointers in an existing map node, or to link or unlink one node (entries are
+// immutable once built; the writer builds the new entry, and runs the aggregate function,
+// before it takes the lock, and destroys what it replaced after letting go). A reader sees an
+// entry as it was before a write or after it, never a mix, and what it gets is never freed
+// under it. (The lock is std::shared_mutex, which on glibc prefers readers: a waiting writer
+// does not hold new readers back, so a shard read without pause delays its writers.)
+//
+// Writers: writes to one shard are serialized (a per-shard writer mutex, held while the new
+// entry is built and the aggregate function runs); writes to different shards run in parallel.
+//
+// User code: the id function runs under no cache lock (CachingTopic calls it). The aggregate
+// function runs under its shard's writer mutex (so the aggregate it sees is consistent with
+// the entry it is computed from, as Asterisk's runs under the cache's write lock): it may read
+// this cache (readers do not take the writer mutex) but must not write to it: a Put or Clear
+// from inside it is misuse (reported, refused), not a deadlock. It must not wait for a thread
+// that writes to this cache. If it throws, the error is logged and the entry keeps its
+// previous aggregate.
+//
+// Misuse (reported through plexus::ReportMisuse with the caller's location): an empty id
+// function; a null type; an empty id or a null snapshot passed to Put/Clear; writing to the
+// cache from its aggregate function.
+
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "plexus/bus/message.h"
+#include "plexus/bus/message_type.h"
+#include "plexus/bus/node_id.h"
+#include "plexus/core/ref.h"
+#include "plexus/core/source_location.h"
+
+namespace plexus {
+
+class Topic;
+
+namespace bus_internal {
+struct CacheShard;
+}  // namespace bus_internal
+
+// One object's cached state, as the aggregate function sees it (and as a reader can take it
+// with GetEntry). Immutable: a write replaces the whole entry.
+//
+// Thread safety: immutable, so thread-safe.
+class CacheEntry final : public RefCounted {
+ public:
+  struct NodeSnapshot {
+    NodeId node;
+    Ref<Message> snapshot;
+  };
+
+  const MessageType& Type() const noexcept { return *type_; }
+  const std::string& Id() const noexcept { return id_; }
+  // The local node's snapshot, or null.
+  const Ref<Message>& Local() const noexcept { return local_; }
+  // The foreign nodes' snapshots, one per node, in no particular order.
+  const std::vector<NodeSnapshot>& Foreign() const noexcept { return foreign_; }
+  // The aggregate, or null (absent, or not computed yet: inside the aggregate function it is
+  // the previous aggregate).
+  const Ref<Message>& Aggregate() const noexcept { return aggregate_; }
+  // The snapshot of `node` (the local one for the local node; the aggregate for
+  // NodeId::None()), or null.
+  Ref<Message> ForNode(const NodeId& node) const;
+  // Local first, then foreign.
+  std::vector<Ref<Message>> All() const;
+  bool Empty() const noexcept { return local_ == nullptr && foreign_.empty(); }
+
+ private:
+  friend class Cache;
+  CacheEntry(const MessageType* type, std::string id) : type_(type), id_(std::move(id)) {}
+  ~CacheEntry() override = default;
+
+  const MessageType* const type_;
+  const std::string id_;
+  // Set only while the entry is being built by its writer, before any reader can see it.
+  Ref<Message> local_;
+  std::vector<NodeSnapshot> foreign_;
+  Ref<Message> aggregate_;
+};
+
+// What one write did to one entry: the snapshot it replaced or removed (old), the one it
+// stored (new), and the aggregate before and after. A write that changed nothing (a clear of
+// a snapshot that is not cached) has all four null.
+struct CacheChange {
+  const MessageType* type = nullptr;
+  std::string id;
+  Ref<Message> old_snapshot;
+  Ref<Message> new_snapshot;
+  Ref<Message> old_aggregate;
+  Ref<Message> new_aggregate;
+
+  bool SnapshotChanged() const noexcept {
+    return old_snapshot != nullptr || new_snapshot != nullptr;
+  }
+  bool AggregateChanged() const noexcept { return old_aggregate.get() != new_aggregate.get(); }
+};
+
+// A snapshot of a cache's counters.
+struct CacheStats {
+  std::size_t entries = 0;               // (type, id) keys with at least one snapshot
+  std::uint64_t puts = 0;                // snapshots stored
+  std::uint64_t clears = 0;              // snapshots removed
+  std::uint64_t aggregate_failures = 0;  // aggregate functions that threw
+};
+
+class Cache final : public RefCounted {
+ public:
+  // The object's id, or "" if the message is not cacheable. May throw (the caching topic
+  // counts and logs it, and leaves the cache unchanged).
+  using IdFunction = std::function<std::string(const Message& message)>;
+  // The entry's new aggregate, given the entry as it will be stored (its Aggregate() is the
+  // previous aggregate) and the snapshot just put (null for a removal). Return the previous
+  // aggregate (the same object) for "unchanged": nothing is published then. Return null for
+  // "no aggregate". Not called when the entry's last snapshot goes: the aggregate disappears.
+  using AggregateFunction =
+      std::function<Ref<Message>(const CacheEntry& entry, const Ref<Message>& new_snapshot)>;
+  // Called by a caching topic, under no lock, with its original topic and a new (non-null)
+  // aggregate: typically publishes the aggregate there. Aggregates carry NodeId::None(), so
+  // they come back through the caching topic as non-cacheable and go no further.
+  using AggregatePublishFunction =
+      std::function<void(const Ref<Topic>& original, const Ref<Message>& aggregate)>;
+
+  static constexpr std::size_t kShards = 64;
+
+  // A cache naming objects with `id`. An empty `id` is misuse (reported, null returned).
+  static Ref<Cache> Create(IdFunction id, SourceLocation where = SourceLocation::current());
+  // As Create, with aggregation across nodes (either function may be empty).
+  static Ref<Cache> Create(IdFunction id, AggregateFunction aggregate,
+                           AggregatePublishFunction publish_aggregate,
+                           SourceLocation where = SourceLocation::current());
+
+  // The id of `message` by the id function; throws what the id function throws.
+  std::string IdOf(const Message& message) const { return id_(message); }
+  bool HasAggregate() const noexcept { return static_cast<bool>(aggregate_); }
+  const AggregatePublishFunction& PublishAggregateFunction() const noexcept {
+    return publish_aggregate_;
+  }
+
+  // --- Queries (readers) ---------------------------------------------------------------
+  // A null type is misuse (reported; null / empty returned).
+
+  // The local snapshot of (type, id), or null.
+  Ref<Message> Get(const MessageType* type, std::string_view id,
+                   SourceLocation where = SourceLocation::current()) const;
+  // `node`'s snapshot of (type, id); NodeId::None() gives the aggregate.
+  Ref<Message> GetByNode(const MessageType* type, std::string_view id, const NodeId& node,
+                         SourceLocation where = SourceLocation::current()) const;
+  // Every node's snapshot of (type, id): local first, then foreign (not the aggregate).
+  std::vector<Ref<Message>> GetAll(const MessageType* type, std::string_view id,
+                                   SourceLocation where = SourceLocation::current()) const;
+  // The whole entry (immutable), or null.
+  Ref<const CacheEntry> GetEntry(const MessageType* type, std::string_view id,
+                                 SourceLocation where = SourceLocation::current()) const;
+  // The local snapshots of every entry (of `type` only, unless null), in no particular order.
+  std::vector<Ref<Message>> Dump(const MessageType* type = nullptr) const;
+  // `node`'s snapshots (of `type` only, unless null); NodeId::None() gives the aggregates.
+  std::vector<Ref<Message>> DumpByNode(const MessageType* type, const NodeId& node) const;
+  // Local and foreign snapshots (not aggregates).
+  std::vector<Ref<Message>> DumpAll(const MessageType* type = nullptr) const;
+  // The entries themselves (of `type` only, unless null).
+  std::vector<Ref<const CacheEntry>> DumpEntries(const MessageType* type = nullptr) const;
+
+  std::size_t Size() const noexcept { return entries_.load(std::memory_order_relaxed); }
+  CacheStats Stats() const;
+
+  // --- Writers ---------------------------------------------------------------------------
+  // These publish nothing: a caching topic calls them and publishes the change.
+
+  // Stores `snapshot` as its node's snapshot of (its type, id). A snapshot without a node
+  // (an aggregate) is not stored (an empty change is returned).
+  CacheChange Put(const Ref<Message>& snapshot, std::string id,
+                  SourceLocation where = SourceLocation::current());
+  // Removes `node`'s snapshot of (type, id); an empty change if there was none.
+  CacheChange Clear(const MessageType* type, std::string_view id, const NodeId& node,
+                    SourceLocation where = SourceLocation::current());
+
+ private:
+  Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate);
+  ~Cache() override;
+
+  // The shard of (type, id); `hash` receives the key's hash.
+  bus_internal::CacheShard& ShardFor(const MessageType* type, std::string_view id,
+                                     std::size_t& hash) const;
+  // Stores `snapshot` as `node`'s snapshot of (type, id), or removes `node`'s if it is null.
+  CacheChange Write(const MessageType* type, std::string id, const NodeId& node,
+                    const Ref<Message>& snapshot, SourceLocation where);
+
+  const IdFunction id_;
+  const AggregateFunction aggregate_;
+  const AggregatePublishFunction publish_aggregate_;
+  std::unique_ptr<bus_internal::CacheShard[]> shards_;
+  std::atomic<std::size_t> entries_{0};
+  std::atomic<std::uint64_t> puts_{0};
+  std::atomic<std::uint64_t> clears_{0};
+  std::atomic<std::uint64_t> aggregate_failures_{0};
+};
+
+}  // namespace plexus

@@ -1,0 +1,704 @@
+// The cache acceptance cases CA01-CA08 and the cache's part of CA17, one or more tests per
+// case, named after it, and the cache's misuse reports. Cases about delivery to the caching
+// topic's subscribers run for each delivery mode. The concurrent case (CA10) is in
+// cache_stress_test.cc. Every wait is on a condition or a publish-and-wait barrier, never a
+// sleep.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bus/bus_test_support.h"
+#include "core/test_support.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "plexus/bus/bus.h"
+#include "plexus/core/misuse.h"
+
+namespace plexus {
+namespace {
+
+using plexus_test::InMode;
+using plexus_test::LogCapture;
+using plexus_test::Recorder;
+using plexus_test::ScopedMisuseAction;
+using plexus_test::StringType;
+using plexus_test::WaitUntil;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+
+struct Item {
+  std::string id;
+  int value = 0;
+};
+
+const TypedMessageType<Item>& Cacheable() {
+  static const auto type = TypedMessageType<Item>::Create("Cacheable");
+  return type;
+}
+const TypedMessageType<Item>& NonCacheable() {
+  static const auto type = TypedMessageType<Item>::Create("NonCacheable");
+  return type;
+}
+
+// The id function of the cases: only "Cacheable" messages have an id.
+std::string CacheableId(const Message& m) {
+  const Item* item = Cacheable().Get(m);
+  return item != nullptr ? item->id : std::string();
+}
+
+Ref<Message> Make(const std::string& id, int value, NodeId node = NodeId::Local()) {
+  return Message::Create(Cacheable().get(), Item{id, value}, node);
+}
+
+NodeId Foreign(std::uint8_t n) {
+  return NodeId(NodeId::Bytes{0x02, 0, 0, 0, 0, n});
+}
+
+const CacheUpdate& UpdateOf(const Ref<Message>& m) {
+  const CacheUpdate* u = CacheUpdateType().Get(*m);
+  EXPECT_NE(u, nullptr) << "not a cache update: " << m->Type().Name();
+  static const CacheUpdate none;
+  return u != nullptr ? *u : none;
+}
+
+int ValueOf(const Ref<Message>& m) {
+  const Item* item = m != nullptr ? m->As<Item>() : nullptr;
+  return item != nullptr ? item->value : -1;
+}
+
+// A cache over "SomeTopic", with a recorder (ignoring notices) on the caching topic's output.
+struct Fixture {
+  explicit Fixture(DeliveryMode mode = DeliveryMode::kPool,
+                   Cache::AggregateFunction aggregate = nullptr,
+                   Cache::AggregatePublishFunction publish = nullptr)
+      : cache(Cache::Create(&CacheableId, std::move(aggregate), std::move(publish))),
+        topic(Topic::Create("SomeTopic")),
+        caching(CachingTopic::Create(topic, cache)),
+        recorder(Recorder::IgnoringChanges()),
+        sub(Subscription::Create(caching->Output(), recorder.Handler(), InMode(mode))) {}
+
+  // Returns once everything published on the output before it has reached the recorder; the
+  // marker itself is recorded too and removed from what Updates() returns.
+  void Barrier() { caching->Output()->PublishAndWait(StringType().Make("barrier"), sub); }
+  std::vector<Ref<Message>> Updates() const {
+    std::vector<Ref<Message>> out;
+    for (Ref<Message>& m : recorder.Messages()) {
+      if (CacheUpdateType().Get(*m) != nullptr) out.push_back(std::move(m));
+    }
+    return out;
+  }
+
+  Ref<Cache> cache;
+  Ref<Topic> topic;
+  Ref<CachingTopic> caching;
+  Recorder recorder;
+  Subscription sub;
+};
+
+class CacheModes : public ::testing::TestWithParam<DeliveryMode> {};
+INSTANTIATE_TEST_SUITE_P(AllModes, CacheModes, ::testing::ValuesIn(plexus_test::AllModes()),
+                         plexus_test::ModeParamName());
+
+// --- CA01 ------------------------------------------------------------------------------------
+
+TEST_P(CacheModes, CA01_NonCacheableMessagesAreNotForwarded) {
+  Fixture f(GetParam());
+  // (The caching subscription's own subscribe notice counts as not cacheable too.)
+  const std::uint64_t before = f.caching->Stats().not_cacheable;
+  f.topic->Publish(NonCacheable(), Item{"1", 1});
+  f.Barrier();
+  EXPECT_TRUE(f.Updates().empty());
+  EXPECT_EQ(f.cache->Size(), 0u);
+  EXPECT_EQ(f.caching->Stats().not_cacheable, before + 1);
+}
+
+TEST(Cache, CA01_MessagesWithoutANodeAreNotCached) {
+  Fixture f;
+  f.topic->Publish(Make("1", 1, NodeId::None()));
+  f.Barrier();
+  EXPECT_TRUE(f.Updates().empty());
+  EXPECT_EQ(f.cache->Size(), 0u);
+}
+
+TEST(Cache, CA01_OutputTopicIsNamedAfterTheOriginal) {
+  Fixture f;
+  EXPECT_EQ(f.caching->Output()->Name().rfind("cache:", 0), 0u);
+  EXPECT_THAT(f.caching->Output()->Name(), ::testing::EndsWith("/SomeTopic"));
+  EXPECT_EQ(f.caching->Original(), f.topic);
+  EXPECT_EQ(f.caching->GetCache(), f.cache);
+}
+
+// --- CA02 ------------------------------------------------------------------------------------
+
+TEST_P(CacheModes, CA02_CacheUpdatesCarryOldAndNew) {
+  Fixture f(GetParam());
+  const Ref<Message> a1 = Make("1", 1);
+  const Ref<Message> b1 = Make("2", 1);
+  f.topic->Publish(a1);
+  f.topic->Publish(b1);
+  f.Barrier();
+  auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_EQ(UpdateOf(updates[0]).type, Cacheable().get());
+  EXPECT_EQ(UpdateOf(updates[0]).old_snapshot, nullptr);
+  EXPECT_EQ(UpdateOf(updates[0]).new_snapshot, a1);
+  EXPECT_EQ(UpdateOf(updates[1]).old_snapshot, nullptr);
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, b1);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), a1);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "2"), b1);
+
+  const Ref<Message> b2 = Make("2", 2);
+  f.topic->Publish(b2);
+  f.Barrier();
+  updates = f.Updates();
+  ASSERT_EQ(updates.size(), 3u);
+  EXPECT_EQ(UpdateOf(updates[2]).old_snapshot, b1);
+  EXPECT_EQ(UpdateOf(updates[2]).new_snapshot, b2);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "2"), b2);
+
+  f.topic->Publish(MakeCacheClear(a1));
+  f.Barrier();
+  updates = f.Updates();
+  ASSERT_EQ(updates.size(), 4u);
+  EXPECT_EQ(UpdateOf(updates[3]).type, Cacheable().get());
+  EXPECT_EQ(UpdateOf(updates[3]).old_snapshot, a1);
+  EXPECT_EQ(UpdateOf(updates[3]).new_snapshot, nullptr);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), nullptr);
+  EXPECT_EQ(f.cache->Size(), 1u);
+}
+
+TEST(Cache, CA02_RepublishingTheSameSnapshotStillUpdates) {
+  Fixture f;
+  const Ref<Message> a = Make("1", 1);
+  f.topic->Publish(a);
+  f.topic->Publish(a);
+  f.Barrier();
+  const auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_EQ(UpdateOf(updates[1]).old_snapshot, a);
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, a);
+}
+
+TEST(Cache, CA02_UpdatesAreBuiltOnlyForReceivers) {
+  auto cache = Cache::Create(&CacheableId);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  topic->Publish(Make("1", 1));
+  EXPECT_EQ(caching->Stats().updates_published, 0u);
+  EXPECT_NE(cache->Get(Cacheable(), "1"), nullptr);
+
+  // A forward is a receiver too (the cache pattern forwards outputs into a shared topic).
+  auto twin = Topic::Create("twin");
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(twin, recorder.Handler());
+  Forward forward = ForwardAll(caching->Output(), twin);
+  topic->Publish(Make("1", 2));
+  EXPECT_EQ(caching->Stats().updates_published, 1u);
+  twin->PublishAndWait(StringType().Make("barrier"), sub);
+  EXPECT_EQ(recorder.Count(), 2u);
+}
+
+// --- CA03 ------------------------------------------------------------------------------------
+
+TEST_P(CacheModes, CA03_CacheIsCurrentWhenPublishReturns) {
+  Fixture f(GetParam());
+  const int n = plexus_test::BusScaled(200);
+  std::vector<Ref<Message>> published;
+  for (int i = 0; i < n; ++i) {
+    Ref<Message> m = Make(std::to_string(i % 7), i);
+    f.topic->Publish(m);
+    // From the publishing thread, with no barrier: the caching subscription is synchronous.
+    ASSERT_EQ(f.cache->Get(Cacheable(), std::to_string(i % 7)), m);
+    published.push_back(std::move(m));
+  }
+  f.Barrier();
+  const auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), published.size());
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    EXPECT_EQ(UpdateOf(updates[i]).new_snapshot, published[i]) << "update " << i;
+  }
+}
+
+// --- CA04 ------------------------------------------------------------------------------------
+
+TEST(Cache, CA04_DumpFollowsPutsUpdatesAndClears) {
+  Fixture f;
+  const Ref<Message> a1 = Make("1", 1);
+  const Ref<Message> b1 = Make("2", 1);
+  f.topic->Publish(a1);
+  f.topic->Publish(b1);
+  EXPECT_THAT(f.cache->Dump(), UnorderedElementsAre(a1, b1));
+  const Ref<Message> b2 = Make("2", 2);
+  f.topic->Publish(b2);
+  EXPECT_THAT(f.cache->Dump(), UnorderedElementsAre(a1, b2));
+  f.topic->Publish(MakeCacheClear(a1));
+  EXPECT_THAT(f.cache->Dump(), UnorderedElementsAre(b2));
+  EXPECT_THAT(f.cache->Dump(Cacheable()), UnorderedElementsAre(b2));
+  EXPECT_TRUE(f.cache->Dump(SubscriptionChangeType()).empty());
+  EXPECT_TRUE(f.cache->Dump(NonCacheable()).empty());
+}
+
+// --- CA05 ------------------------------------------------------------------------------------
+
+TEST(Cache, CA05_NodesAreKeptSideBySide) {
+  Fixture f;
+  const Ref<Message> local = Make("x", 1);
+  const Ref<Message> a = Make("x", 2, Foreign(1));
+  const Ref<Message> b = Make("x", 3, Foreign(2));
+  const Ref<Message> a_other = Make("y", 4, Foreign(1));
+  for (const auto& m : {local, a, b, a_other}) f.topic->Publish(m);
+
+  EXPECT_EQ(f.cache->Get(Cacheable(), "x"), local);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", Foreign(1)), a);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", Foreign(2)), b);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", NodeId::Local()), local);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", Foreign(3)), nullptr);
+  EXPECT_THAT(f.cache->GetAll(Cacheable(), "x"), UnorderedElementsAre(local, a, b));
+  EXPECT_THAT(f.cache->DumpByNode(nullptr, Foreign(1)), UnorderedElementsAre(a, a_other));
+  EXPECT_THAT(f.cache->DumpByNode(Cacheable(), Foreign(2)), UnorderedElementsAre(b));
+  EXPECT_THAT(f.cache->Dump(), UnorderedElementsAre(local));
+  EXPECT_THAT(f.cache->DumpAll(), UnorderedElementsAre(local, a, b, a_other));
+  EXPECT_EQ(f.cache->Get(Cacheable(), "y"), nullptr);
+
+  // A newer snapshot from one node replaces that node's only.
+  const Ref<Message> a2 = Make("x", 5, Foreign(1));
+  f.topic->Publish(a2);
+  EXPECT_THAT(f.cache->GetAll(Cacheable(), "x"), UnorderedElementsAre(local, a2, b));
+
+  // Clearing one node's snapshot leaves the others.
+  f.topic->Publish(MakeCacheClear(a2));
+  EXPECT_THAT(f.cache->GetAll(Cacheable(), "x"), UnorderedElementsAre(local, b));
+  f.topic->Publish(MakeCacheClear(local));
+  EXPECT_EQ(f.cache->Get(Cacheable(), "x"), nullptr);
+  EXPECT_THAT(f.cache->GetAll(Cacheable(), "x"), UnorderedElementsAre(b));
+  f.Barrier();
+  const auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), 7u);
+  EXPECT_EQ(UpdateOf(updates[4]).old_snapshot, a);
+  EXPECT_EQ(UpdateOf(updates[4]).new_snapshot, a2);
+  EXPECT_EQ(UpdateOf(updates[5]).old_snapshot, a2);
+  EXPECT_EQ(UpdateOf(updates[6]).old_snapshot, local);
+}
+
+// --- CA06 ------------------------------------------------------------------------------------
+
+// The sum of the values of every node's snapshot; the previous aggregate when the sum is the
+// same (so that nothing is published).
+Ref<Message> SumAggregate(const CacheEntry& entry, const Ref<Message>&) {
+  int sum = 0;
+  for (const Ref<Message>& s : entry.All()) sum += ValueOf(s);
+  if (entry.Aggregate() != nullptr && ValueOf(entry.Aggregate()) == sum) return entry.Aggregate();
+  return Message::Create(Cacheable().get(), Item{entry.Id(), sum}, NodeId::None());
+}
+
+struct AggregateLog {
+  std::mutex mu;
+  std::vector<Ref<Message>> published;
+  std::vector<Ref<Message>> Published() {
+    std::lock_guard lock(mu);
+    return published;
+  }
+};
+
+TEST(Cache, CA06_AggregatesFollowTheirSnapshots) {
+  auto log = std::make_shared<AggregateLog>();
+  Fixture f(DeliveryMode::kPool, &SumAggregate,
+            [log](const Ref<Topic>& original, const Ref<Message>& aggregate) {
+              {
+                std::lock_guard lock(log->mu);
+                log->published.push_back(aggregate);
+              }
+              // Re-published on the original topic, it comes back as non-cacheable.
+              original->Publish(aggregate);
+            });
+  auto aggregate_updates = [&] {
+    std::vector<Ref<Message>> out;
+    for (const Ref<Message>& u : f.Updates()) {
+      const CacheUpdate& cu = UpdateOf(u);
+      const Ref<Message>& any = cu.new_snapshot != nullptr ? cu.new_snapshot : cu.old_snapshot;
+      if (any->Node().IsNone()) out.push_back(u);
+    }
+    return out;
+  };
+
+  f.topic->Publish(Make("x", 1));
+  Ref<Message> agg = f.cache->GetByNode(Cacheable(), "x", NodeId::None());
+  EXPECT_EQ(ValueOf(agg), 1);
+  f.topic->Publish(Make("x", 2, Foreign(1)));
+  EXPECT_EQ(ValueOf(f.cache->GetByNode(Cacheable(), "x", NodeId::None())), 3);
+  EXPECT_THAT(f.cache->DumpByNode(nullptr, NodeId::None()),
+              UnorderedElementsAre(f.cache->GetByNode(Cacheable(), "x", NodeId::None())));
+  f.Barrier();
+  auto aggs = aggregate_updates();
+  ASSERT_EQ(aggs.size(), 2u);
+  EXPECT_EQ(UpdateOf(aggs[0]).old_snapshot, nullptr);
+  EXPECT_EQ(UpdateOf(aggs[0]).new_snapshot, agg);
+  EXPECT_EQ(UpdateOf(aggs[1]).old_snapshot, agg);
+  EXPECT_EQ(ValueOf(UpdateOf(aggs[1]).new_snapshot), 3);
+  EXPECT_EQ(log->Published().size(), 2u);
+
+  // Same value again: a snapshot update, but the aggregate is unchanged.
+  f.topic->Publish(Make("x", 2, Foreign(1)));
+  f.Barrier();
+  EXPECT_EQ(aggregate_updates().size(), 2u);
+  EXPECT_EQ(log->Published().size(), 2u);
+
+  f.topic->Publish(MakeCacheClear(f.cache->Get(Cacheable(), "x")));
+  EXPECT_EQ(ValueOf(f.cache->GetByNode(Cacheable(), "x", NodeId::None())), 2);
+  // The last snapshot goes: the aggregate disappears, and nothing is republished.
+  f.topic->Publish(MakeCacheClear(f.cache->GetByNode(Cacheable(), "x", Foreign(1))));
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", NodeId::None()), nullptr);
+  EXPECT_EQ(f.cache->Size(), 0u);
+  f.Barrier();
+  aggs = aggregate_updates();
+  ASSERT_EQ(aggs.size(), 4u);
+  EXPECT_EQ(ValueOf(UpdateOf(aggs[2]).new_snapshot), 2);
+  EXPECT_EQ(ValueOf(UpdateOf(aggs[3]).old_snapshot), 2);
+  EXPECT_EQ(UpdateOf(aggs[3]).new_snapshot, nullptr);
+  EXPECT_EQ(log->Published().size(), 3u);
+  EXPECT_EQ(f.cache->Stats().aggregate_failures, 0u);
+}
+
+TEST(Cache, CA06_AThrowingAggregateKeepsThePreviousOne) {
+  LogCapture capture;
+  bool fail = false;
+  Fixture f(DeliveryMode::kPool, [&](const CacheEntry& entry, const Ref<Message>& s) {
+    if (fail) throw std::runtime_error("no sum today");
+    return SumAggregate(entry, s);
+  });
+  f.topic->Publish(Make("x", 1));
+  const Ref<Message> agg = f.cache->GetByNode(Cacheable(), "x", NodeId::None());
+  fail = true;
+  f.topic->Publish(Make("x", 2, Foreign(1)));
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "x", NodeId::None()), agg);
+  EXPECT_NE(f.cache->GetByNode(Cacheable(), "x", Foreign(1)), nullptr);
+  EXPECT_EQ(f.cache->Stats().aggregate_failures, 1u);
+  EXPECT_THAT(capture.Text(), HasSubstr("no sum today"));
+}
+
+// --- CA07 ------------------------------------------------------------------------------------
+
+TEST(Cache, CA07_NodeLeavesAndItsSnapshotsGo) {
+  Fixture f(DeliveryMode::kPool, &SumAggregate);
+  const Ref<Message> local_x = Make("x", 1);
+  const Ref<Message> a_x = Make("x", 2, Foreign(1));
+  const Ref<Message> a_y = Make("y", 5, Foreign(1));
+  const Ref<Message> b_y = Make("y", 1, Foreign(2));
+  for (const auto& m : {local_x, a_x, a_y, b_y}) f.topic->Publish(m);
+  f.Barrier();
+  const std::size_t before = f.Updates().size();
+
+  EXPECT_EQ(f.caching->RemoveNode(Foreign(1)), 2u);
+  EXPECT_TRUE(f.cache->DumpByNode(nullptr, Foreign(1)).empty());
+  EXPECT_THAT(f.cache->Dump(), UnorderedElementsAre(local_x));
+  EXPECT_THAT(f.cache->DumpAll(), UnorderedElementsAre(local_x, b_y));
+  EXPECT_EQ(ValueOf(f.cache->GetByNode(Cacheable(), "x", NodeId::None())), 1);
+  EXPECT_EQ(ValueOf(f.cache->GetByNode(Cacheable(), "y", NodeId::None())), 1);
+
+  f.Barrier();
+  const auto updates = f.Updates();
+  std::vector<Ref<Message>> cleared;
+  int aggregate_updates = 0;
+  for (std::size_t i = before; i < updates.size(); ++i) {
+    const CacheUpdate& u = UpdateOf(updates[i]);
+    if (u.old_snapshot != nullptr && u.old_snapshot->Node().IsNone()) {
+      ++aggregate_updates;
+    } else {
+      EXPECT_EQ(u.new_snapshot, nullptr);
+      cleared.push_back(u.old_snapshot);
+    }
+  }
+  EXPECT_THAT(cleared, UnorderedElementsAre(a_x, a_y));
+  EXPECT_EQ(aggregate_updates, 2);
+  // Nothing left of that node: a second removal does nothing.
+  EXPECT_EQ(f.caching->RemoveNode(Foreign(1)), 0u);
+}
+
+// --- CA08 ------------------------------------------------------------------------------------
+
+// Drops the four handles in the order `order` gives (0 cache, 1 topic, 2 caching topic,
+// 3 subscriber) and checks that everything is let go.
+void TearDownInOrder(DeliveryMode mode, const std::array<int, 4>& order) {
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> alive = token;
+  Ref<Cache> cache = Cache::Create([token](const Message& m) { return CacheableId(m); });
+  token.reset();
+  Ref<Topic> topic = Topic::Create("SomeTopic");
+  Ref<CachingTopic> caching = CachingTopic::Create(topic, cache);
+  const std::uint64_t topic_id = topic->Id();
+  const std::uint64_t output_id = caching->Output()->Id();
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(caching->Output(), recorder.Handler(), InMode(mode));
+  topic->Publish(Make("1", 1));
+  topic->Publish(Make("1", 2));
+  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
+  ASSERT_EQ(recorder.Count(), 3u);
+
+  for (int handle : order) {
+    switch (handle) {
+      case 0:
+        cache.Reset();
+        break;
+      case 1:
+        topic.Reset();
+        break;
+      case 2:
+        caching.Reset();
+        break;
+      case 3:
+        plexus_test::Drop(sub);
+        break;
+    }
+  }
+  EXPECT_TRUE(recorder.WaitForFinal());
+  EXPECT_TRUE(plexus_test::WaitForTopicGone(topic_id));
+  EXPECT_TRUE(plexus_test::WaitForTopicGone(output_id));
+  EXPECT_TRUE(WaitUntil([&] { return alive.expired(); })) << "the cache was not let go";
+  EXPECT_EQ(recorder.FinalCount(), 1);
+  EXPECT_EQ(recorder.AfterFinalCount(), 0);
+}
+
+TEST_P(CacheModes, CA08_TeardownInEveryOrder) {
+  std::array<int, 4> order = {0, 1, 2, 3};
+  int orders = 0;
+  do {
+    SCOPED_TRACE(::testing::Message() << "order " << order[0] << order[1] << order[2] << order[3]);
+    TearDownInOrder(GetParam(), order);
+    ++orders;
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(orders, 24);
+}
+
+TEST(Cache, CA08_UnsubscribeAndJoinThenDrop) {
+  Fixture f;
+  f.topic->Publish(Make("1", 1));
+  EXPECT_TRUE(f.caching->UnsubscribeAndJoin());
+  EXPECT_FALSE(f.caching->IsSubscribed());
+  EXPECT_FALSE(f.caching->Unsubscribe());  // a second time: nothing to do
+  // Caching has stopped; what was cached stays.
+  f.topic->Publish(Make("1", 2));
+  EXPECT_EQ(ValueOf(f.cache->Get(Cacheable(), "1")), 1);
+}
+
+// --- CA09 ------------------------------------------------------------------------------------
+
+TEST(Cache, CA09_CachePatternSeesEveryObject) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  Recorder raw = Recorder::IgnoringChanges();
+  Recorder cached = Recorder::IgnoringChanges();
+  Subscription raw_sub = Subscription::Create(all->GetTopic(), raw.Handler());
+  Subscription cached_sub = Subscription::Create(all->CachedTopic(), cached.Handler());
+  auto one = CachePatternOne::Create(all, "objects/1");
+  auto two = CachePatternOne::Create(all, "objects/2");
+  const Ref<Message> a = Make("1", 1);
+  const Ref<Message> b = Make("2", 1);
+  one->GetTopic()->Publish(a);
+  two->GetTopic()->Publish(b);
+  all->GetTopic()->PublishAndWait(StringType().Make("barrier"), raw_sub);
+  all->CachedTopic()->PublishAndWait(StringType().Make("barrier"), cached_sub);
+
+  EXPECT_TRUE(raw.Contains(a.get()));
+  EXPECT_TRUE(raw.Contains(b.get()));
+  std::vector<Ref<Message>> news;
+  for (const Ref<Message>& m : cached.Messages()) {
+    if (const CacheUpdate* u = CacheUpdateType().Get(*m)) news.push_back(u->new_snapshot);
+  }
+  EXPECT_THAT(news, UnorderedElementsAre(a, b));
+  EXPECT_FALSE(cached.Contains(a.get()));  // the twin carries updates only
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "1"), a);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "2"), b);
+  EXPECT_THAT(all->GetCache()->Dump(), UnorderedElementsAre(a, b));
+}
+
+TEST(Cache, CA09_DroppingAnObjectRemovesItsForwardsOnly) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  Recorder raw = Recorder::IgnoringChanges();
+  Subscription raw_sub = Subscription::Create(all->GetTopic(), raw.Handler());
+  auto one = CachePatternOne::Create(all, "objects/1");
+  auto two = CachePatternOne::Create(all, "objects/2");
+  const Ref<Message> a = Make("1", 1);
+  one->GetTopic()->Publish(a);
+  const Ref<Topic> kept = one->GetTopic();
+  const std::uint64_t output_id = one->CachedTopic()->Id();
+  one.Reset();
+  EXPECT_TRUE(plexus_test::WaitForTopicGone(output_id));
+  EXPECT_EQ(plexus_test::ListedTopic(kept->Id())->forwards_out, 0u);
+
+  // The dropped object's topic reaches nothing any more; its cached snapshot stays; the other
+  // object is untouched.
+  const Ref<Message> late = Make("1", 2);
+  kept->Publish(late);
+  const Ref<Message> b = Make("2", 1);
+  two->GetTopic()->Publish(b);
+  all->GetTopic()->PublishAndWait(StringType().Make("barrier"), raw_sub);
+  EXPECT_TRUE(raw.Contains(a.get()));
+  EXPECT_FALSE(raw.Contains(late.get()));
+  EXPECT_TRUE(raw.Contains(b.get()));
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "1"), a);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "2"), b);
+  EXPECT_EQ(plexus_test::ListedTopic(all->GetTopic()->Id())->subscribers, 1u);
+}
+
+TEST(Cache, CA09_CachePatternTeardownLetsEverythingGo) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  auto one = CachePatternOne::Create(all, "objects/1");
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(all->GetTopic(), recorder.Handler());
+  one->GetTopic()->Publish(Make("1", 1));
+  const std::vector<std::uint64_t> ids = {all->GetTopic()->Id(), all->CachedTopic()->Id(),
+                                          one->GetTopic()->Id(), one->CachedTopic()->Id()};
+  all.Reset();  // the object does not keep the pattern, only what it forwards into
+  one.Reset();
+  plexus_test::Drop(sub);
+  EXPECT_TRUE(recorder.WaitForFinal());
+  for (std::uint64_t id : ids) EXPECT_TRUE(plexus_test::WaitForTopicGone(id)) << id;
+}
+
+TEST(Cache, CA09_Misuse) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternAll::Create("", &CacheableId));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternAll::Create("x", nullptr));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternOne::Create(nullptr, "x"));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternOne::Create(all, ""));
+}
+
+// --- CA17 (the cache's part) -----------------------------------------------------------------
+
+TEST(Cache, CA17_ClearOfAnUncachedSnapshotPublishesNothing) {
+  Fixture f;
+  f.topic->Publish(MakeCacheClear(Make("1", 1)));
+  f.topic->Publish(Make("2", 1));
+  f.topic->Publish(MakeCacheClear(Make("2", 1, Foreign(1))));  // cached, but not this node's
+  f.Barrier();
+  EXPECT_EQ(f.Updates().size(), 1u);
+  EXPECT_EQ(f.cache->Size(), 1u);
+  EXPECT_EQ(f.caching->Stats().cleared, 0u);
+}
+
+TEST(Cache, CA17_ThrowingIdFunctionLeavesTheCacheUnchanged) {
+  LogCapture capture;
+  auto cache = Cache::Create([](const Message& m) -> std::string {
+    const Item* item = Cacheable().Get(m);
+    if (item != nullptr && item->value < 0) throw std::runtime_error("bad snapshot");
+    return CacheableId(m);
+  });
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(caching->Output(), recorder.Handler());
+  const Ref<Message> good = Make("1", 1);
+  topic->Publish(good);
+  topic->Publish(Make("1", -1));
+  topic->Publish(MakeCacheClear(Make("1", -1)));
+  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
+  EXPECT_EQ(caching->Stats().id_failures, 2u);
+  EXPECT_EQ(recorder.Count(), 2u);  // one update and the barrier
+  EXPECT_THAT(capture.Text(), HasSubstr("bad snapshot"));
+  EXPECT_THAT(capture.Text(), HasSubstr("SomeTopic"));
+}
+
+// --- Notices -----------------------------------------------------------------------------------
+
+TEST(Cache, UnsubscribeNoticeClearsACachedSubscriptionNotice) {
+  auto cache = Cache::Create([](const Message& m) -> std::string {
+    const SubscriptionChange* c = SubscriptionChangeType().Get(m);
+    return c != nullptr ? c->subscription_id : std::string();
+  });
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Subscription other = Subscribe(topic, [](const Message&) {});
+  const std::string id = other.Id();
+  EXPECT_NE(cache->Get(SubscriptionChangeType(), id), nullptr);
+  other.UnsubscribeAndJoin();
+  EXPECT_EQ(cache->Get(SubscriptionChangeType(), id), nullptr);
+}
+
+// --- Misuse ----------------------------------------------------------------------------------
+
+TEST(Cache, MisuseIsReportedAtTheCaller) {
+  auto cache = Cache::Create(&CacheableId);
+  auto topic = Topic::Create("SomeTopic");
+  PLEXUS_EXPECT_MISUSE_HERE(Cache::Create(nullptr));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->Get(nullptr, "1"));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->GetByNode(nullptr, "1", Foreign(1)));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->GetAll(nullptr, "1"));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->Put(Make("1", 1), ""));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->Put(nullptr, "1"));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->Clear(nullptr, "1", NodeId::Local()));
+  PLEXUS_EXPECT_MISUSE_HERE(cache->Clear(Cacheable(), "", NodeId::Local()));
+  PLEXUS_EXPECT_MISUSE_HERE(CachingTopic::Create(nullptr, cache));
+  PLEXUS_EXPECT_MISUSE_HERE(CachingTopic::Create(topic, nullptr));
+  PLEXUS_EXPECT_MISUSE_HERE(MakeCacheClear(nullptr));
+  EXPECT_EQ(cache->Size(), 0u);
+}
+
+TEST(Cache, MisuseRemoveNodeAfterUnsubscribe) {
+  Fixture f;
+  f.topic->Publish(Make("1", 1, Foreign(1)));
+  f.caching->UnsubscribeAndJoin();
+  PLEXUS_EXPECT_MISUSE_HERE(f.caching->RemoveNode(Foreign(1)));
+  EXPECT_NE(f.cache->GetByNode(Cacheable(), "1", Foreign(1)), nullptr);
+}
+
+TEST(Cache, MisuseWriteFromTheAggregateFunction) {
+  ScopedMisuseAction action(MisuseAction::kLog);
+  Cache* self = nullptr;
+  CacheChange inner;
+  auto cache = Cache::Create(
+      &CacheableId,
+      [&](const CacheEntry& entry, const Ref<Message>&) {
+        inner = self->Put(Make("other", 1), "other");
+        return entry.Aggregate();
+      },
+      nullptr);
+  self = cache.get();
+  const std::uint64_t reports = MisuseReportCount();
+  const CacheChange change = cache->Put(Make("1", 1), "1");
+  EXPECT_EQ(MisuseReportCount(), reports + 1);
+  EXPECT_FALSE(inner.SnapshotChanged());
+  EXPECT_TRUE(change.SnapshotChanged());
+  EXPECT_EQ(cache->Get(Cacheable(), "other"), nullptr);
+  // Reads from the aggregate function are fine.
+  auto reader = Cache::Create(
+      &CacheableId,
+      [&](const CacheEntry& entry, const Ref<Message>&) {
+        EXPECT_EQ(self->Get(Cacheable(), entry.Id()), nullptr);  // not stored yet
+        return entry.Aggregate();
+      },
+      nullptr);
+  self = reader.get();
+  reader->Put(Make("2", 1), "2");
+}
+
+// --- Direct use ------------------------------------------------------------------------------
+
+TEST(Cache, PutAndClearReportWhatChanged) {
+  auto cache = Cache::Create(&CacheableId);
+  const Ref<Message> a = Make("1", 1);
+  CacheChange c = cache->Put(a, "1");
+  EXPECT_EQ(c.type, Cacheable().get());
+  EXPECT_EQ(c.id, "1");
+  EXPECT_EQ(c.old_snapshot, nullptr);
+  EXPECT_EQ(c.new_snapshot, a);
+  EXPECT_FALSE(c.AggregateChanged());
+  c = cache->Clear(Cacheable(), "1", Foreign(9));
+  EXPECT_FALSE(c.SnapshotChanged());
+  c = cache->Clear(Cacheable(), "1", NodeId::Local());
+  EXPECT_EQ(c.old_snapshot, a);
+  EXPECT_EQ(cache->Size(), 0u);
+  EXPECT_EQ(cache->Stats().puts, 1u);
+  EXPECT_EQ(cache->Stats().clears, 1u);
+  EXPECT_FALSE(cache->Put(Make("1", 1, NodeId::None()), "1").SnapshotChanged());
+}
+
+}  // namespace
+}  // namespace plexus
