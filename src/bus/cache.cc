@@ -575,6 +575,10 @@ Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& original, const Ref<Cac
       new bus_internal::CachingCore(original, cache, std::move(output), where), where);
   SubscriptionOptions options;
   options.mode = DeliveryMode::kSynchronous;
+  // The cache sees everything the topic carries, the other subscriptions' notices included (an
+  // id function may cache them, and an unsubscribe notice clears the cached subscribe notice),
+  // as Asterisk's caching topic does: one delivery per subscribe, never a storm.
+  options.subscription_changes = true;
   Subscription subscription = Subscription::Create(
       original,
       [core](const Message& m, bool is_final) {

@@ -18,8 +18,10 @@
 //     update {type, old aggregate, new aggregate};
 //   * everything else (non-cacheable messages, the subscription's own notices) goes no
 //     further: the output carries cache updates only;
-//   * an "Unsubscribe" notice on the original topic also clears a subscription-change entry
-//     cached under that subscription's id, so caching notices cannot grow without bound.
+//   * its subscription listens to the other subscriptions' notices on the original topic
+//     (SubscriptionOptions::subscription_changes), so an id function may cache them; an
+//     "Unsubscribe" notice also clears a subscription-change entry cached under that
+//     subscription's id, so caching notices cannot grow without bound.
 //
 // Update messages are built only when the output topic has a receiver (a subscriber or a
 // forward), as Asterisk builds them only for subscribers. They carry the local node id. (An
