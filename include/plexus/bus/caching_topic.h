@@ -25,8 +25,9 @@
 //
 // Update messages are built only when the output topic has a receiver (a subscriber or a
 // forward), as Asterisk builds them only for subscribers. They carry the local node id. (An
-// output without subscribers is asked for its forwards through Topic::Stats, which takes the
-// output's lock: a caching topic nobody listens to pays that per cached message.)
+// output without subscribers is asked for its forwards through Topic::Stats, which takes no
+// lock but copies the output's name and description: a caching topic nobody listens to pays
+// that per cached message.)
 //
 // Order: updates for one original topic are published in that topic's publish order, from the
 // publisher's thread, inside the original topic's fan-out (its synchronous-subscription rule

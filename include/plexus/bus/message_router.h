@@ -26,7 +26,11 @@
 // Filtering follows Asterisk: the subscription starts accepting only the subscription-change
 // type (so it learns its final message); each route accepts its type (or formats); a default
 // route accepts everything, for good. Removing a route does not decline its type: later
-// messages of the type fall to the default route (or are dropped).
+// messages of the type fall to the default route (or are dropped). While the filter accepts
+// the subscription-change type (from creation until a default route is set) the router also
+// hears the other subscriptions' subscribe and unsubscribe notices on its topic: they go to
+// the route of the subscription-change type, else the default route, else are dropped
+// (counted as unrouted); the type has no formatter, so no format route takes them.
 //
 // Dispatch is a lookup: the routes form an immutable table indexed by the type's dense id,
 // replaced whole (copy on write) by every route change. Delivering a message takes no lock.
@@ -68,7 +72,8 @@
 //
 // Extension point: Asterisk also routes cache-update messages by the type of the snapshot
 // they carry (stasis_message_router_add_cache_update). That step belongs before the type
-// lookup (see RouteTable::Resolve in message_router.cc) and will come with the cache.
+// lookup (see RouteTable::Resolve in message_router.cc). It is not built: a cache-update
+// message (caching_topic.h) is routed by its own type, CacheUpdateType().
 //
 // Misuse (reported through plexus::ReportMisuse with the caller's location; the call then
 // changes nothing and returns false): a route on an empty router, a null type, an empty
