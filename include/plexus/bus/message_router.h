@@ -27,8 +27,9 @@
 // type (so it learns its final message); each route accepts its type (or formats); a default
 // route accepts everything, for good. Removing a route does not decline its type: later
 // messages of the type fall to the default route (or are dropped). While the filter accepts
-// the subscription-change type (from creation until a default route is set) the router also
-// hears the other subscriptions' subscribe and unsubscribe notices on its topic: they go to
+// the subscription-change type (from creation until a default route is set; always, with
+// SubscriptionOptions::subscription_changes) the router also hears the other subscriptions'
+// subscribe and unsubscribe notices on its topic: they go to
 // the route of the subscription-change type, else the default route, else are dropped
 // (counted as unrouted); the type has no formatter, so no format route takes them.
 //
