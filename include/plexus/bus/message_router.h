@@ -26,12 +26,12 @@
 // Filtering follows Asterisk: the subscription starts accepting only the subscription-change
 // type (so it learns its final message); each route accepts its type (or formats); a default
 // route accepts everything, for good. Removing a route does not decline its type: later
-// messages of the type fall to the default route (or are dropped). While the filter accepts
-// the subscription-change type (from creation until a default route is set; always, with
-// SubscriptionOptions::subscription_changes) the router also hears the other subscriptions'
-// subscribe and unsubscribe notices on its topic: they go to
-// the route of the subscription-change type, else the default route, else are dropped
-// (counted as unrouted); the type has no formatter, so no format route takes them.
+// messages of the type fall to the default route (or are dropped). While its filter accepts
+// the subscription-change type (from creation until a default route is set), or always with
+// SubscriptionOptions::subscription_changes, the router also hears the other subscriptions'
+// subscribe and unsubscribe notices on its topic: they go to the route of the
+// subscription-change type, else the default route, else are dropped (counted as unrouted);
+// the type has no formatter, so no format route takes them.
 //
 // Dispatch is a lookup: the routes form an immutable table indexed by the type's dense id,
 // replaced whole (copy on write) by every route change. Delivering a message takes no lock.
