@@ -122,7 +122,7 @@ struct RouteTable {
   std::vector<std::shared_ptr<Route>> owned;  // every route above, once
 
   const Route* Resolve(const Message& message, bool is_final) const noexcept {
-    // Cache-update routes go here when the cache exists: a cache-update message is looked up
+    // Cache-update routes (not built yet) go here: a cache-update message is looked up
     // first by the type of the snapshot it carries (an index of its own), falling through to
     // the lookup by its own type below, as Asterisk's router_dispatch does.
     const std::uint32_t id = message.Type().Id();
