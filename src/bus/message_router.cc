@@ -402,12 +402,17 @@ MessageRouter MessageRouter::Create(const Ref<Topic>& topic, SubscriptionOptions
     return {};
   }
   auto core = std::make_shared<bus_internal::RouterCore>(topic->Name());
-  // Selective from the start, yet always learning its final message (Asterisk's S29).
+  // Selective from the start (a router takes only what it has routes for), with its own
+  // subscribe notice (accepted while it joins) and its final message (which passes every
+  // filter). Declining the change type again right after means that, like any subscription,
+  // the router hears the other subscriptions' notices only if it asks: a route for the
+  // change type, or SubscriptionOptions::subscription_changes.
   options.accepted_types.push_back(SubscriptionChangeType().get());
   Subscription subscription = Subscription::Create(
       topic, [core](const Message& m, bool is_final) { core->Dispatch(m, is_final); },
       std::move(options), where);
   if (!subscription) return {};
+  subscription.DeclineType(SubscriptionChangeType().get(), where);
   return MessageRouter(std::move(subscription), std::move(core));
 }
 

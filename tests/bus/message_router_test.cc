@@ -356,6 +356,41 @@ TEST_P(MessageRouterModes, FinalMessageGoesToTheChangeRouteWhenThereIsOne) {
   EXPECT_EQ(fallback.FinalCount(), 0);
 }
 
+// A router, like any subscription, hears the other subscriptions' notices only if it asks (a
+// route for the change type): otherwise a subscribe storm would cost every router on the topic
+// one delivery per subscription.
+TEST_P(MessageRouterModes, HearsOtherSubscriptionsNoticesOnlyWhenItAsks) {
+  auto topic = Topic::Create("router-notices");
+  MessageRouter quiet = MessageRouter::Create(topic, options());
+  const Recorder consumer1 = Recorder::IgnoringChanges();
+  ASSERT_TRUE(quiet.AddRoute(Type1().get(), consumer1.Handler()));
+  MessageRouter listening = MessageRouter::Create(topic, options());
+  const Recorder changes;
+  const Recorder consumer2 = Recorder::IgnoringChanges();
+  ASSERT_TRUE(listening.AddRoute(SubscriptionChangeType().get(), changes.Handler()));
+  ASSERT_TRUE(listening.AddRoute(Type2().get(), consumer2.Handler()));
+  for (int i = 0; i < 3; ++i) {
+    Subscription other = Subscribe(topic, [](const Message&) {});
+    other.UnsubscribeAndJoin();
+  }
+  // Barriers: each router has handled everything published before.
+  quiet.PublishAndWait(Type1().Make("barrier"));
+  listening.PublishAndWait(Type2().Make("barrier"));
+  // The quiet router: its own subscribe notice only (no route takes it), nothing of the others.
+  EXPECT_EQ(quiet.Stats().unrouted, 1u);
+  EXPECT_EQ(consumer1.Count(), 1u);
+  // The listening router: the three others' subscribe and unsubscribe notices.
+  std::size_t others = 0;
+  for (const Ref<Message>& m : changes.Messages()) {
+    const SubscriptionChange* change = SubscriptionChangeType().Get(*m);
+    ASSERT_NE(change, nullptr);
+    if (change->subscription_id != listening.Id()) ++others;
+  }
+  EXPECT_EQ(others, 6u);
+  quiet.UnsubscribeAndJoin();
+  listening.UnsubscribeAndJoin();
+}
+
 TEST_P(MessageRouterModes, WithoutADefaultTheFinalMessageIsUnroutedAndTheRouterIsDone) {
   auto topic = Topic::Create("router-no-default");
   MessageRouter router = MessageRouter::Create(topic, options());

@@ -23,13 +23,14 @@
 // type: a second AddRoute for a type is misuse; so is a format route sharing a format with
 // another.
 //
-// Filtering follows Asterisk: the subscription starts accepting only the subscription-change
-// type (so it learns its final message); each route accepts its type (or formats); a default
-// route accepts everything, for good. Removing a route does not decline its type: later
-// messages of the type fall to the default route (or are dropped). While its filter accepts
-// the subscription-change type (from creation until a default route is set), or always with
-// SubscriptionOptions::subscription_changes, the router also hears the other subscriptions'
-// subscribe and unsubscribe notices on its topic: they go to the route of the
+// Filtering follows Asterisk: the subscription is selective from the start (it gets its own
+// subscribe notice and, as every subscription, its final message); each route accepts its
+// type (or formats); a default route accepts everything, for good. Removing a route does not
+// decline its type: later messages of the type fall to the default route (or are dropped).
+// Like any subscription, a router hears the other subscriptions' subscribe and unsubscribe
+// notices only if it asks: with a route for the subscription-change type (until a default
+// route is set, which accepts everything and so stops listening) or, always, with
+// SubscriptionOptions::subscription_changes. Such notices go to the route of the
 // subscription-change type, else the default route, else are dropped (counted as unrouted);
 // the type has no formatter, so no format route takes them.
 //
