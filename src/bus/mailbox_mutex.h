@@ -1,8 +1,10 @@
-// The lock of a subscription's mailbox: held for a few stores by a publisher (one enqueue) or a
-// turn (taking a batch), so a waiter spins briefly before it sleeps, and both sides never pay a
-// system call while the other only passes through (glibc's mutex sleeps at once). Four bytes,
-// which matters with 100 000 subscriptions. Drepper's three-state futex mutex ("Futexes are
-// tricky"), on the futex system call directly: the three states are the whole design, and
+// The lock of a subscription's mailbox: held by a publisher for one enqueue (a few stores, the
+// depth and alert bookkeeping, and, once per 15-slot segment when no recycled segment is spare,
+// allocating one) or, under a bounded policy, by a turn taking a batch. Those are short, so a
+// waiter spins briefly before it sleeps, and both sides never pay a system call while the
+// other only passes through (glibc's mutex sleeps at once). Four bytes, which matters with
+// 100 000 subscriptions. Drepper's three-state futex mutex ("Futexes are tricky"), on the
+// futex system call directly: the three states are the whole design, and
 // std::atomic::wait/notify would add nothing but a layer (libstdc++ 12 implements them with a
 // spin phase and a process-wide table of waiters of its own, which this lock does not need).
 //
