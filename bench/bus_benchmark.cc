@@ -78,6 +78,7 @@
 #include <vector>
 
 #include "alloc_counter.h"
+#include "bus_bench_support.h"
 #include "plexus/bus/bus.h"
 #include "plexus/core/clock.h"
 #include "plexus/core/ref.h"
@@ -93,20 +94,18 @@ using plexus::SubscriptionOptions;
 using plexus::ThreadPool;
 using plexus::Topic;
 
-constexpr std::int64_t kWindow = 8192;
-constexpr std::int64_t kThrottleEvery = 256;
-constexpr std::int64_t kWarmupMessages = 2 * kWindow;
+using plexus_bench::BenchEvent;
+using plexus_bench::BenchOptions;
+using plexus_bench::DeliveryCounter;
+using plexus_bench::kThrottleEvery;
+using plexus_bench::kWarmupMessages;
+using plexus_bench::kWindow;
+using plexus_bench::PoolThreads;
+
 constexpr double kThroughputMinTime = 0.3;  // seconds per repetition, per row
 constexpr int kLatencySamples = 50'000;
 constexpr int kMemoryTopics = 10'000;
 constexpr int kMemorySubscriptionsPerTopic = 10;
-
-// The payload of every benchmark message: a sequence number and, for the latency rows, the
-// MonotonicNanos() at which the publisher was about to create and publish it.
-struct BenchEvent {
-  std::int64_t seq = 0;
-  std::int64_t sent_ns = 0;
-};
 
 const plexus::TypedMessageType<BenchEvent>& BenchEventType() {
   static const auto type = plexus::TypedMessageType<BenchEvent>::Create("BenchEvent");
@@ -119,11 +118,6 @@ inline void SpinPause() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
-}
-
-std::size_t PoolThreads() {
-  const unsigned hardware = std::thread::hardware_concurrency();
-  return hardware < 2 ? 2 : hardware;
 }
 
 std::int64_t ProcessCpuNanos() {
@@ -142,15 +136,6 @@ std::int64_t ThreadCount() {
   return n;
 }
 
-// One subscriber's count of deliveries, written only by its (serialized) callback.
-struct alignas(64) DeliveryCounter {
-  std::atomic<std::int64_t> n{0};
-  void Bump() noexcept {
-    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-  std::int64_t Get() const noexcept { return n.load(std::memory_order_acquire); }
-};
-
 std::int64_t Slowest(const std::vector<DeliveryCounter>& counters) {
   std::int64_t least = std::numeric_limits<std::int64_t>::max();
   for (const DeliveryCounter& c : counters) least = std::min(least, c.Get());
@@ -165,15 +150,6 @@ void WaitAll(const std::vector<DeliveryCounter>& counters, std::int64_t target) 
 // Keeps the publisher within kWindow messages of the slowest subscriber.
 void Throttle(const std::vector<DeliveryCounter>& counters, std::int64_t published) {
   while (published - Slowest(counters) > kWindow) std::this_thread::yield();
-}
-
-SubscriptionOptions BenchOptions(DeliveryMode mode, const Ref<ThreadPool>& pool) {
-  SubscriptionOptions options;
-  options.mode = mode;
-  if (mode == DeliveryMode::kPool) options.pool = pool;
-  options.high_water = 1u << 30;
-  options.low_water = 1u << 29;
-  return options;
 }
 
 // Subscribes a callback that counts the benchmark type's messages into `counter` (notices and

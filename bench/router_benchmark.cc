@@ -9,9 +9,9 @@
 //   BM_Router_32Routes_{Pool,Dedicated,Sync}  a router with a typed route per type (so its
 //                                             subscription filters on 32 types), each route
 //                                             counting into one counter.
-// items/s = deliveries/s. Conventions as bench/bus_benchmark.cc: real time; the publisher
-// stays within kWindow messages of its receiver; warm-up before the timed loop; the last
-// iteration waits until every message was delivered; the pool has hardware_concurrency()
+// items/s = deliveries/s. Conventions as bench/bus_benchmark.cc (bus_bench_support.h): real time;
+// the publisher stays within kWindow messages of its receiver; warm-up before the timed loop; the
+// last iteration waits until every message was delivered; the pool has hardware_concurrency()
 // threads; congestion alerts are set far above the window.
 
 #include <benchmark/benchmark.h>
@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "bus_bench_support.h"
 #include "plexus/bus/bus.h"
 #include "plexus/core/ref.h"
 #include "plexus/exec/thread_pool.h"
@@ -37,17 +38,18 @@ using plexus::SubscriptionOptions;
 using plexus::ThreadPool;
 using plexus::Topic;
 
-constexpr std::int64_t kWindow = 8192;
-constexpr std::int64_t kThrottleEvery = 256;
-constexpr std::int64_t kWarmupMessages = 2 * kWindow;
+using plexus_bench::BenchEvent;
+using plexus_bench::BenchOptions;
+using plexus_bench::DeliveryCounter;
+using plexus_bench::kThrottleEvery;
+using plexus_bench::kWarmupMessages;
+using plexus_bench::kWindow;
+using plexus_bench::PoolThreads;
+
 constexpr double kMinTime = 0.3;  // seconds per repetition, per row
 constexpr int kRoutes = 32;
 
-struct RouterBenchEvent {
-  std::int64_t seq = 0;
-  std::int64_t sent_ns = 0;
-};
-using RouterBenchType = plexus::TypedMessageType<RouterBenchEvent>;
+using RouterBenchType = plexus::TypedMessageType<BenchEvent>;
 
 const std::array<RouterBenchType, kRoutes>& RouterBenchTypes() {
   static const std::array<RouterBenchType, kRoutes> types = [] {
@@ -61,33 +63,18 @@ const std::array<RouterBenchType, kRoutes>& RouterBenchTypes() {
   return types;
 }
 
-// Written only by the receiver's (serialized) callbacks.
-struct alignas(64) Delivered {
-  std::atomic<std::int64_t> n{0};
-  void Bump() noexcept {
-    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-  std::int64_t Get() const noexcept { return n.load(std::memory_order_acquire); }
-};
-
 enum class Receiver { kPlain, kRouter };
 
 void RunRouterRow(benchmark::State& state, DeliveryMode mode, Receiver receiver) {
   const auto& types = RouterBenchTypes();
   Ref<ThreadPool> pool;
-  SubscriptionOptions options;
-  options.mode = mode;
   if (mode == DeliveryMode::kPool) {
-    const unsigned hardware = std::thread::hardware_concurrency();
-    pool =
-        ThreadPool::Create({.name = "bench-router", .initial_size = hardware < 2 ? 2 : hardware});
-    options.pool = pool;
+    pool = ThreadPool::Create({.name = "bench-router", .initial_size = PoolThreads()});
   }
-  options.high_water = 1u << 30;
-  options.low_water = 1u << 29;
+  const SubscriptionOptions options = BenchOptions(mode, pool);
 
   Ref<Topic> topic = Topic::Create("bench/router");
-  Delivered delivered;
+  DeliveryCounter delivered;
   Subscription plain;
   MessageRouter router;
   if (receiver == Receiver::kPlain) {
@@ -103,15 +90,13 @@ void RunRouterRow(benchmark::State& state, DeliveryMode mode, Receiver receiver)
   } else {
     router = MessageRouter::Create(topic, options);
     for (const RouterBenchType& type : types) {
-      router.AddRoute(type,
-                      [&delivered](const RouterBenchEvent&, const Message&) { delivered.Bump(); });
+      router.AddRoute(type, [&delivered](const BenchEvent&, const Message&) { delivered.Bump(); });
     }
   }
 
   std::int64_t published = 0;
   const auto publish_one = [&] {
-    topic->Publish(types[static_cast<std::size_t>(published % kRoutes)],
-                   RouterBenchEvent{published, 0});
+    topic->Publish(types[static_cast<std::size_t>(published % kRoutes)], BenchEvent{published, 0});
     ++published;
     if (published % kThrottleEvery == 0) {
       while (published - delivered.Get() > kWindow) std::this_thread::yield();

@@ -26,6 +26,13 @@ std::atomic<bool> g_lock_order_ever{false};
 
 struct LockOrderAccess {
   static std::uint32_t& Id(const LockClass& cls) { return cls.id_; }
+  static const LockClass* Named(const CompactLockClassRef& ref) {
+    return ref.is_site_ ? nullptr : ref.named_;
+  }
+  static SourceLocation Site(const CompactLockClassRef& ref) {
+    return ref.is_site_ ? ref.site_ : SourceLocation{};
+  }
+  static std::uint32_t& CachedId(const CompactLockClassRef& ref) { return ref.cached_id_; }
 };
 
 namespace {
@@ -116,24 +123,35 @@ std::uint32_t Intern(Registry& r, const std::string& key, const std::string& nam
   return id;
 }
 
-std::uint32_t ResolveClass(const LockClassRef& ref) {
-  std::uint32_t& slot = ref.named ? LockOrderAccess::Id(*ref.named) : ref.cached_id;
+// The id of the class `named` (when set) or of the creation site `site`, cached in the
+// LockClass or in `site_cache`.
+std::uint32_t ResolveClass(const LockClass* named, SourceLocation site, std::uint32_t& site_cache) {
+  std::uint32_t& slot = named ? LockOrderAccess::Id(*named) : site_cache;
   std::atomic_ref<std::uint32_t> cached(slot);
   if (const std::uint32_t id = cached.load(std::memory_order_acquire); id != 0) return id;
   Registry& r = TheRegistry();
   std::uint32_t id = 0;
   {
     MutexLock lock(r.mu);
-    if (ref.named) {
-      id = Intern(r, std::string("name:") + ref.named->Name(), ref.named->Name());
+    if (named) {
+      id = Intern(r, std::string("name:") + named->Name(), named->Name());
     } else {
       // The column separates locks declared together (`Mutex a, b;`) into two classes.
-      const std::string site = FormatLocation(ref.site) + ":" + std::to_string(ref.site.column());
-      id = Intern(r, "site:" + site, "lock created at " + site);
+      const std::string where = FormatLocation(site) + ":" + std::to_string(site.column());
+      id = Intern(r, "site:" + where, "lock created at " + where);
     }
   }
   cached.store(id, std::memory_order_release);
   return id;
+}
+
+std::uint32_t ResolveClass(const LockClassRef& ref) {
+  return ResolveClass(ref.named, ref.site, ref.cached_id);
+}
+
+std::uint32_t ResolveClass(const CompactLockClassRef& ref) {
+  return ResolveClass(LockOrderAccess::Named(ref), LockOrderAccess::Site(ref),
+                      LockOrderAccess::CachedId(ref));
 }
 
 // Depth-first search for a path from `from` to `to` in the class graph; fills `path` with the
@@ -310,7 +328,10 @@ void ResetLockOrderState() {
   g_generation.fetch_add(1);
 }
 
-void LockOrderGuardAcquire(const void* lock, const LockClassRef& cls, SourceLocation where) {
+namespace {
+
+template <class Ref>
+void GuardAcquire(const void* lock, const Ref& cls, SourceLocation where) {
   if (!g_lock_order_on.load(std::memory_order_relaxed)) return;
   ThreadState& state = Tls();
   if (Held* h = FindHeld(state, lock); h != nullptr) {
@@ -325,7 +346,8 @@ void LockOrderGuardAcquire(const void* lock, const LockClassRef& cls, SourceLoca
   Push(state, lock, id, where);
 }
 
-void LockOrderNoteTryAcquired(const void* lock, const LockClassRef& cls, SourceLocation where) {
+template <class Ref>
+void NoteTryAcquired(const void* lock, const Ref& cls, SourceLocation where) {
   if (!g_lock_order_on.load(std::memory_order_relaxed)) return;
   ThreadState& state = Tls();
   if (Held* h = FindHeld(state, lock); h != nullptr) {
@@ -333,6 +355,25 @@ void LockOrderNoteTryAcquired(const void* lock, const LockClassRef& cls, SourceL
     return;
   }
   Push(state, lock, ResolveClass(cls), where);
+}
+
+}  // namespace
+
+void LockOrderGuardAcquire(const void* lock, const LockClassRef& cls, SourceLocation where) {
+  GuardAcquire(lock, cls, where);
+}
+
+void LockOrderGuardAcquire(const void* lock, const CompactLockClassRef& cls, SourceLocation where) {
+  GuardAcquire(lock, cls, where);
+}
+
+void LockOrderNoteTryAcquired(const void* lock, const LockClassRef& cls, SourceLocation where) {
+  NoteTryAcquired(lock, cls, where);
+}
+
+void LockOrderNoteTryAcquired(const void* lock, const CompactLockClassRef& cls,
+                              SourceLocation where) {
+  NoteTryAcquired(lock, cls, where);
 }
 
 void LockOrderNoteRelease(const void* lock) {

@@ -557,6 +557,48 @@ TEST_F(LockOrderTest, MutexesWithoutAClassGetOnePerCreationLine) {
   EXPECT_EQ(NewViolations(), 1u);
 }
 
+// A Mutex keeps its class in a CompactLockClassRef: either the LockClass or the creation site,
+// and Class() gives back the one it was made with.
+TEST_F(LockOrderTest, MutexClassIsItsLockClassOrItsCreationSite) {
+  static_assert(sizeof(Mutex) == sizeof(std::mutex) + 16);
+  static_assert(sizeof(RecursiveMutex) == sizeof(std::recursive_mutex) + 16);
+  static LockClass kNamed("compact.named");
+  Mutex named(kNamed);
+  const SourceLocation here = SourceLocation::current();
+  Mutex by_site;
+  EXPECT_EQ(named.Class().named, &kNamed);
+  EXPECT_EQ(named.Class().site.line(), 0u);
+  EXPECT_EQ(by_site.Class().named, nullptr);
+  EXPECT_EQ(by_site.Class().site.line(), here.line() + 1);
+  EXPECT_STREQ(by_site.Class().site.file_name(), here.file_name());
+}
+
+// Both kinds of class take part in validation: a named class ordered against a site class, then
+// the opposite order, is one inversion.
+TEST_F(LockOrderTest, NamedAndSiteClassedMutexesOrderEachOther) {
+  static LockClass kNamed("compact.order");
+  Mutex named(kNamed);
+  Mutex by_site;
+  OnOtherThread([&] {
+    MutexLock l1(named);
+    MutexLock l2(by_site);
+  });
+  bool refused = false;
+  OnOtherThread([&] {
+    MutexLock l1(by_site);
+    try {
+      MutexLock l2(named);
+    } catch (const LockOrderError&) {
+      refused = true;
+    }
+  });
+  EXPECT_TRUE(refused);
+  ASSERT_EQ(NewViolations(), 1u);
+  const LockOrderViolation v = Violations().back();
+  EXPECT_THAT(v.attempted.from, ::testing::HasSubstr("lock created at"));
+  EXPECT_EQ(v.attempted.to, "compact.order");
+}
+
 TEST_F(LockOrderTest, MutexChainedIntoAGroup) {
   Mutex mu;
   Ref<GroupLock> group = GroupLock::Create();

@@ -61,8 +61,8 @@ template <class StdMutex>
 class PLEXUS_CAPABILITY("mutex") ValidatedMutex {
  public:
   explicit ValidatedMutex(SourceLocation created = SourceLocation::current()) noexcept
-      : class_{nullptr, created} {}
-  explicit ValidatedMutex(const LockClass& cls) noexcept : class_{&cls, {}} {}
+      : class_(created) {}
+  explicit ValidatedMutex(const LockClass& cls) noexcept : class_(cls) {}
   ValidatedMutex(const ValidatedMutex&) = delete;
   ValidatedMutex& operator=(const ValidatedMutex&) = delete;
 
@@ -85,12 +85,14 @@ class PLEXUS_CAPABILITY("mutex") ValidatedMutex {
   bool try_lock() PLEXUS_TRY_ACQUIRE(true) { return TryAcquire(); }
   void unlock() PLEXUS_RELEASE() { Release(); }
 
-  const LockClassRef& Class() const noexcept { return class_; }
+  LockClassRef Class() const noexcept { return class_.Expand(); }
 
  private:
   friend class ::plexus::CondVar;
   StdMutex mu_;
-  LockClassRef class_;
+  // Compact (16 bytes, not LockClassRef's 24): these locks are many, and a lock with a class
+  // never needs its creation site.
+  CompactLockClassRef class_;
 };
 
 }  // namespace sync_internal
