@@ -73,12 +73,6 @@ void WaitFor(std::atomic<std::uint32_t>& waiters, Condition done) {
   waiters.fetch_sub(1, std::memory_order_relaxed);
 }
 
-// Messages a turn takes from the mailbox per lock acquisition.
-constexpr std::uint32_t kTakeBatch = 64;
-// Message references per mailbox segment (a segment is then 128 bytes).
-constexpr std::uint32_t kSegmentSlots = 15;
-// Spare segments a mailbox keeps for reuse; more are freed.
-constexpr std::uint32_t kMaxSpares = 32;
 // Polls of an empty mailbox before a turn ends (each a CPU pause: a few microseconds in all).
 constexpr int kEndOfTurnSpins = 512;
 
@@ -86,27 +80,25 @@ constexpr int kEndOfTurnSpins = 512;
 
 sync_internal::AnnotatedMutex SubscriptionCore::filter_mu_;
 
-struct SubscriptionCore::Segment {
-  Message* slots[kSegmentSlots];
-  std::atomic<Segment*> next{nullptr};  // the queue's next segment, or the next spare
-};
+// 100 000 idle subscriptions are a design point: subscription_core.h, Layout.
+static_assert(sizeof(SubscriptionCore) <= 6 * kCacheLineSize,
+              "read-mostly fields: 3 cache lines; mailbox: 2; the turn's: 1");
 
 SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
                                    SubscriptionOptions&& options)
     : id_(topic->Name() + "-" +
           std::to_string(next_subscription_number.fetch_add(1, std::memory_order_relaxed) + 1)),
+      handler_(std::move(handler)),
+      batch_limit_(std::max<std::uint32_t>(options.batch_limit, 1)),
       topic_(std::move(topic)),
       mode_(options.mode),
-      policy_(options.policy),
-      capacity_(static_cast<std::uint32_t>(
-          std::clamp<std::size_t>(options.capacity, 1, std::size_t{1} << 30))),
-      batch_limit_(std::max<std::uint32_t>(options.batch_limit, 1)),
-      high_water_(options.high_water),
-      low_water_(std::min(options.low_water, options.high_water)),
-      handler_(std::move(handler)),
       sync_mu_(options.mode == DeliveryMode::kSynchronous ? new RecursiveMutex(topic_->lock_class_)
                                                           : nullptr),
-      listen_option_(options.subscription_changes) {
+      listen_option_(options.subscription_changes),
+      mailbox_(options.policy,
+               static_cast<std::uint32_t>(
+                   std::clamp<std::size_t>(options.capacity, 1, std::size_t{1} << 30)),
+               options.high_water, options.low_water) {
   if (mode_ == DeliveryMode::kPool) {
     own_pool_ = std::move(options.pool);
     pool_ = own_pool_ ? own_pool_.get() : &ThreadPool::Shared();
@@ -118,22 +110,13 @@ SubscriptionCore::SubscriptionCore(Ref<Topic> topic, MessageHandler handler,
     if (type != nullptr) AcceptType(type);
   }
   if (Any(options.accepted_formats)) SetAcceptedFormats(options.accepted_formats);
-  if (mode_ != DeliveryMode::kSynchronous) head_ = tail_ = new Segment();
   SubscriptionRegistry::Get().Add(this);
 }
 
 SubscriptionCore::~SubscriptionCore() {
   SubscriptionRegistry::Get().Remove(this);
-  // Messages still queued (a subscription dropped without its final turn: only possible when
-  // its pool was shut down under it) are released.
-  for (std::uint64_t i = taken_.load(); i < enqueued_.load(); ++i) {
-    PopHead()->DecRef(SourceLocation::current(), this);
-  }
-  for (Segment* s = head_; s != nullptr;) delete std::exchange(s, s->next.load());
-  for (Segment* s = spares_.load(); s != nullptr;) delete std::exchange(s, s->next.load());
-  if (alert_reported_.load(std::memory_order_relaxed)) {
-    ReportQueueAlertChange("bus/" + id_, false, 0, high_water_);
-  }
+  delete words_.load(std::memory_order_relaxed);
+  mailbox_.ReportFinalClear(id_);
 }
 
 bool SubscriptionCore::InOwnCallback() const noexcept {
@@ -165,15 +148,15 @@ void SubscriptionCore::AcceptType(const MessageType* type) {
   const std::uint32_t id = type->Id();
   FilterWords* words = words_.load(std::memory_order_relaxed);
   if (words == nullptr || id / 64 >= words->count) {
-    auto bigger = std::make_unique<FilterWords>(std::max<std::size_t>(id / 64 + 1, 2));
+    auto* bigger =
+        new FilterWords(std::max<std::size_t>(id / 64 + 1, 2), std::unique_ptr<FilterWords>(words));
     if (words != nullptr) {
       for (std::size_t i = 0; i < words->count; ++i) {
         bigger->words[i].store(words->words[i].load(std::memory_order_relaxed),
                                std::memory_order_relaxed);
       }
     }
-    words = bigger.get();
-    filter_arrays_.push_back(std::move(bigger));
+    words = bigger;
     words_.store(words, std::memory_order_release);
   }
   words->words[id / 64].fetch_or(std::uint64_t{1} << (id % 64), std::memory_order_relaxed);
@@ -221,7 +204,7 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     // Closed: unsubscribed by a callback of this very fan-out, which still walks the snapshot
     // that held this subscription.
     if (!subscribed_.load(std::memory_order_relaxed)) return DeliverOutcome::kFiltered;
-    queued_.fetch_add(1, std::memory_order_relaxed);
+    sync_queued_.fetch_add(1, std::memory_order_relaxed);
     Invoke(message);
     if (final_pending_ && !InOwnCallback()) {
       final_pending_ = false;
@@ -232,121 +215,22 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     return DeliverOutcome::kDelivered;
   }
 
-  Message* evicted = nullptr;
-  bool schedule = false;
-  {
-    MutexLock lock(mu_);
-    if (closed_) return DeliverOutcome::kFiltered;
-    // A bounded queue holds capacity_ messages besides the one being handled (those a turn
-    // took in its batch count as held).
-    if (policy_ != QueuePolicy::kUnbounded && Depth() > capacity_) {
-      if (policy_ == QueuePolicy::kRejectNew) {
-        rejected_.store(rejected_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        return DeliverOutcome::kRejected;
-      }
-      dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      ++dropped;
-      const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
-      if (enqueued_.load(std::memory_order_relaxed) == taken) {
-        // Every older message is being handled already: this one is the oldest that can go.
-        return DeliverOutcome::kDropped;
-      }
-      // The consumer takes under mu_ too under a bounded policy: the head is ours here.
-      evicted = PopHead();
-      taken_.store(taken + 1, std::memory_order_relaxed);
-    }
-    message->AddRef(SourceLocation::current(), this);
-    schedule = EnqueueLocked(message, alert_changed);
-    if (ticket != nullptr && ticket->target == this) {
-      ticket->seq = enqueued_.load(std::memory_order_relaxed);
-    }
+  const Mailbox::PushResult pushed = mailbox_.Push(message);
+  if (pushed.dropped) ++dropped;
+  alert_changed = alert_changed || pushed.alert_changed;
+  switch (pushed.outcome) {
+    case Mailbox::Outcome::kClosed:
+      return DeliverOutcome::kFiltered;
+    case Mailbox::Outcome::kRejected:
+      return DeliverOutcome::kRejected;
+    case Mailbox::Outcome::kDropped:
+      return DeliverOutcome::kDropped;
+    case Mailbox::Outcome::kQueued:
+      break;
   }
-  if (evicted != nullptr) evicted->DecRef(SourceLocation::current(), this);
-  if (schedule) ScheduleTurn();
+  if (ticket != nullptr && ticket->target == this) ticket->seq = pushed.seq;
+  if (pushed.schedule) ScheduleTurn();
   return DeliverOutcome::kDelivered;
-}
-
-bool SubscriptionCore::EnqueueLocked(Message* message, bool& alert_changed) {
-  if (tail_slot_ == kSegmentSlots) {
-    Segment* next = spares_.load(std::memory_order_acquire);
-    // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
-    // and pushed again under us: no ABA.
-    while (next != nullptr &&
-           !spares_.compare_exchange_weak(next, next->next.load(std::memory_order_relaxed),
-                                          std::memory_order_acquire, std::memory_order_acquire)) {
-    }
-    if (next != nullptr) {
-      spare_count_.fetch_sub(1, std::memory_order_relaxed);
-      next->next.store(nullptr, std::memory_order_relaxed);
-    } else {
-      next = new Segment();
-    }
-    tail_->next.store(next, std::memory_order_release);
-    tail_ = next;
-    tail_slot_ = 0;
-  }
-  tail_->slots[tail_slot_++] = message;
-  const std::uint64_t enqueued = enqueued_.load(std::memory_order_relaxed) + 1;
-  // Publishes the slot to the consumer; sequentially consistent, against the consumer's
-  // end-of-turn check of scheduled_ (one of the two sees the other).
-  enqueued_.store(enqueued, std::memory_order_seq_cst);
-  queued_.store(queued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // Depth from a recent count of handled messages: an overestimate, refreshed (a read of the
-  // consumer's counter) only when it would set a new highest depth or reach high water.
-  const std::uint64_t gone = dropped_.load(std::memory_order_relaxed);
-  std::uint64_t depth = enqueued - handled_seen_ - gone;
-  if (depth > max_depth_.load(std::memory_order_relaxed) || depth >= high_water_) {
-    handled_seen_ = handled_.load(std::memory_order_relaxed);
-    depth = enqueued - std::min(enqueued, handled_seen_ + gone);
-    if (depth > max_depth_.load(std::memory_order_relaxed)) {
-      max_depth_.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
-    }
-    if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      alert_changed = CheckAlertLocked(depth);
-    }
-  }
-  return !scheduled_.load(std::memory_order_seq_cst) &&
-         !scheduled_.exchange(true, std::memory_order_acq_rel);
-}
-
-Message* SubscriptionCore::PopHead() {
-  if (head_slot_ == kSegmentSlots) {
-    Segment* next = head_->next.load(std::memory_order_acquire);
-    RetireSegment(std::exchange(head_, next));
-    head_slot_ = 0;
-  }
-  return head_->slots[head_slot_++];
-}
-
-void SubscriptionCore::RetireSegment(Segment* segment) {
-  if (spare_count_.load(std::memory_order_relaxed) >= kMaxSpares) {
-    delete segment;
-    return;
-  }
-  spare_count_.fetch_add(1, std::memory_order_relaxed);
-  Segment* top = spares_.load(std::memory_order_relaxed);
-  do {
-    segment->next.store(top, std::memory_order_relaxed);
-  } while (!spares_.compare_exchange_weak(top, segment, std::memory_order_release,
-                                          std::memory_order_relaxed));
-}
-
-std::uint32_t SubscriptionCore::Take(Message** batch) {
-  std::unique_lock<MailboxMutex> lock;
-  if (policy_ != QueuePolicy::kUnbounded) lock = std::unique_lock(mu_);
-  const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
-  const std::uint64_t available = enqueued_.load(std::memory_order_acquire) - taken;
-  const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(available, kTakeBatch));
-  for (std::uint32_t i = 0; i < n; ++i) batch[i] = PopHead();
-  if (n != 0) taken_.store(taken + n, std::memory_order_relaxed);
-  return n;
-}
-
-std::uint64_t SubscriptionCore::Depth() const noexcept {
-  const std::uint64_t enqueued = enqueued_.load(std::memory_order_acquire);
-  const std::uint64_t gone =
-      handled_.load(std::memory_order_relaxed) + dropped_.load(std::memory_order_relaxed);
-  return enqueued > gone ? enqueued - gone : 0;
 }
 
 void SubscriptionCore::ScheduleTurn() {
@@ -355,69 +239,31 @@ void SubscriptionCore::ScheduleTurn() {
   if (!pool_->Push([this] { RunTurn(); })) {
     // The pool was shut down under the subscription: its messages can no longer run.
     Log(LogLevel::kError, "bus subscription '" + id_ + "': its pool refused a turn");
-    scheduled_.store(false, std::memory_order_seq_cst);
+    mailbox_.CancelTurn();
     DecRef(SourceLocation::current(), &pool_);
   }
 }
 
-bool SubscriptionCore::CheckAlertLocked(std::size_t depth) {
-  const bool now = alerted_ ? depth > low_water_ : depth >= high_water_;
-  if (now == alerted_) return false;
-  alerted_ = now;
-  alert_depth_.store(static_cast<std::uint32_t>(std::min<std::size_t>(depth, UINT32_MAX)),
-                     std::memory_order_relaxed);
-  alerted_flag_.store(now, std::memory_order_seq_cst);
-  return true;
-}
-
-// The change is reported after the mailbox and topic locks were let go (the handler may
-// publish here, which takes them), so a raise and its clear, found by different threads, could
-// race to the handler. One thread reports at a time, always the latest state against the one
-// last reported, so the reports for one queue alternate raise, clear, raise... A thread that
-// finds another reporting leaves its change to it: the reporter looks again after letting go.
-// A change that is undone before it is reported is not reported at all (the counts stay paired).
-void SubscriptionCore::ReportAlertChanges() {
-  for (;;) {
-    if (alerted_flag_.load(std::memory_order_seq_cst) ==
-        alert_reported_.load(std::memory_order_relaxed)) {
-      return;
-    }
-    if (alert_reporting_.exchange(true, std::memory_order_seq_cst)) return;
-    for (;;) {
-      const bool now = alerted_flag_.load(std::memory_order_seq_cst);
-      if (now == alert_reported_.load(std::memory_order_relaxed)) break;
-      alert_reported_.store(now, std::memory_order_relaxed);
-      ReportQueueAlertChange("bus/" + id_, now, alert_depth_.load(std::memory_order_relaxed),
-                             high_water_);
-    }
-    alert_reporting_.store(false, std::memory_order_seq_cst);
-  }
-}
-
 void SubscriptionCore::RunTurn() {
-  Message* batch[kTakeBatch];
+  Message* batch[Mailbox::kTakeBatch];
   std::uint32_t handled_this_turn = 0;
   bool spun = false;
   for (;;) {
-    const std::uint32_t n = Take(batch);
+    const std::uint32_t n = mailbox_.Take(batch);
     if (n == 0) {
       if (!spun) {
         // About to give the thread back: first wait a moment for more, unless other work waits
         // for the thread. A publisher that keeps publishing then never pays for a new turn
         // (a pool push and a wake); an idle subscription pays a few microseconds once.
         spun = true;
-        const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
-        for (int i = 0; i < kEndOfTurnSpins && enqueued_.load(std::memory_order_relaxed) == taken &&
-                        !pool_->HasQueuedWork();
+        for (int i = 0; i < kEndOfTurnSpins && mailbox_.LooksEmpty() && !pool_->HasQueuedWork();
              ++i) {
           core_internal::CpuRelax();
         }
         continue;
       }
       // End the turn, unless a message came in that saw the turn still scheduled.
-      scheduled_.store(false, std::memory_order_seq_cst);
-      if (enqueued_.load(std::memory_order_seq_cst) != taken_.load(std::memory_order_relaxed) &&
-          !scheduled_.exchange(true, std::memory_order_acq_rel)) {
+      if (!mailbox_.EndTurn()) {
         spun = false;
         continue;
       }
@@ -426,21 +272,13 @@ void SubscriptionCore::RunTurn() {
     spun = false;
     for (std::uint32_t i = 0; i < n; ++i) {
       Invoke(batch[i]);
-      handled_.store(handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      batch[i]->DecRef(SourceLocation::current(), this);
+      mailbox_.NoteHandled();
+      batch[i]->DecRef(SourceLocation::current(), &mailbox_);
     }
     // Every message up to the last taken left the queue (handled, or dropped meanwhile).
-    const std::uint64_t done = taken_.load(std::memory_order_relaxed);
-    done_upto_.store(done, std::memory_order_seq_cst);
+    mailbox_.NoteBatchDone();
     if (waiters_.load(std::memory_order_seq_cst) != 0) WakeWaiters();
-    if (alerted_flag_.load(std::memory_order_relaxed)) {
-      bool alert_changed = false;
-      {
-        MutexLock lock(mu_);
-        if (alerted_) alert_changed = CheckAlertLocked(Depth());
-      }
-      if (alert_changed) ReportAlertChanges();
-    }
+    if (mailbox_.RecheckAlert()) ReportAlertChanges();
     handled_this_turn += n;
     if (handled_this_turn >= batch_limit_) {
       // Fairness, when other work waits for the thread: give it back and queue behind that
@@ -534,9 +372,9 @@ bool SubscriptionCore::Unsubscribe() {
 }
 
 void SubscriptionCore::DeliverFinal(Message* message) {
-  message->AddRef(SourceLocation::current(), this);
   final_message_.store(message, std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) {
+    message->AddRef(SourceLocation::current(), this);
     MutexLock sync(*sync_mu_);
     if (InOwnCallback()) {
       // Unsubscribed from its own callback: the final message follows once it returns.
@@ -547,15 +385,9 @@ void SubscriptionCore::DeliverFinal(Message* message) {
     message->DecRef(SourceLocation::current(), this);
     return;
   }
-  bool schedule = false;
-  bool alert_changed = false;
-  {
-    MutexLock lock(mu_);
-    closed_ = true;
-    schedule = EnqueueLocked(message, alert_changed);
-  }
-  if (alert_changed) ReportAlertChanges();
-  if (schedule) ScheduleTurn();
+  const Mailbox::PushResult pushed = mailbox_.PushFinal(message);
+  if (pushed.alert_changed) ReportAlertChanges();
+  if (pushed.schedule) ScheduleTurn();
 }
 
 bool SubscriptionCore::Join(SourceLocation where) {
@@ -584,7 +416,7 @@ bool SubscriptionCore::Join(SourceLocation where) {
 }
 
 void SubscriptionCore::WaitHandled(std::uint64_t seq) {
-  WaitFor(waiters_, [&] { return done_upto_.load(std::memory_order_seq_cst) >= seq; });
+  WaitFor(waiters_, [&] { return mailbox_.DoneUpto() >= seq; });
 }
 
 SubscriptionStats SubscriptionCore::Stats() const {
@@ -592,20 +424,18 @@ SubscriptionStats SubscriptionCore::Stats() const {
   s.id = id_;
   s.topic = topic_->Name();
   s.mode = mode_;
-  s.queued = queued_.load(std::memory_order_relaxed);
+  s.queued = mode_ == DeliveryMode::kSynchronous ? sync_queued_.load(std::memory_order_relaxed)
+                                                 : mailbox_.Queued();
   s.filtered = filtered_.load(std::memory_order_relaxed);
   s.dispatched = dispatched_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
-  s.dropped = dropped_.load(std::memory_order_relaxed);
-  s.rejected = rejected_.load(std::memory_order_relaxed);
-  s.max_depth = max_depth_.load(std::memory_order_relaxed);
+  s.dropped = mailbox_.Dropped();
+  s.rejected = mailbox_.Rejected();
+  s.max_depth = mailbox_.MaxDepth();
   s.subscribed = subscribed_.load(std::memory_order_relaxed);
-  s.depth = Depth();
-  {
-    MutexLock lock(mu_);
-    s.alerted = alerted_;
-    s.done = final_done_.load(std::memory_order_relaxed);
-  }
+  s.depth = mailbox_.Depth();
+  s.alerted = mailbox_.Alerted();
+  s.done = final_done_.load(std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) s.done = final_started_.load() && !s.subscribed;
   return s;
 }
