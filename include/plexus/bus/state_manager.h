@@ -58,6 +58,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "plexus/bus/message.h"
@@ -158,7 +160,7 @@ class StatePublisher {
                         SourceLocation where = SourceLocation::current());
   // Makes a message of `type` carrying `value` and publishes it; nothing for a declined type.
   template <class T>
-  PublishResult Publish(const TypedMessageType<T>& type, T value,
+  PublishResult Publish(const TypedMessageType<T>& type, std::type_identity_t<T> value,
                         SourceLocation where = SourceLocation::current()) {
     if (type.get() == nullptr || type->IsDeclined()) return {};
     return Publish(type.Make(std::move(value), where), where);
