@@ -12,24 +12,21 @@ namespace plexus {
 namespace bus_internal {
 
 // One state. Kept small (a state costs this, its topic, and a forward edge): the id is not
-// stored, it is the tail of the topic's name; the implicit publishers' nodes, rare, live in a
+// stored, it is the tail of the topic's name, and the manager is not either (whoever reaches a
+// state came through its manager, and holds it); the implicit publishers' nodes, rare, live in a
 // list of their own; the counts and the table link are guarded by the manager's mu_, the last
 // message by one of the manager's stripe locks (neither is annotated: the analysis cannot name
 // another object's lock through a pointer it does not know to be that object).
 class StateEntry final : public RefCounted {
  public:
-  StateEntry(Ref<StateManager> manager, Ref<Topic> topic, Forward forward,
-             std::uint32_t hash) noexcept
-      : hash_(hash),
-        manager_(std::move(manager)),
-        topic_(std::move(topic)),
-        forward_(std::move(forward)) {}
+  StateEntry(Ref<Topic> topic, Forward forward, std::uint32_t hash) noexcept
+      : hash_(hash), topic_(std::move(topic)), forward_(std::move(forward)) {}
 
-  std::string_view Id() const noexcept {
-    return std::string_view(topic_->Name()).substr(manager_->Name().size() + 1);
+  // The id: the topic's name after "<manager>/" (`prefix` characters).
+  std::string_view Id(std::size_t prefix) const noexcept {
+    return std::string_view(topic_->Name()).substr(prefix);
   }
   std::uint32_t Hash() const noexcept { return hash_; }
-  StateManager& Manager() const noexcept { return *manager_; }
   const Ref<Topic>& GetTopic() const noexcept { return topic_; }
   std::uint32_t Holders() const noexcept {
     return subscribers + publishers +
@@ -50,7 +47,6 @@ class StateEntry final : public RefCounted {
   ~StateEntry() override = default;
 
   const std::uint32_t hash_;
-  const Ref<StateManager> manager_;
   const Ref<Topic> topic_;
   Forward forward_;  // topic_ -> the manager's "all"
 };
@@ -86,14 +82,34 @@ Ref<StateManager> StateManager::Create(std::string_view name, SourceLocation whe
 StateManager::StateManager(std::string_view name, Ref<Topic> all)
     : name_(name), all_(std::move(all)) {}
 
-// Every state holds its manager, and the table holds only states that have holders, so the
-// table is empty by now.
-StateManager::~StateManager() = default;
+// Handles hold their manager, so what the table still lists is held by implicit publishers
+// only: those states go with the manager (their forwards cancelled, their last references let
+// go), as nobody could reach them any more.
+StateManager::~StateManager() {
+  std::vector<StateEntry*> orphans;
+  {
+    MutexLock lock(mu_);
+    for (StateEntry* head : buckets_) {
+      for (StateEntry* s = head; s != nullptr; s = s->next) orphans.push_back(s);
+    }
+    buckets_.clear();
+    count_ = 0;
+  }
+  for (StateEntry* s : orphans) {
+    s->next = nullptr;
+    s->CancelForward();
+    s->DecRef(SourceLocation::current(), this);
+  }
+}
+
+std::string_view StateManager::IdOf(const StateEntry& state) const noexcept {
+  return state.Id(name_.size() + 1);
+}
 
 StateEntry* StateManager::FindLocked(std::string_view id, std::uint32_t hash) const {
   if (buckets_.empty()) return nullptr;
   for (StateEntry* s = buckets_[hash & (buckets_.size() - 1)]; s != nullptr; s = s->next) {
-    if (s->Hash() == hash && s->Id() == id) return s;
+    if (s->Hash() == hash && IdOf(*s) == id) return s;
   }
   return nullptr;
 }
@@ -160,9 +176,8 @@ Ref<StateEntry> StateManager::Acquire(std::string_view id, Holder kind, NodeId n
   // the manager's lock must never be held while a topic's is taken (header, "Lock order").
   Ref<Topic> topic = Topic::Create(name_ + "/" + std::string(id), {}, where);
   Forward forward = ForwardAll(topic, all_, where);
-  Ref<StateEntry> fresh = Ref<StateEntry>::Adopt(
-      new StateEntry(Ref<StateManager>(this, where), std::move(topic), std::move(forward), hash),
-      where);
+  Ref<StateEntry> fresh =
+      Ref<StateEntry>::Adopt(new StateEntry(std::move(topic), std::move(forward), hash), where);
   Ref<StateEntry> result;
   {
     MutexLock lock(mu_);
@@ -247,7 +262,7 @@ void StateManager::NotifySubscribe(const StateEntry& state) const {
   const Ref<Message> last = LastOf(state);
   for (const ObserverSlot& slot : *observers) {
     if (!slot.observer->on_subscribe) continue;
-    core_internal::RunCatching([&] { slot.observer->on_subscribe(state.Id(), last); },
+    core_internal::RunCatching([&] { slot.observer->on_subscribe(IdOf(state), last); },
                                [&] { return "state observer (on_subscribe) of " + name_; },
                                SourceLocation::current());
   }
@@ -262,7 +277,7 @@ void StateManager::NotifyUnsubscribe(const StateEntry& state) const {
   if (observers == nullptr) return;
   for (const ObserverSlot& slot : *observers) {
     if (!slot.observer->on_unsubscribe) continue;
-    core_internal::RunCatching([&] { slot.observer->on_unsubscribe(state.Id()); },
+    core_internal::RunCatching([&] { slot.observer->on_unsubscribe(IdOf(state)); },
                                [&] { return "state observer (on_unsubscribe) of " + name_; },
                                SourceLocation::current());
   }
@@ -273,7 +288,8 @@ StateSubscriber StateManager::AddSubscriber(std::string_view id, SourceLocation 
     ReportMisuse("StateManager::AddSubscriber: empty id", where);
     return {};
   }
-  StateSubscriber subscriber(Acquire(id, Holder::kSubscriber, NodeId(), where), Subscription());
+  StateSubscriber subscriber(Ref<StateManager>(this, where),
+                             Acquire(id, Holder::kSubscriber, NodeId(), where), Subscription());
   NotifySubscribe(*subscriber.state_);
   return subscriber;
 }
@@ -298,7 +314,8 @@ StateSubscriber StateManager::Subscribe(std::string_view id, MessageHandler hand
     Release(*state, Holder::kSubscriber, NodeId(), where);
     throw;
   }
-  StateSubscriber subscriber(std::move(state), std::move(subscription));
+  StateSubscriber subscriber(Ref<StateManager>(this, where), std::move(state),
+                             std::move(subscription));
   NotifySubscribe(*subscriber.state_);
   return subscriber;
 }
@@ -308,7 +325,8 @@ StatePublisher StateManager::AddPublisher(std::string_view id, SourceLocation wh
     ReportMisuse("StateManager::AddPublisher: empty id", where);
     return {};
   }
-  return StatePublisher(Acquire(id, Holder::kPublisher, NodeId(), where));
+  return StatePublisher(Ref<StateManager>(this, where),
+                        Acquire(id, Holder::kPublisher, NodeId(), where));
 }
 
 PublishResult StateManager::PublishById(std::string_view id, NodeId node,
@@ -402,7 +420,7 @@ std::size_t StateManager::Visit(const StateVisitor& visit, bool subscribed_only,
   std::size_t visited = 0;
   for (const Ref<StateEntry>& s : snapshot) {
     ++visited;
-    if (!visit(s->Id(), LastOf(*s))) break;
+    if (!visit(IdOf(*s), LastOf(*s))) break;
   }
   return visited;
 }
@@ -441,15 +459,21 @@ Ref<Message> StateManager::LastMessage(std::string_view id) const {
 
 StateSubscriber::StateSubscriber() noexcept = default;
 
-StateSubscriber::StateSubscriber(Ref<StateEntry> state, Subscription subscription) noexcept
-    : state_(std::move(state)), subscription_(std::move(subscription)) {}
+StateSubscriber::StateSubscriber(Ref<StateManager> manager, Ref<StateEntry> state,
+                                 Subscription subscription) noexcept
+    : manager_(std::move(manager)),
+      state_(std::move(state)),
+      subscription_(std::move(subscription)) {}
 
 StateSubscriber::StateSubscriber(StateSubscriber&& other) noexcept
-    : state_(std::move(other.state_)), subscription_(std::move(other.subscription_)) {}
+    : manager_(std::move(other.manager_)),
+      state_(std::move(other.state_)),
+      subscription_(std::move(other.subscription_)) {}
 
 StateSubscriber& StateSubscriber::operator=(StateSubscriber&& other) noexcept {
   if (this != &other) {
     Unsubscribe(SourceLocation{});
+    manager_ = std::move(other.manager_);
     state_ = std::move(other.state_);
     subscription_ = std::move(other.subscription_);
   }
@@ -461,7 +485,7 @@ StateSubscriber::~StateSubscriber() {
 }
 
 std::string_view StateSubscriber::Id() const noexcept {
-  return state_ != nullptr ? state_->Id() : std::string_view();
+  return state_ != nullptr ? manager_->IdOf(*state_) : std::string_view();
 }
 
 Ref<Topic> StateSubscriber::GetTopic() const {
@@ -469,14 +493,16 @@ Ref<Topic> StateSubscriber::GetTopic() const {
 }
 
 Ref<Message> StateSubscriber::LastMessage() const {
-  return state_ != nullptr ? state_->Manager().LastOf(*state_) : nullptr;
+  return state_ != nullptr ? manager_->LastOf(*state_) : nullptr;
 }
 
 void StateSubscriber::Release(SourceLocation where) noexcept {
+  // The state goes before the manager (declared after it): the manager's destructor expects
+  // every state it does not list to be held elsewhere.
+  const Ref<StateManager> manager = std::move(manager_);
   const Ref<StateEntry> state = std::move(state_);
-  StateManager& manager = state->Manager();
-  manager.Release(*state, StateManager::Holder::kSubscriber, NodeId(), where);
-  manager.NotifyUnsubscribe(*state);
+  manager->Release(*state, StateManager::Holder::kSubscriber, NodeId(), where);
+  manager->NotifyUnsubscribe(*state);
 }
 
 bool StateSubscriber::Unsubscribe(SourceLocation where) {
@@ -510,13 +536,16 @@ bool StateSubscriber::UnsubscribeAndJoin(SourceLocation where) {
 
 StatePublisher::StatePublisher() noexcept = default;
 
-StatePublisher::StatePublisher(Ref<StateEntry> state) noexcept : state_(std::move(state)) {}
+StatePublisher::StatePublisher(Ref<StateManager> manager, Ref<StateEntry> state) noexcept
+    : manager_(std::move(manager)), state_(std::move(state)) {}
 
-StatePublisher::StatePublisher(StatePublisher&& other) noexcept : state_(std::move(other.state_)) {}
+StatePublisher::StatePublisher(StatePublisher&& other) noexcept
+    : manager_(std::move(other.manager_)), state_(std::move(other.state_)) {}
 
 StatePublisher& StatePublisher::operator=(StatePublisher&& other) noexcept {
   if (this != &other) {
     Release(SourceLocation{});
+    manager_ = std::move(other.manager_);
     state_ = std::move(other.state_);
   }
   return *this;
@@ -527,7 +556,7 @@ StatePublisher::~StatePublisher() {
 }
 
 std::string_view StatePublisher::Id() const noexcept {
-  return state_ != nullptr ? state_->Id() : std::string_view();
+  return state_ != nullptr ? manager_->IdOf(*state_) : std::string_view();
 }
 
 Ref<Topic> StatePublisher::GetTopic() const {
@@ -543,13 +572,14 @@ PublishResult StatePublisher::Publish(const Ref<Message>& message, SourceLocatio
     ReportMisuse("StatePublisher::Publish: null message", where);
     return {};
   }
-  return state_->Manager().StoreAndPublish(*state_, message, where);
+  return manager_->StoreAndPublish(*state_, message, where);
 }
 
 bool StatePublisher::Release(SourceLocation where) noexcept {
   if (state_ == nullptr) return false;
+  const Ref<StateManager> manager = std::move(manager_);
   const Ref<StateEntry> state = std::move(state_);
-  state->Manager().Release(*state, StateManager::Holder::kPublisher, NodeId(), where);
+  manager->Release(*state, StateManager::Holder::kPublisher, NodeId(), where);
   return true;
 }
 

@@ -492,6 +492,20 @@ TEST(StateManager, ManagerDroppedBeforeItsHolders) {
   leaks.ExpectNoLeak();
 }
 
+TEST(StateManager, DroppingTheManagerRemovesStatesHeldOnlyByImplicitPublishers) {
+  LeakCheck leaks;
+  {
+    Ref<StateManager> manager = StateManager::Create("foo");
+    const std::uint64_t all_topic = manager->AllTopic()->Id();
+    manager->PublishById("x", NodeId::Local(), Text("never removed"));
+    const std::uint64_t x_topic = manager->FindTopic("x")->Id();
+    manager.Reset();
+    EXPECT_TRUE(plexus_test::WaitForTopicGone(x_topic));
+    EXPECT_TRUE(plexus_test::WaitForTopicGone(all_topic));
+  }
+  leaks.ExpectNoLeak();
+}
+
 TEST(StateManager, ObserversMayCallTheManager) {
   Ref<StateManager> manager = StateManager::Create("foo");
   std::vector<std::size_t> counts;

@@ -26,8 +26,9 @@
 // When the last holder lets go, the state is removed: its topic's forward into "all" is
 // cancelled and the topic and last message are dropped with the state. A later publish or
 // subscribe of the same id makes a new state, with a new topic and no last message. A handle
-// holds its state and, through it, the manager, so the manager's own Ref may be dropped first:
-// the manager lives until its last state is gone.
+// holds its state and the manager, so the manager's own Ref may be dropped first. When the
+// manager's last reference goes (no handle left), the states that only implicit publishers
+// still hold are removed with it: nobody could reach them any more.
 //
 // Observers (AddObserver) hear each explicit subscriber arrive, with the state's last message
 // (or none), and leave. Iteration (ForEachState, ForEachSubscribedState) walks a snapshot of
@@ -130,10 +131,12 @@ class StateSubscriber {
 
  private:
   friend class StateManager;
-  StateSubscriber(Ref<bus_internal::StateEntry> state, Subscription subscription) noexcept;
+  StateSubscriber(Ref<StateManager> manager, Ref<bus_internal::StateEntry> state,
+                  Subscription subscription) noexcept;
   // Lets go of the state, if held; the subscription must be unsubscribed already.
   void Release(SourceLocation where) noexcept;
 
+  Ref<StateManager> manager_;
   Ref<bus_internal::StateEntry> state_;
   Subscription subscription_;
 };
@@ -171,8 +174,9 @@ class StatePublisher {
 
  private:
   friend class StateManager;
-  explicit StatePublisher(Ref<bus_internal::StateEntry> state) noexcept;
+  StatePublisher(Ref<StateManager> manager, Ref<bus_internal::StateEntry> state) noexcept;
 
+  Ref<StateManager> manager_;
   Ref<bus_internal::StateEntry> state_;
 };
 
@@ -266,6 +270,7 @@ class StateManager final : public RefCounted {
   bool Release(bus_internal::StateEntry& state, Holder kind, NodeId node, SourceLocation where)
       PLEXUS_EXCLUDES(mu_);
   Ref<bus_internal::StateEntry> Find(std::string_view id) const PLEXUS_EXCLUDES(mu_);
+  std::string_view IdOf(const bus_internal::StateEntry& state) const noexcept;
   std::size_t Visit(const StateVisitor& visit, bool subscribed_only, const char* caller,
                     SourceLocation where) const PLEXUS_EXCLUDES(mu_);
 
