@@ -15,6 +15,7 @@
 #include "plexus/bus/message_router.h"
 #include "plexus/bus/message_type.h"
 #include "plexus/bus/node_id.h"
+#include "plexus/bus/state_manager.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/bus/subscription_change.h"
 #include "plexus/bus/topic.h"
