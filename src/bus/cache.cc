@@ -41,6 +41,7 @@
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
 #include "plexus/sync/mutex.h"
+#include "registry.h"
 
 namespace plexus {
 namespace bus_internal {
@@ -183,9 +184,13 @@ Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunctio
     : id_(std::move(id)),
       aggregate_(std::move(aggregate)),
       publish_aggregate_(std::move(publish_aggregate)),
-      shards_(new CacheShard[kShards]) {}
+      shards_(new CacheShard[kShards]) {
+  bus_internal::CacheRegistry::Get().Add(this);  // for the listings (bus_stats.h)
+}
 
-Cache::~Cache() = default;
+Cache::~Cache() {
+  bus_internal::CacheRegistry::Get().Remove(this);
+}
 
 CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id, std::size_t& hash) const {
   hash = bus_internal::HashKey(type, id);
@@ -591,10 +596,14 @@ Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& original, const Ref<Cac
 }
 
 CachingTopic::CachingTopic(Ref<bus_internal::CachingCore> core, Subscription subscription)
-    : core_(std::move(core)), subscription_(std::move(subscription)) {}
+    : core_(std::move(core)), subscription_(std::move(subscription)) {
+  bus_internal::CachingTopicRegistry::Get().Add(this);  // for the listings (bus_stats.h)
+}
 
 // The subscription handle's destructor unsubscribes; its final message lets the core go.
-CachingTopic::~CachingTopic() = default;
+CachingTopic::~CachingTopic() {
+  bus_internal::CachingTopicRegistry::Get().Remove(this);
+}
 
 const Ref<Topic>& CachingTopic::Output() const noexcept {
   return core_->output;

@@ -2,10 +2,11 @@
 // table.
 //
 // The moving parts:
-//   * RouteTable: every route of the router, indexed three ways (by type id, the format routes
-//     in a short list, the default). A table is never modified once published; every route
-//     change builds a new one under mu_ and swaps table_. Routes are shared between the
-//     tables they appear in (shared_ptr), so a change copies pointers, not callbacks.
+//   * RouteTable: every route of the router, indexed four ways (by type id, cache routes by
+//     their snapshot type's id, the format routes in a short list, the default). A table is never
+//     modified once published; every route change builds a new one under mu_ and swaps table_.
+//     Routes are shared between the tables they appear in (shared_ptr), so a change copies
+//     pointers, not callbacks.
 //   * Dispatch (the subscription's callback) loads table_ and calls the route it resolves,
 //     holding no lock. Around that it counts itself in `entered_` and out in `exited_`.
 //     A subscription's callbacks never overlap, except that a synchronous one may be entered
@@ -31,6 +32,8 @@
 //     tables and hence of callbacks) always happens after mu_ is released.
 //   * A thread-local chain of dispatch frames tells a mutator whether it runs inside this
 //     router's dispatch on this thread (possibly under another router's nested dispatch).
+//   * Every core is in the registry of live routers (registry.h) from the moment its
+//     subscription exists until it is destroyed, so the listings can read its counters.
 
 #include "plexus/bus/message_router.h"
 
@@ -54,6 +57,7 @@
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
 #include "plexus/sync/mutex.h"
+#include "registry.h"
 
 namespace plexus {
 namespace bus_internal {
@@ -117,14 +121,25 @@ struct Route {
 struct RouteTable {
   // Index: MessageType::Id(); null where the type has no route. Sized to the largest routed id.
   std::vector<Route*> by_type;
+  // The cache routes, indexed by their snapshot type's id likewise; empty when there is none,
+  // which spares every other router the look at the payload.
+  std::vector<Route*> by_snapshot;
   std::vector<Route*> by_format;              // disjoint format sets, in the order added
   Route* fallback = nullptr;                  // the default route
   std::vector<std::shared_ptr<Route>> owned;  // every route above, once
 
   const Route* Resolve(const Message& message, bool is_final) const noexcept {
-    // Cache-update routes (not built yet) go here: a cache-update message is looked up
-    // first by the type of the snapshot it carries (an index of its own), falling through to
-    // the lookup by its own type below, as Asterisk's router_dispatch does.
+    // A cache update is looked up first by the type of the snapshot it carries, falling
+    // through to the lookup by its own type, as Asterisk's router_dispatch does.
+    if (!by_snapshot.empty()) {
+      const CacheUpdate* update = CacheUpdateType().Get(message);
+      if (update != nullptr && update->type != nullptr) {
+        const std::uint32_t snapshot_id = update->type->Id();
+        if (snapshot_id < by_snapshot.size() && by_snapshot[snapshot_id] != nullptr) {
+          return by_snapshot[snapshot_id];
+        }
+      }
+    }
     const std::uint32_t id = message.Type().Id();
     if (id < by_type.size() && by_type[id] != nullptr) return by_type[id];
     if (!is_final && !by_format.empty()) {
@@ -138,11 +153,8 @@ struct RouteTable {
 
   std::unique_ptr<RouteTable> CopyWithout(const Route* removed) const {
     auto next = std::make_unique<RouteTable>();
-    next->by_type = by_type;
-    for (Route*& r : next->by_type) {
-      if (r == removed) r = nullptr;
-    }
-    while (!next->by_type.empty() && next->by_type.back() == nullptr) next->by_type.pop_back();
+    next->by_type = WithoutRoute(by_type, removed);
+    next->by_snapshot = WithoutRoute(by_snapshot, removed);
     for (Route* r : by_format) {
       if (r != removed) next->by_format.push_back(r);
     }
@@ -151,6 +163,21 @@ struct RouteTable {
       if (r.get() != removed) next->owned.push_back(r);
     }
     return next;
+  }
+
+  // `index` with `removed` cleared, trimmed to its last route.
+  static std::vector<Route*> WithoutRoute(const std::vector<Route*>& index, const Route* removed) {
+    std::vector<Route*> out = index;
+    for (Route*& r : out) {
+      if (r == removed) r = nullptr;
+    }
+    while (!out.empty() && out.back() == nullptr) out.pop_back();
+    return out;
+  }
+
+  // Whether `index` holds a route at `id`.
+  static bool Has(const std::vector<Route*>& index, std::uint32_t id) noexcept {
+    return id < index.size() && index[id] != nullptr;
   }
 };
 
@@ -168,9 +195,20 @@ class RouterCore {
   explicit RouterCore(std::string topic_name)
       : asymmetric_(Asymmetric()), table_(new RouteTable), topic_name_(std::move(topic_name)) {}
   ~RouterCore() {
+    // First, so that a listing walking the registry never sees a half-destroyed core.
+    if (registered_) RouterRegistry::Get().Remove(this);
     // Nothing dispatches any more: the subscription's callback held this core.
     delete table_.load(std::memory_order_relaxed);
   }
+
+  // Enters the registry of live routers under its subscription's id (once, at creation).
+  void Register(std::string id) {
+    id_ = std::move(id);
+    registered_ = true;
+    RouterRegistry::Get().Add(this);
+  }
+  const std::string& Id() const noexcept { return id_; }
+  const std::string& TopicName() const noexcept { return topic_name_; }
   RouterCore(const RouterCore&) = delete;
   RouterCore& operator=(const RouterCore&) = delete;
 
@@ -183,6 +221,7 @@ class RouterCore {
     if (const Route* found = table->Resolve(message, is_final)) {
       const Route& route = *found;
       Bump(route.kind == RouteKind::kDefault ? defaulted_ : routed_);
+      if (route.kind == RouteKind::kCache) Bump(cache_routed_);
       Bump(route.calls);
       if (!core_internal::RunCatching(
               [&] { route.handler(message, is_final); },
@@ -291,6 +330,7 @@ class RouterCore {
 
   void Fill(MessageRouterStats& stats) const {
     stats.routed = routed_.load(std::memory_order_relaxed);
+    stats.cache_routed = cache_routed_.load(std::memory_order_relaxed);
     stats.defaulted = defaulted_.load(std::memory_order_relaxed);
     stats.unrouted = unrouted_.load(std::memory_order_relaxed);
     stats.failed = failed_.load(std::memory_order_relaxed);
@@ -353,10 +393,18 @@ class RouterCore {
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<bool> has_retired_{false};
   std::atomic<std::uint64_t> routed_{0};
+  std::atomic<std::uint64_t> cache_routed_{0};
   std::atomic<std::uint64_t> defaulted_{0};
   std::atomic<std::uint64_t> unrouted_{0};
   std::atomic<std::uint64_t> failed_{0};
   const std::string topic_name_;
+  // Written once, before the core enters the registry (whose lock orders it before readers).
+  std::string id_;
+  bool registered_ = false;
+  // The registry's links, guarded by its lock.
+  friend class LiveRegistry<RouterCore>;
+  RouterCore* prev_live_ = nullptr;
+  RouterCore* next_live_ = nullptr;
   std::vector<Retired> retired_ PLEXUS_GUARDED_BY(mu_);
   // The filter's state (see AcceptType): sequentially consistent, so that a step's re-check
   // after changing the subscription's filter sees a racing AcceptEverything.
@@ -413,6 +461,7 @@ MessageRouter MessageRouter::Create(const Ref<Topic>& topic, SubscriptionOptions
       std::move(options), where);
   if (!subscription) return {};
   subscription.DeclineType(SubscriptionChangeType().get(), where);
+  core->Register(subscription.Id());
   return MessageRouter(std::move(subscription), std::move(core));
 }
 
@@ -430,7 +479,7 @@ bool MessageRouter::AddRouteHandler(const MessageType* type, RouteHandler handle
   const std::uint32_t id = type->Id();
   const bool added = core_->Change(
       [&](const RouteTable& current, bool& /*removes*/) -> std::unique_ptr<RouteTable> {
-        if (id < current.by_type.size() && current.by_type[id] != nullptr) return nullptr;
+        if (RouteTable::Has(current.by_type, id)) return nullptr;
         std::unique_ptr<RouteTable> next = current.CopyWithout(nullptr);
         if (next->by_type.size() <= id) next->by_type.resize(id + 1, nullptr);
         next->by_type[id] = route.get();
@@ -456,7 +505,7 @@ bool MessageRouter::RemoveRoute(const MessageType* type, SourceLocation where) {
   const std::uint32_t id = type->Id();
   return core_->Change(
       [&](const RouteTable& current, bool& removes) -> std::unique_ptr<RouteTable> {
-        if (id >= current.by_type.size() || current.by_type[id] == nullptr) return nullptr;
+        if (!RouteTable::Has(current.by_type, id)) return nullptr;
         removes = true;
         return current.CopyWithout(current.by_type[id]);
       });
@@ -465,8 +514,59 @@ bool MessageRouter::RemoveRoute(const MessageType* type, SourceLocation where) {
 bool MessageRouter::HasRoute(const MessageType* type) const {
   if (core_ == nullptr || type == nullptr) return false;
   MutexLock lock(core_->mu_);
-  const RouteTable& t = core_->CurrentLocked();
-  return type->Id() < t.by_type.size() && t.by_type[type->Id()] != nullptr;
+  return RouteTable::Has(core_->CurrentLocked().by_type, type->Id());
+}
+
+bool MessageRouter::AddCacheRouteHandler(const MessageType* snapshot_type, RouteHandler handler,
+                                         SourceLocation where) {
+  if (!CheckRouter(core_.get(), where)) return false;
+  if (snapshot_type == nullptr || !handler) {
+    ReportMisuse(snapshot_type == nullptr ? "message router: cache route for a null type"
+                                          : "message router: cache route with an empty callback",
+                 where);
+    return false;
+  }
+  auto route = std::make_shared<Route>(RouteKind::kCache, snapshot_type->Name(), std::move(handler),
+                                       MessageFormat::kNone);
+  const std::uint32_t id = snapshot_type->Id();
+  const bool added = core_->Change(
+      [&](const RouteTable& current, bool& /*removes*/) -> std::unique_ptr<RouteTable> {
+        if (RouteTable::Has(current.by_snapshot, id)) return nullptr;
+        std::unique_ptr<RouteTable> next = current.CopyWithout(nullptr);
+        if (next->by_snapshot.size() <= id) next->by_snapshot.resize(id + 1, nullptr);
+        next->by_snapshot[id] = route.get();
+        next->owned.push_back(route);
+        return next;
+      });
+  if (!added) {
+    ReportMisuse("message router: a cache route for snapshot type '" + snapshot_type->Name() +
+                     "' exists already (one cache route per snapshot type; remove it first)",
+                 where);
+    return false;
+  }
+  core_->AcceptType(subscription_, CacheUpdateType().get(), where);
+  return true;
+}
+
+bool MessageRouter::RemoveCacheRoute(const MessageType* snapshot_type, SourceLocation where) {
+  if (!CheckRouter(core_.get(), where)) return false;
+  if (snapshot_type == nullptr) {
+    ReportMisuse("message router: removing the cache route of a null type", where);
+    return false;
+  }
+  const std::uint32_t id = snapshot_type->Id();
+  return core_->Change(
+      [&](const RouteTable& current, bool& removes) -> std::unique_ptr<RouteTable> {
+        if (!RouteTable::Has(current.by_snapshot, id)) return nullptr;
+        removes = true;
+        return current.CopyWithout(current.by_snapshot[id]);
+      });
+}
+
+bool MessageRouter::HasCacheRoute(const MessageType* snapshot_type) const {
+  if (core_ == nullptr || snapshot_type == nullptr) return false;
+  MutexLock lock(core_->mu_);
+  return RouteTable::Has(core_->CurrentLocked().by_snapshot, snapshot_type->Id());
 }
 
 bool MessageRouter::AddFormatRouteHandler(MessageFormats formats, RouteHandler handler,
@@ -575,5 +675,34 @@ MessageRouterStats MessageRouter::Stats() const {
   core_->Fill(stats);
   return stats;
 }
+
+const char* RouteKindName(RouteKind kind) noexcept {
+  switch (kind) {
+    case RouteKind::kType:
+      return "type";
+    case RouteKind::kFormat:
+      return "format";
+    case RouteKind::kDefault:
+      return "default";
+    case RouteKind::kCache:
+      return "cache";
+  }
+  return "?";
+}
+
+namespace bus_internal {
+
+std::vector<MessageRouterStats> ListRouterCores() {
+  std::vector<MessageRouterStats> out;
+  RouterRegistry::Get().ForEach([&](const RouterCore& core) {
+    MessageRouterStats& stats = out.emplace_back();
+    stats.subscription.id = core.Id();
+    stats.subscription.topic = core.TopicName();
+    core.Fill(stats);
+  });
+  return out;
+}
+
+}  // namespace bus_internal
 
 }  // namespace plexus

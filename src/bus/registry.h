@@ -1,11 +1,20 @@
-// The registries of live topics and subscriptions that the statistics listings walk: intrusive
-// lists (through the objects' prev_live_/next_live_ links) under one short lock each, so
-// registering costs no allocation and a listing never waits on a publisher or a callback.
+// The registries of live topics, subscriptions, routers, caches and caching topics that the
+// statistics listings walk, each under one short lock, so that a listing never waits on a
+// publisher or a callback. Topics, subscriptions and routers are in intrusive lists (through
+// their prev_live_/next_live_ links), so registering them costs no allocation; caches and
+// caching topics, created rarely and whose public headers should not carry listing details,
+// are in a vector of pointers.
 
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
+#include "plexus/bus/cache.h"
+#include "plexus/bus/caching_topic.h"
+#include "plexus/bus/message_router.h"
 #include "plexus/bus/topic.h"
 #include "plexus/core/thread_annotations.h"
 #include "plexus/sync/mutex.h"
@@ -63,7 +72,61 @@ class LiveRegistry {
   std::size_t count_ PLEXUS_GUARDED_BY(mu_) = 0;
 };
 
+// The registry of live T that carry no links: each with a serial number, process-unique, that
+// names it in the listings (a cache has no name of its own).
+template <class T>
+class LiveSet {
+ public:
+  static LiveSet& Get() {
+    static auto* registry = new LiveSet();
+    return *registry;
+  }
+
+  void Add(const T* object) PLEXUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    live_.push_back(Live{object, ++last_serial_});
+  }
+
+  void Remove(const T* object) PLEXUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    // Erased in place: the listings show objects in creation order.
+    live_.erase(std::find_if(live_.begin(), live_.end(),
+                             [&](const Live& l) { return l.object == object; }));
+  }
+
+  // Calls f(const T&, serial) for each live object, in creation order, under the registry's
+  // lock (an object that is being destroyed waits in Remove until the walk is over).
+  template <class F>
+  void ForEach(F&& f) PLEXUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    for (const Live& l : live_) f(*l.object, l.serial);
+  }
+
+  std::size_t Count() PLEXUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return live_.size();
+  }
+
+ private:
+  struct Live {
+    const T* object;
+    std::uint64_t serial;
+  };
+  Mutex mu_;
+  std::vector<Live> live_ PLEXUS_GUARDED_BY(mu_);
+  std::uint64_t last_serial_ PLEXUS_GUARDED_BY(mu_) = 0;
+};
+
+class RouterCore;
+
 using TopicRegistry = LiveRegistry<Topic>;
 using SubscriptionRegistry = LiveRegistry<SubscriptionCore>;
+using RouterRegistry = LiveRegistry<RouterCore>;
+using CacheRegistry = LiveSet<Cache>;
+using CachingTopicRegistry = LiveSet<CachingTopic>;
+
+// Every live router's counters, routes included; its subscription's stats carry only the id
+// and topic name (message_router.cc, where the router's core is defined).
+std::vector<MessageRouterStats> ListRouterCores();
 
 }  // namespace plexus::bus_internal

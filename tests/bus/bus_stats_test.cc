@@ -1,12 +1,15 @@
 // Bus statistics: the counters of a topic and of its subscriptions (published, deliveries,
 // forwarded, dispatched, queued, filtered, depth and highest depth), the same numbers in the
-// listings of live topics and subscriptions, and the BusStatsText rendering (BUS17). Counter
-// cases run in each delivery mode.
+// listings of live topics and subscriptions, and the BusStatsText rendering (BUS17); the
+// listings of live routers (routes and their counts) and caches (entries per type and node,
+// aggregates, updates published) and caching topics. Counter cases run in each delivery mode.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bus/bus_test_support.h"
@@ -20,6 +23,7 @@ namespace plexus {
 namespace {
 
 using plexus_test::Gate;
+using plexus_test::InMode;
 using plexus_test::IntType;
 using plexus_test::ListedTopic;
 using plexus_test::Recorder;
@@ -229,6 +233,225 @@ TEST(BusUnit, ListingsNameTopicsAndSubscriptions) {
   topic = nullptr;
   EXPECT_TRUE(plexus_test::WaitForTopicGone(id));
   EXPECT_THAT(BusStatsText(), ::testing::Not(HasSubstr("unit-listed-topic")));
+}
+
+// -----------------------------------------------------------------------------------------
+// Routers and caches in the listings
+// -----------------------------------------------------------------------------------------
+
+// A snapshot: an object's id and a value.
+struct Item {
+  std::string id;
+  int value = 0;
+};
+const TypedMessageType<Item>& SnapshotType() {
+  static const auto type = TypedMessageType<Item>::Create("StatsTest.Snapshot");
+  return type;
+}
+const TypedMessageType<Item>& OtherSnapshotType() {
+  static const auto type = TypedMessageType<Item>::Create("StatsTest.OtherSnapshot");
+  return type;
+}
+const TypedMessageType<std::string>& PlainType() {
+  static const auto type = TypedMessageType<std::string>::Create("StatsTest.Plain");
+  return type;
+}
+std::string ItemId(const Message& m) {
+  if (const Item* item = SnapshotType().Get(m)) return item->id;
+  if (const Item* item = OtherSnapshotType().Get(m)) return item->id;
+  return "";
+}
+NodeId Foreign(std::uint8_t n) {
+  return NodeId(NodeId::Bytes{0x02, 0, 0, 0, 0, n});
+}
+// The sum of the entry's values, as a new aggregate (NodeId::None()) each time.
+Ref<Message> SumAggregate(const CacheEntry& entry, const Ref<Message>&) {
+  int sum = 0;
+  for (const Ref<Message>& m : entry.All()) {
+    const Item* item = SnapshotType().Get(*m);
+    if (item == nullptr) item = OtherSnapshotType().Get(*m);
+    sum += item->value;
+  }
+  return Message::Create(&entry.Type(), Item{entry.Id(), sum}, NodeId::None());
+}
+
+std::optional<MessageRouterStats> ListedRouter(const std::string& id) {
+  for (MessageRouterStats& r : ListRouters()) {
+    if (r.subscription.id == id) return std::move(r);
+  }
+  return std::nullopt;
+}
+const RouteStats* FindRoute(const MessageRouterStats& stats, RouteKind kind,
+                            const std::string& name) {
+  for (const RouteStats& r : stats.routes) {
+    if (r.kind == kind && r.name == name) return &r;
+  }
+  return nullptr;
+}
+std::optional<CacheListing> ListedCacheFedBy(const std::string& output) {
+  for (CacheListing& c : ListCaches()) {
+    if (std::find(c.caching_topics.begin(), c.caching_topics.end(), output) !=
+        c.caching_topics.end()) {
+      return std::move(c);
+    }
+  }
+  return std::nullopt;
+}
+// The line of `text` that starts with `prefix` after its indentation ("" if none), searched
+// from the section whose header starts with `section` on.
+std::string LineStartingWith(const std::string& text, const std::string& prefix,
+                             const std::string& section) {
+  std::size_t pos = text.find("\n" + section + " ");
+  if (pos == std::string::npos) return "";
+  while (pos < text.size()) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, end - pos);
+    const std::size_t first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line.compare(first, prefix.size(), prefix) == 0) return line;
+    pos = end + 1;
+  }
+  return "";
+}
+
+TEST_P(BusStatsModes, RoutersAreListedWithTheirRoutesAndCounts) {
+  auto original = Topic::Create("stats-router-original");
+  Ref<Cache> cache = Cache::Create(&ItemId);
+  Ref<CachingTopic> caching = CachingTopic::Create(original, cache);
+  MessageRouter router = MessageRouter::Create(caching->Output(), InMode(mode()));
+  EXPECT_GE(LiveRouterCount(), 1u);
+  ASSERT_TRUE(router.AddRoute(PlainType().get(), [](const Message&) {}));
+  ASSERT_TRUE(router.AddCacheRoute(SnapshotType().get(), [](const Message&) {}));
+  ASSERT_TRUE(router.SetDefaultRoute([](const Message&) {}));
+  for (int i = 0; i < 3; ++i) original->Publish(SnapshotType().Make(Item{"a", i}));
+  original->Publish(OtherSnapshotType().Make(Item{"b", 1}));  // no cache route: default
+  router.PublishAndWait(PlainType().Make("plain"));
+
+  const std::optional<MessageRouterStats> r = ListedRouter(router.Id());
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->subscription.topic, caching->Output()->Name());
+  EXPECT_EQ(r->subscription.mode, mode());
+  EXPECT_EQ(r->cache_routed, 3u);
+  EXPECT_EQ(r->routed, 4u);
+  EXPECT_GE(r->defaulted, 1u);  // the other snapshot's update (and perhaps the notice)
+  ASSERT_EQ(r->routes.size(), 3u);
+  const RouteStats* cache_route = FindRoute(*r, RouteKind::kCache, "StatsTest.Snapshot");
+  ASSERT_NE(cache_route, nullptr);
+  EXPECT_EQ(cache_route->calls, 3u);
+  ASSERT_NE(FindRoute(*r, RouteKind::kType, "StatsTest.Plain"), nullptr);
+  EXPECT_EQ(FindRoute(*r, RouteKind::kType, "StatsTest.Plain")->calls, 1u);
+  ASSERT_NE(FindRoute(*r, RouteKind::kDefault, "default"), nullptr);
+  EXPECT_EQ(FindRoute(*r, RouteKind::kDefault, "default")->calls, r->defaulted);
+
+  // The text: the router's row (id, topic, routed, cache-routed) and a row per route.
+  const std::string text = BusStatsText();
+  const std::string row = LineStartingWith(text, router.Id() + " ", "router");
+  ASSERT_FALSE(row.empty()) << text;
+  EXPECT_THAT(row, HasSubstr(caching->Output()->Name()));
+  EXPECT_THAT(row, ::testing::MatchesRegex(".* +4 +3 +[0-9]+ +[0-9]+ +0"));
+  EXPECT_THAT(LineStartingWith(text, "route cache    StatsTest.Snapshot", "router"),
+              ::testing::MatchesRegex(".* 3 calls +0 failed"))
+      << text;
+  EXPECT_THAT(LineStartingWith(text, "route type     StatsTest.Plain", "router"),
+              ::testing::MatchesRegex(".* 1 calls +0 failed"))
+      << text;
+
+  // A removed route leaves the listing; a router that is gone leaves it entirely.
+  ASSERT_TRUE(router.RemoveCacheRoute(SnapshotType().get()));
+  EXPECT_EQ(FindRoute(*ListedRouter(router.Id()), RouteKind::kCache, "StatsTest.Snapshot"),
+            nullptr);
+  const std::string id = router.Id();
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+  router = MessageRouter();
+  EXPECT_TRUE(WaitUntil([&] { return !ListedRouter(id).has_value(); }));
+  EXPECT_THAT(BusStatsText(), ::testing::Not(HasSubstr(id + " ")));
+}
+
+TEST(BusUnit, CachesAreListedWithEntriesPerTypeAndNodeAggregatesAndUpdates) {
+  auto original = Topic::Create("stats-cache-original");
+  const std::size_t caches_before = LiveCacheCount();
+  Ref<Cache> cache = Cache::Create(&ItemId, &SumAggregate, nullptr);
+  Ref<CachingTopic> caching = CachingTopic::Create(original, cache);
+  // A subscriber on the output, so that the caching topic publishes its updates.
+  Subscription sub = Subscription::Create(
+      caching->Output(), [](const Message&, bool) {}, InMode(DeliveryMode::kSynchronous));
+  EXPECT_GE(LiveCacheCount(), 1u);
+
+  original->Publish(SnapshotType().Make(Item{"x", 1}));  // local
+  original->Publish(Message::Create(SnapshotType().get(), Item{"x", 2}, Foreign(1)));
+  original->Publish(Message::Create(SnapshotType().get(), Item{"y", 5}, Foreign(1)));
+  original->Publish(OtherSnapshotType().Make(Item{"z", 1}));  // local
+  original->Publish(PlainType().Make("not cacheable"));
+
+  const std::optional<CacheListing> c = ListedCacheFedBy(caching->Output()->Name());
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->stats.entries, 3u);
+  EXPECT_EQ(c->stats.puts, 4u);
+  ASSERT_EQ(c->types.size(), 2u);  // by name
+  EXPECT_EQ(c->types[0].type, "StatsTest.OtherSnapshot");
+  EXPECT_EQ(c->types[0].entries, 1u);
+  EXPECT_EQ(c->types[0].local, 1u);
+  EXPECT_EQ(c->types[1].type, "StatsTest.Snapshot");
+  EXPECT_EQ(c->types[1].entries, 2u);
+  EXPECT_EQ(c->types[1].local, 1u);
+  EXPECT_EQ(c->types[1].foreign, 2u);
+  // An aggregate for every entry the aggregate function saw: x and y (sums), z (its own).
+  EXPECT_EQ(c->aggregates, 3u);
+  EXPECT_EQ(c->types[1].aggregates, 2u);
+  ASSERT_EQ(c->nodes.size(), 2u);
+  EXPECT_TRUE(c->nodes[0].local);
+  EXPECT_EQ(c->nodes[0].snapshots, 2u);
+  EXPECT_EQ(c->nodes[1].node, Foreign(1));
+  EXPECT_EQ(c->nodes[1].snapshots, 2u);
+  // Four snapshot updates and four aggregate updates (x's twice).
+  EXPECT_EQ(c->updates_published, caching->Stats().updates_published);
+  EXPECT_EQ(c->updates_published, 8u);
+
+  bool listed = false;
+  for (const CachingTopicListing& ct : ListCachingTopics()) {
+    if (ct.output != caching->Output()->Name()) continue;
+    listed = true;
+    EXPECT_EQ(ct.original, "stats-cache-original");
+    EXPECT_EQ(ct.cache_id, c->id);
+    EXPECT_TRUE(ct.subscribed);
+    EXPECT_EQ(ct.stats.cached, 4u);
+    EXPECT_GE(ct.stats.not_cacheable, 1u);  // the plain message (and notices)
+    EXPECT_EQ(ct.stats.updates_published, 8u);
+  }
+  EXPECT_TRUE(listed);
+
+  // The text: the cache's row, a row per type and per node, the caching topic's row.
+  const std::string text = BusStatsText();
+  const std::string name = "cache-" + std::to_string(c->id);
+  const std::string row = LineStartingWith(text, name + " ", "cache");
+  ASSERT_FALSE(row.empty()) << text;
+  EXPECT_THAT(row,
+              ::testing::MatchesRegex(name + " +3 +4 +0 +3 +8 +0 +" + caching->Output()->Name()));
+  EXPECT_THAT(LineStartingWith(text, "type StatsTest.Snapshot ", "cache"),
+              ::testing::MatchesRegex(" *type StatsTest.Snapshot +2 entries +1 local +2 foreign "
+                                      "+2 aggregates"))
+      << text;
+  EXPECT_THAT(LineStartingWith(text, "node " + Foreign(1).ToString(), "cache"),
+              ::testing::MatchesRegex(".* 2 snapshots"))
+      << text;
+  EXPECT_THAT(LineStartingWith(text, "node " + NodeId::Local().ToString(), "cache"),
+              ::testing::MatchesRegex(".*local +2 snapshots"))
+      << text;
+  const std::string ct_row =
+      LineStartingWith(text, caching->Output()->Name() + " ", "caching topic");
+  EXPECT_THAT(ct_row,
+              ::testing::MatchesRegex(".*stats-cache-original +" + name + " +4 +0 +[0-9]+ +0 +8"))
+      << text;
+
+  // Gone from the listings once dropped.
+  const std::string output = caching->Output()->Name();
+  sub.UnsubscribeAndJoin();
+  ASSERT_TRUE(caching->UnsubscribeAndJoin());
+  caching = nullptr;
+  cache = nullptr;
+  EXPECT_FALSE(ListedCacheFedBy(output).has_value());
+  // The caching core lets the cache go once its final message was handled.
+  EXPECT_TRUE(WaitUntil([&] { return LiveCacheCount() <= caches_before; }));
+  EXPECT_THAT(BusStatsText(), ::testing::Not(HasSubstr(name + " ")));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Stress tests for the bus: races between unsubscribe and publishers, forward cancel and
 // publish, dropping a topic's last reference and subscribing, PublishAndWait from several
-// threads, ordering under concurrency, thousands of pool subscriptions on a small pool, and a
-// drop-oldest queue under a slow consumer. Each runs for every delivery mode where that makes
+// threads, ordering under concurrency, thousands of pool subscriptions on a small pool, a
+// drop-oldest queue under a slow consumer, and the listings racing routers and caches that come
+// and go. Each runs for every delivery mode where that makes
 // sense; loops shrink in sanitized builds (BusScaled). No sleeps, no timing thresholds: every
 // check is a property that a wrong implementation breaks.
 
@@ -270,6 +271,66 @@ TEST(BusStressPool, PoolGetDeleteRacesPublish) {
   ASSERT_TRUE(sub.UnsubscribeAndJoin());
   EXPECT_EQ(received.Value(), delivered.load());
   EXPECT_LE(pool->Size(), 7u);
+}
+
+// Routers, caches and caching topics come and go (their handles dropped in a different order
+// each round, routes changed while updates flow) while a lister renders every listing: a
+// listing never reads a router or cache that is being destroyed, and each is gone from the
+// listings once its last holder let go.
+TEST_P(BusStress, ListingsRaceRoutersAndCachesComingAndGoing) {
+  const int rounds = BusScaled(200);
+  std::atomic<bool> stop_lister{false};
+  std::thread lister([&] {
+    while (!stop_lister.load()) {
+      (void)BusStatsText();
+      (void)LiveRouterCount();
+      (void)LiveCacheCount();
+    }
+  });
+  ScopeExit stop([&] {
+    stop_lister = true;
+    lister.join();
+  });
+  const std::size_t routers_before = LiveRouterCount();
+  const std::size_t caches_before = LiveCacheCount();
+  for (int round = 0; round < rounds; ++round) {
+    Ref<Topic> original = Topic::Create("stress-listed");
+    Ref<Cache> cache = Cache::Create([](const Message& m) -> std::string {
+      const int* value = IntType().Get(m);
+      return value != nullptr ? std::to_string(*value % 4) : std::string();
+    });
+    Ref<CachingTopic> caching = CachingTopic::Create(original, cache);
+    MessageRouter router = MessageRouter::Create(caching->Output(), options());
+    Counter updates;
+    ASSERT_TRUE(router.AddCacheRoute(IntType().get(), [&](const Message&) { updates.Add(); }));
+    router.AddRoute(StringType().get(), [](const Message&) {});
+    for (int i = 0; i < 8; ++i) original->Publish(IntType().Make(i));
+    ASSERT_TRUE(updates.WaitFor(8));
+    if (round % 2 == 0) router.RemoveCacheRoute(IntType().get());
+    switch (round % 3) {
+      case 0:
+        router = MessageRouter();
+        caching = nullptr;
+        cache = nullptr;
+        break;
+      case 1:
+        cache = nullptr;
+        caching = nullptr;
+        router.Unsubscribe();
+        router = MessageRouter();
+        break;
+      default:
+        caching = nullptr;
+        router.UnsubscribeAndJoin();
+        cache = nullptr;
+        router = MessageRouter();
+        break;
+    }
+    original = nullptr;
+  }
+  // Each router's core and each cache goes once its last holder (a final message) let go.
+  EXPECT_TRUE(WaitUntil([&] { return LiveRouterCount() <= routers_before; }));
+  EXPECT_TRUE(WaitUntil([&] { return LiveCacheCount() <= caches_before; }));
 }
 
 TEST_P(BusStress, PublishAndWaitFromSeveralThreads) {

@@ -1,11 +1,12 @@
-// The message router (plexus/bus/message_router.h): the acceptance cases CA11, CA12 and CA14
-// (named after them), then misuse, lifecycle edge cases and a stress test racing route removal
-// against dispatch. Every wait is on a condition (a PublishAndWait barrier or a counter), never
-// a sleep.
+// The message router (plexus/bus/message_router.h): the acceptance cases CA11, CA12, CA13 and
+// CA14 (named after them), cache routes, then misuse, lifecycle edge cases and stress tests
+// racing route changes (type and cache routes) against dispatch. Every wait is on a condition
+// (a PublishAndWait barrier, a join or a counter), never a sleep.
 
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -61,12 +62,81 @@ const TypedMessageType<std::string>& TextType() {
   return type;
 }
 
+// Snapshot types for the cache routes: the cache below caches the types whose name starts with
+// "Cache", all under one id.
+const TypedMessageType<std::string>& Cache1() {
+  static const auto type = TypedMessageType<std::string>::Create("Cache1");
+  return type;
+}
+const TypedMessageType<std::string>& Cache2() {
+  static const auto type = TypedMessageType<std::string>::Create("Cache2");
+  return type;
+}
+const TypedMessageType<std::string>& NonCache() {
+  static const auto type = TypedMessageType<std::string>::Create("NonCache");
+  return type;
+}
+Ref<Cache> ConstantIdCache() {
+  return Cache::Create([](const Message& m) -> std::string {
+    return m.Type().Name().starts_with("Cache") ? "constant" : "";
+  });
+}
+
+// A caching topic over a fresh original topic, and its output, for a router to sit on.
+struct CachedTopic {
+  explicit CachedTopic(const std::string& name)
+      : original(Topic::Create(name)),
+        cache(ConstantIdCache()),
+        caching(CachingTopic::Create(original, cache)) {}
+  const Ref<Topic>& Output() const { return caching->Output(); }
+  Ref<Topic> original;
+  Ref<Cache> cache;
+  Ref<CachingTopic> caching;
+};
+
+// What a typed cache route received: the update and the snapshots' payloads.
+class UpdateLog {
+ public:
+  struct Entry {
+    CacheUpdate update;
+    const std::string* old_value;
+    const std::string* new_value;
+  };
+  void Add(const CacheUpdate& update, const std::string* old_value, const std::string* new_value) {
+    std::lock_guard lock(mu_);
+    entries_.push_back(Entry{update, old_value, new_value});
+  }
+  std::vector<Entry> Entries() const {
+    std::lock_guard lock(mu_);
+    return entries_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Entry> entries_;
+};
+
+// The update a recorded cache-update message carries.
+const CacheUpdate& UpdateOf(const Ref<Message>& m) {
+  const CacheUpdate* update = CacheUpdateType().Get(*m);
+  EXPECT_NE(update, nullptr);
+  static const CacheUpdate kNone;
+  return update != nullptr ? *update : kNone;
+}
+
 std::vector<std::string> Strings(const Recorder& recorder) {
   std::vector<std::string> out;
   for (const Ref<Message>& m : recorder.Messages()) out.push_back(StringOf(*m));
   return out;
 }
 
+const RouteStats* FindRoute(const MessageRouterStats& stats, const std::string& name,
+                            RouteKind kind) {
+  for (const RouteStats& r : stats.routes) {
+    if (r.name == name && r.kind == kind) return &r;
+  }
+  return nullptr;
+}
 const RouteStats* FindRoute(const MessageRouterStats& stats, const std::string& name) {
   for (const RouteStats& r : stats.routes) {
     if (r.name == name) return &r;
@@ -137,6 +207,308 @@ TEST_P(MessageRouterModes, CA11_CA12_EachConsumerGetsItsMessageFinalToDefaultOnl
   EXPECT_EQ(FindRoute(stats, "RouterTest.Type1")->calls, 1u);
   ASSERT_NE(FindRoute(stats, "default"), nullptr);
   EXPECT_EQ(FindRoute(stats, "default")->calls, stats.defaulted);
+}
+
+// -----------------------------------------------------------------------------------------
+// CA13 Cache-update routes
+// -----------------------------------------------------------------------------------------
+
+TEST_P(MessageRouterModes, CA13_CacheUpdateRoutes) {
+  CachedTopic cached("router-ca13");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  ASSERT_TRUE(router);
+  UpdateLog consumer1;
+  const Recorder consumer2 = Recorder::IgnoringChanges();
+  const Recorder consumer3 = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(
+      Cache1(),
+      [&consumer1](const CacheUpdate& update, const std::string* old_value,
+                   const std::string* new_value) { consumer1.Add(update, old_value, new_value); }));
+  ASSERT_TRUE(router.AddRoute(CacheUpdateType().get(), consumer2.Handler()));
+  ASSERT_TRUE(router.SetDefaultRoute(consumer3.Handler()));
+
+  auto c1 = Cache1().Make("one");
+  auto c2 = Cache2().Make("two");
+  auto n = NonCache().Make("three");
+  cached.original->Publish(c1);
+  cached.original->Publish(c2);
+  cached.original->Publish(n);
+  // The barrier: once the router handled its final message, it handled every update before.
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+
+  const std::vector<UpdateLog::Entry> got1 = consumer1.Entries();
+  ASSERT_EQ(got1.size(), 1u);
+  EXPECT_EQ(got1[0].update.type, Cache1().get());
+  EXPECT_EQ(got1[0].update.new_snapshot.get(), c1.get());
+  EXPECT_EQ(got1[0].update.old_snapshot, nullptr);
+  // The typed payloads, without a cast in the route.
+  ASSERT_NE(got1[0].new_value, nullptr);
+  EXPECT_EQ(*got1[0].new_value, "one");
+  EXPECT_EQ(got1[0].old_value, nullptr);
+
+  ASSERT_EQ(consumer2.Count(), 1u);
+  EXPECT_EQ(UpdateOf(consumer2.Messages()[0]).type, Cache2().get());
+  EXPECT_EQ(UpdateOf(consumer2.Messages()[0]).new_snapshot.get(), c2.get());
+  EXPECT_EQ(consumer2.FinalCount(), 0);
+
+  // Nothing but the router's own notices (its final message, perhaps its subscribe notice).
+  EXPECT_EQ(consumer3.Count(), 0u);
+  EXPECT_EQ(consumer3.FinalCount(), 1);
+
+  const MessageRouterStats stats = router.Stats();
+  EXPECT_EQ(stats.cache_routed, 1u);
+  EXPECT_EQ(stats.routed, 2u);
+  const RouteStats* cache_route = FindRoute(stats, "Cache1", RouteKind::kCache);
+  ASSERT_NE(cache_route, nullptr);
+  EXPECT_EQ(cache_route->calls, 1u);
+  EXPECT_EQ(FindRoute(stats, "CacheUpdate", RouteKind::kType)->calls, 1u);
+}
+
+// Precedence, as Asterisk's: the cache route of the update's snapshot type, else a route for
+// the cache-update type, else the default. A route for the snapshot type itself takes the
+// snapshots, never their updates: the two do not clash.
+TEST_P(MessageRouterModes, CacheRoutePrecedenceOverUpdateTypeRouteOverDefault) {
+  CachedTopic cached("router-cache-precedence");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  const Recorder by_snapshot = Recorder::IgnoringChanges();
+  const Recorder by_update_type = Recorder::IgnoringChanges();
+  const Recorder by_default = Recorder::IgnoringChanges();
+  const Recorder snapshots = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(Cache1().get(), by_snapshot.Handler()));
+  ASSERT_TRUE(router.AddRoute(Cache1().get(), snapshots.Handler()));
+  ASSERT_TRUE(router.AddRoute(CacheUpdateType().get(), by_update_type.Handler()));
+  ASSERT_TRUE(router.SetDefaultRoute(by_default.Handler()));
+  EXPECT_TRUE(router.HasCacheRoute(Cache1().get()));
+  EXPECT_FALSE(router.HasCacheRoute(Cache2().get()));
+  EXPECT_TRUE(router.HasRoute(Cache1().get()));
+
+  // A snapshot published on the output itself is routed by its own type.
+  auto raw = Cache1().Make("raw");
+  router.PublishAndWait(raw);
+  EXPECT_EQ(snapshots.Count(), 1u);
+
+  // Each step publishes one Cache1 snapshot on the original (an update on the output), then
+  // waits for the router with a barrier that only the snapshot-type route takes.
+  auto step = [&](const std::string& value) {
+    cached.original->Publish(Cache1().Make(value));
+    router.PublishAndWait(Cache1().Make("barrier"));
+  };
+  step("a");
+  ASSERT_TRUE(router.RemoveCacheRoute(Cache1().get()));
+  EXPECT_FALSE(router.HasCacheRoute(Cache1().get()));
+  EXPECT_FALSE(router.RemoveCacheRoute(Cache1().get()));  // nothing left to remove
+  step("b");
+  ASSERT_TRUE(router.RemoveRoute(CacheUpdateType().get()));
+  step("c");
+
+  ASSERT_EQ(by_snapshot.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(by_snapshot.Messages()[0]).new_snapshot), "a");
+  ASSERT_EQ(by_update_type.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(by_update_type.Messages()[0]).new_snapshot), "b");
+  EXPECT_EQ(StringOf(*UpdateOf(by_update_type.Messages()[0]).old_snapshot), "a");
+  ASSERT_EQ(by_default.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(by_default.Messages()[0]).new_snapshot), "c");
+  EXPECT_EQ(snapshots.Count(), 4u);  // "raw" and the three barriers
+  router.UnsubscribeAndJoin();
+  // The final message never goes to a cache route.
+  EXPECT_EQ(by_snapshot.FinalCount(), 0);
+}
+
+// A clear reaches the cache route with the old snapshot and no new one; the untyped forms get
+// the update (with its message) or the message alone.
+TEST_P(MessageRouterModes, CacheRouteUntypedFormsAndClears) {
+  CachedTopic cached("router-cache-untyped");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  std::mutex mu;
+  std::vector<std::pair<Ref<Message>, Ref<Message>>> seen;  // (old, new) of Cache1 updates
+  const Recorder cache2 = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(Cache1().get(), [&](const CacheUpdate& u, const Message& m) {
+    EXPECT_EQ(CacheUpdateType().Get(m), &u);
+    std::lock_guard lock(mu);
+    seen.emplace_back(u.old_snapshot, u.new_snapshot);
+  }));
+  ASSERT_TRUE(router.AddCacheRoute(Cache2().get(), cache2.Handler()));
+  UpdateLog typed_clear;
+  auto c1 = Cache1().Make("one");
+  cached.original->Publish(c1);
+  cached.original->Publish(MakeCacheClear(c1));
+  cached.original->Publish(Cache2().Make("two"));
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].first, nullptr);
+  EXPECT_EQ(seen[0].second.get(), c1.get());
+  EXPECT_EQ(seen[1].first.get(), c1.get());
+  EXPECT_EQ(seen[1].second, nullptr);
+  ASSERT_EQ(cache2.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(cache2.Messages()[0]).new_snapshot), "two");
+}
+
+// The typed form on a clear: the old payload, and a null new one.
+TEST(MessageRouter, TypedCacheRouteSeesAClearAsOldWithoutNew) {
+  CachedTopic cached("router-cache-typed-clear");
+  MessageRouter router = MessageRouter::Create(cached.Output(), InMode(DeliveryMode::kSynchronous));
+  UpdateLog log;
+  ASSERT_TRUE(router.AddCacheRoute(
+      Cache1(), [&log](const CacheUpdate& u, const std::string* old_value,
+                       const std::string* new_value) { log.Add(u, old_value, new_value); }));
+  auto c1 = Cache1().Make("one");
+  cached.original->Publish(c1);
+  cached.original->Publish(MakeCacheClear(c1));
+  const std::vector<UpdateLog::Entry> entries = log.Entries();
+  ASSERT_EQ(entries.size(), 2u);
+  ASSERT_NE(entries[1].old_value, nullptr);
+  EXPECT_EQ(*entries[1].old_value, "one");
+  EXPECT_EQ(entries[1].new_value, nullptr);
+  router.UnsubscribeAndJoin();
+}
+
+TEST_P(MessageRouterModes, CacheRouteRemovedWhileUpdatesFlowGetsNothingOnceRemoveReturns) {
+  CachedTopic cached("router-cache-remove");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  Counter routed;
+  std::atomic<bool> removed{false};
+  std::atomic<int> after_removal{0};
+  const Recorder fallback = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(Cache1(),
+                                   [&](const CacheUpdate&, const std::string*, const std::string*) {
+                                     if (removed.load()) after_removal.fetch_add(1);
+                                     routed.Add();
+                                   }));
+  ASSERT_TRUE(router.SetDefaultRoute(fallback.Handler()));
+
+  std::atomic<bool> stop{false};
+  std::thread publisher([&] {
+    for (int n = 0; !stop.load(); ++n) {
+      cached.original->Publish(Cache1().Make("flowing"));
+      // Paced now and then, so that a pool router's queue stays short.
+      if (n % 64 == 0) router.PublishAndWait(NonCache().Make("pace"));
+    }
+  });
+  ASSERT_TRUE(routed.WaitFor(50));
+  EXPECT_TRUE(router.RemoveCacheRoute(Cache1().get()));
+  removed.store(true);
+  cached.original->Publish(Cache1().Make("later"));
+  router.PublishAndWait(NonCache().Make("barrier"));
+  stop.store(true);
+  publisher.join();
+  EXPECT_EQ(after_removal.load(), 0);
+  // The later update fell to the default route.
+  bool later_defaulted = false;
+  for (const Ref<Message>& m : fallback.Messages()) {
+    const CacheUpdate* u = CacheUpdateType().Get(*m);
+    if (u != nullptr && u->new_snapshot != nullptr && StringOf(*u->new_snapshot) == "later") {
+      later_defaulted = true;
+    }
+  }
+  EXPECT_TRUE(later_defaulted);
+  router.UnsubscribeAndJoin();
+  EXPECT_EQ(after_removal.load(), 0);
+}
+
+TEST_P(MessageRouterModes, CacheRouteAddedTakesLaterUpdates) {
+  CachedTopic cached("router-cache-add");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  const Recorder consumer = Recorder::IgnoringChanges();
+  const Recorder barrier = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddRoute(NonCache().get(), barrier.Handler()));
+  // Before the route, the router does not even accept cache updates.
+  cached.original->Publish(Cache1().Make("before"));
+  router.PublishAndWait(NonCache().Make("barrier"));
+  ASSERT_TRUE(router.AddCacheRoute(Cache1().get(), consumer.Handler()));
+  cached.original->Publish(Cache1().Make("after"));
+  router.PublishAndWait(NonCache().Make("barrier"));
+  ASSERT_EQ(consumer.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(consumer.Messages()[0]).new_snapshot), "after");
+  EXPECT_EQ(StringOf(*UpdateOf(consumer.Messages()[0]).old_snapshot), "before");
+  EXPECT_GE(router.Stats().subscription.filtered, 1u);  // the "before" update
+  router.UnsubscribeAndJoin();
+}
+
+TEST(MessageRouter, SecondCacheRouteForOneSnapshotTypeIsRefusedWithCallersLocation) {
+  CachedTopic cached("router-cache-duplicate");
+  MessageRouter router = MessageRouter::Create(cached.Output());
+  const Recorder first = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(Cache1().get(), first.Handler()));
+  PLEXUS_EXPECT_MISUSE_HERE(router.AddCacheRoute(Cache1().get(), [](const Message&) {}));
+  PLEXUS_EXPECT_MISUSE_HERE(router.AddCacheRoute(
+      Cache1(), [](const CacheUpdate&, const std::string*, const std::string*) {}));
+  {
+    ScopedMisuseAction log(MisuseAction::kLog);
+    LogCapture capture;
+    EXPECT_FALSE(router.AddCacheRoute(Cache1().get(), [](const Message&) {}));
+    EXPECT_NE(capture.Text().find("cache route for snapshot type 'Cache1'"), std::string::npos)
+        << capture.Text();
+  }
+  // A type route for Cache1, or a cache route for another type, is no duplicate.
+  EXPECT_TRUE(router.AddRoute(Cache1().get(), [](const Message&) {}));
+  EXPECT_TRUE(router.AddCacheRoute(Cache2().get(), [](const Message&) {}));
+  // The first route is still the one in force.
+  auto c1 = Cache1().Make("kept");
+  cached.original->Publish(c1);
+  router.UnsubscribeAndJoin();
+  ASSERT_EQ(first.Count(), 1u);
+  EXPECT_EQ(UpdateOf(first.Messages()[0]).new_snapshot.get(), c1.get());
+}
+
+TEST_P(MessageRouterModes, ThrowingCacheRouteIsCountedAndRouterGoesOn) {
+  CachedTopic cached("router-cache-throw");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  const Recorder consumer2 = Recorder::IgnoringChanges();
+  ASSERT_TRUE(router.AddCacheRoute(
+      Cache1(), [](const CacheUpdate&, const std::string*, const std::string* value) {
+        throw std::runtime_error("cache route failed on " + (value ? *value : std::string()));
+      }));
+  ASSERT_TRUE(router.AddCacheRoute(Cache2().get(), consumer2.Handler()));
+  LogCapture capture;
+  for (int i = 0; i < 3; ++i) {
+    cached.original->Publish(Cache1().Make("bad"));
+    cached.original->Publish(Cache2().Make("good"));
+  }
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+  EXPECT_EQ(consumer2.Count(), 3u);
+  const MessageRouterStats stats = router.Stats();
+  EXPECT_EQ(stats.failed, 3u);
+  EXPECT_EQ(stats.cache_routed, 6u);
+  const RouteStats* bad = FindRoute(stats, "Cache1", RouteKind::kCache);
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(bad->calls, 3u);
+  EXPECT_EQ(bad->failed, 3u);
+  EXPECT_EQ(FindRoute(stats, "Cache2", RouteKind::kCache)->failed, 0u);
+  EXPECT_NE(capture.Text().find("cache route failed on bad"), std::string::npos) << capture.Text();
+}
+
+TEST(MessageRouter, CacheRouteMisuseIsReportedWithTheCallersLocation) {
+  MessageRouter empty;
+  PLEXUS_EXPECT_MISUSE_HERE(empty.AddCacheRoute(Cache1().get(), [](const Message&) {}));
+  PLEXUS_EXPECT_MISUSE_HERE(empty.RemoveCacheRoute(Cache1().get()));
+  EXPECT_FALSE(empty.HasCacheRoute(Cache1().get()));
+  CachedTopic cached("router-cache-misuse");
+  MessageRouter router = MessageRouter::Create(cached.Output());
+  PLEXUS_EXPECT_MISUSE_HERE(router.AddCacheRoute(nullptr, [](const Message&) {}));
+  PLEXUS_EXPECT_MISUSE_HERE(router.AddCacheRouteHandler(Cache1().get(), RouteHandler()));
+  PLEXUS_EXPECT_MISUSE_HERE(router.RemoveCacheRoute(nullptr));
+  EXPECT_FALSE(router.HasCacheRoute(nullptr));
+  EXPECT_TRUE(router.Stats().routes.empty());
+}
+
+// A cache route removing itself from its own callback returns at once, as a type route does.
+TEST_P(MessageRouterModes, CacheRouteRemovingItselfFromItsCallback) {
+  CachedTopic cached("router-cache-self-remove");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  const Recorder fallback = Recorder::IgnoringChanges();
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(router.AddCacheRoute(Cache1().get(), [&](const Message&) {
+    calls.fetch_add(1);
+    EXPECT_TRUE(router.RemoveCacheRoute(Cache1().get()));
+  }));
+  ASSERT_TRUE(router.SetDefaultRoute(fallback.Handler()));
+  cached.original->Publish(Cache1().Make("first"));
+  cached.original->Publish(Cache1().Make("second"));
+  ASSERT_TRUE(router.UnsubscribeAndJoin());
+  EXPECT_EQ(calls.load(), 1);
+  ASSERT_EQ(fallback.Count(), 1u);
+  EXPECT_EQ(StringOf(*UpdateOf(fallback.Messages()[0]).new_snapshot), "second");
 }
 
 // -----------------------------------------------------------------------------------------
@@ -627,6 +999,82 @@ TEST_P(MessageRouterModes, StressConcurrentRouteChangesNeverCallARemovedRoute) {
   EXPECT_EQ(late_calls.load(), 0);
   EXPECT_GT(default_calls.load(), 0u);
   EXPECT_EQ(router.Stats().routes.size(), 1u);  // the default
+}
+
+// Mutators adding and removing a type route and two cache routes (each its own thread) while
+// publishers publish snapshots on the original topic (updates on the output) and plain
+// messages on the output: no removed route is ever called once its removal returned, and the
+// tables swapped, parked and freed by type and cache route changes race each other and the
+// dispatch.
+TEST_P(MessageRouterModes, StressTypeAndCacheRouteChangesNeverCallARemovedRoute) {
+  const int rounds = plexus::kSanitizeThread ? 50 : plexus_test::BusScaled(1000);
+  CachedTopic cached("router-stress-cache-routes");
+  MessageRouter router = MessageRouter::Create(cached.Output(), options());
+  std::atomic<int> late_calls{0};
+  std::atomic<std::size_t> default_calls{0};
+  std::atomic<std::size_t> route_calls{0};
+  router.SetDefaultRoute([&](const Message&) { default_calls.fetch_add(1); });
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> publishers;
+  for (int p = 0; p < 2; ++p) {
+    publishers.emplace_back([&] {
+      for (int n = 0; !stop.load(); ++n) {
+        cached.original->Publish(Cache1().Make("s"));
+        cached.original->Publish(Cache2().Make("s"));
+        cached.Output()->Publish(Type1().Make("s"));
+        if (n % 64 == 0) router.PublishAndWait(Type3().Make("s"));
+      }
+    });
+  }
+  std::vector<std::thread> mutators;
+  // The type route, for a plain type.
+  mutators.emplace_back([&] {
+    for (int round = 0; round < rounds; ++round) {
+      auto removed = std::make_shared<std::atomic<bool>>(false);
+      EXPECT_TRUE(router.AddRoute(Type1(), [&, removed](const std::string&, const Message&) {
+        if (removed->load()) late_calls.fetch_add(1);
+        route_calls.fetch_add(1);
+      }));
+      if (round % 4 == 0) std::this_thread::yield();
+      EXPECT_TRUE(router.RemoveRoute(Type1().get()));
+      removed->store(true);
+    }
+  });
+  // The cache routes, typed and untyped.
+  mutators.emplace_back([&] {
+    for (int round = 0; round < rounds; ++round) {
+      auto removed = std::make_shared<std::atomic<bool>>(false);
+      EXPECT_TRUE(router.AddCacheRoute(
+          Cache1(), [&, removed](const CacheUpdate&, const std::string*, const std::string*) {
+            if (removed->load()) late_calls.fetch_add(1);
+            route_calls.fetch_add(1);
+          }));
+      if (round % 4 == 1) std::this_thread::yield();
+      EXPECT_TRUE(router.RemoveCacheRoute(Cache1().get()));
+      removed->store(true);
+    }
+  });
+  mutators.emplace_back([&] {
+    for (int round = 0; round < rounds; ++round) {
+      auto removed = std::make_shared<std::atomic<bool>>(false);
+      EXPECT_TRUE(router.AddCacheRoute(Cache2().get(), [&, removed](const Message&) {
+        if (removed->load()) late_calls.fetch_add(1);
+        route_calls.fetch_add(1);
+      }));
+      if (round % 4 == 2) std::this_thread::yield();
+      EXPECT_TRUE(router.RemoveCacheRoute(Cache2().get()));
+      removed->store(true);
+    }
+  });
+  for (std::thread& t : mutators) t.join();
+  stop.store(true);
+  for (std::thread& t : publishers) t.join();
+  router.UnsubscribeAndJoin();
+  EXPECT_EQ(late_calls.load(), 0);
+  EXPECT_GT(default_calls.load(), 0u);
+  EXPECT_EQ(router.Stats().failed, 0u);
+  EXPECT_EQ(router.Stats().routes.size(), 1u);  // the default
+  EXPECT_FALSE(router.HasCacheRoute(Cache1().get()));
 }
 
 }  // namespace

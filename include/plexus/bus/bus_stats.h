@@ -3,27 +3,84 @@
 // -----------------------------------------------------------------------------
 //
 // Introspection of the whole bus, as Asterisk's "stasis show topics" and "stasis statistics"
-// CLI: snapshots of every live topic and subscription, readable while the bus runs. Each
-// listing copies the counters under a short registry lock; it never waits on a publisher or a
-// callback.
+// CLI: snapshots of every live topic, subscription, message router, cache and caching topic,
+// readable while the bus runs. Each listing copies the counters under a short registry lock; it
+// never waits on a publisher or a callback.
+//
+// What a cache holds (ListCaches: entries per type and per node, aggregates) is counted from
+// its entries: the listing takes each of the cache's shards' reader locks in turn, as
+// Cache::DumpEntries does, so it costs one pass over the entries and counts what each shard held
+// when it was read, not one instant of the whole cache.
 //
 // Thread safety: thread-safe.
 
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "plexus/bus/cache.h"
+#include "plexus/bus/caching_topic.h"
+#include "plexus/bus/message_router.h"
+#include "plexus/bus/node_id.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/bus/topic.h"
 
 namespace plexus {
 
+// What one cache holds of one snapshot type.
+struct CacheTypeCount {
+  std::string type;            // the snapshot type's name
+  std::size_t entries = 0;     // ids with at least one snapshot
+  std::size_t local = 0;       // local snapshots
+  std::size_t foreign = 0;     // foreign nodes' snapshots
+  std::size_t aggregates = 0;  // aggregates
+};
+
+// How many snapshots of one node a cache holds.
+struct CacheNodeCount {
+  NodeId node;
+  bool local = false;  // this process's node
+  std::size_t snapshots = 0;
+};
+
+// One live cache.
+struct CacheListing {
+  std::uint64_t id = 0;  // process-unique, in creation order: shown as "cache-<id>"
+  CacheStats stats;
+  std::size_t aggregates = 0;
+  std::vector<CacheTypeCount> types;  // by type name
+  std::vector<CacheNodeCount> nodes;  // the local node first, then by node id
+  // The output topics of the live caching topics that fill the cache, and the cache-update
+  // messages they published.
+  std::vector<std::string> caching_topics;
+  std::uint64_t updates_published = 0;
+};
+
+// One live caching topic.
+struct CachingTopicListing {
+  std::string output;          // the topic its cache updates go to
+  std::string original;        // the topic it caches
+  std::uint64_t cache_id = 0;  // its cache's CacheListing::id
+  bool subscribed = false;
+  CachingTopicStats stats;
+};
+
 std::vector<TopicStats> ListTopics();
 std::vector<SubscriptionStats> ListSubscriptions();
+// Every live router with its routes (RouteStats: kind, name, calls, failures) and its
+// routed/cache-routed/defaulted/unrouted counters; `subscription` is its subscription's entry of
+// ListSubscriptions (only id and topic if the subscription went in between).
+std::vector<MessageRouterStats> ListRouters();
+std::vector<CacheListing> ListCaches();
+std::vector<CachingTopicListing> ListCachingTopics();
 std::size_t LiveTopicCount();
 std::size_t LiveSubscriptionCount();
-// Both listings as text tables, for a log or a console.
+std::size_t LiveRouterCount();
+std::size_t LiveCacheCount();
+// Every listing as text tables, for a log or a console.
 std::string BusStatsText();
 
 }  // namespace plexus

@@ -12,20 +12,28 @@
 //   router.SetDefaultRoute([](const plexus::Message& m, bool is_final) { ... });
 //
 // Routes. Each message goes to at most one route, chosen in this order:
-//   1. the route of its type (AddRoute: typed, `f(const T&, const Message&)`, or untyped by
-//      MessageType, `f(const Message&)` or `f(const Message&, bool is_final)`);
-//   2. else the first format route whose formats the type offers (AddFormatRoute; format
+//   1. for a cache update (caching_topic.h), the cache route of the type of the snapshot it
+//      carries (AddCacheRoute: typed, `f(const CacheUpdate&, const T* old, const T* new)`, or
+//      untyped by the snapshot's MessageType);
+//   2. the route of its type (AddRoute: typed, `f(const T&, const Message&)`, or untyped by
+//      MessageType, `f(const Message&)` or `f(const Message&, bool is_final)`); a route for
+//      CacheUpdateType() takes the cache updates that no cache route took;
+//   3. else the first format route whose formats the type offers (AddFormatRoute; format
 //      routes never share a format, so "first" is unambiguous);
-//   3. else the default route (SetDefaultRoute), if any; else the message is dropped (counted
+//   4. else the default route (SetDefaultRoute), if any; else the message is dropped (counted
 //      as unrouted).
+// This is Asterisk's order (stasis_message_router_add_cache_update before the type routes).
 // The final message goes to the route of the subscription-change type if there is one, else
-// to the default route (never to a format route), as Asterisk's router does. One route per
-// type: a second AddRoute for a type is misuse; so is a format route sharing a format with
-// another.
+// to the default route (never to a format or cache route), as Asterisk's router does. One
+// route per type: a second AddRoute for a type is misuse, as is a second AddCacheRoute for one
+// snapshot type, and a format route sharing a format with another. A cache route and a type
+// route for the same type do not clash: one takes the type's cache updates, the other its
+// snapshots themselves.
 //
 // Filtering follows Asterisk: the subscription is selective from the start (it gets its own
 // subscribe notice and, as every subscription, its final message); each route accepts its
-// type (or formats); a default route accepts everything, for good. Removing a route does not
+// type (or formats; a cache route, the cache-update type); a default route accepts
+// everything, for good. Removing a route does not
 // decline its type: later messages of the type fall to the default route (or are dropped).
 // Like any subscription, a router hears the other subscriptions' subscribe and unsubscribe
 // notices only if it asks: with a route for the subscription-change type (until a default
@@ -34,16 +42,18 @@
 // subscription-change type, else the default route, else are dropped (counted as unrouted);
 // the type has no formatter, so no format route takes them.
 //
-// Dispatch is a lookup: the routes form an immutable table indexed by the type's dense id,
-// replaced whole (copy on write) by every route change. Delivering a message takes no lock.
+// Dispatch is a lookup: the routes form an immutable table indexed by the type's dense id
+// (and the cache routes by the snapshot type's), replaced whole (copy on write) by every route
+// change. Delivering a message takes no lock; a router without cache routes never looks at a
+// message's payload.
 //
 // Route changes while messages flow. Adding and removing may be done from any thread,
 // including from a route callback, and take effect for the next message dispatched:
-//   * From another thread, RemoveRoute (and ClearDefaultRoute, RemoveFormatRoute, and
-//     SetDefaultRoute replacing a default) returns only once the removed callback is neither
-//     running nor able to run again, and has been destroyed: if a dispatch of this router is
-//     in progress when the route is removed, the call waits for that dispatch to return.
-//     What the callback captured may be freed as soon as the call returns.
+//   * From another thread, RemoveRoute (and RemoveCacheRoute, ClearDefaultRoute,
+//     RemoveFormatRoute, and SetDefaultRoute replacing a default) returns only once the removed
+//     callback is neither running nor able to run again, and has been destroyed: if a dispatch of
+//     this router is in progress when the route is removed, the call waits for that dispatch to
+//     return. What the callback captured may be freed as soon as the call returns.
 //   * From one of this router's own callbacks (the dispatch thread), the call returns at once:
 //     waiting would wait for itself. The removed callback is not called again, but when a
 //     route removes itself its current invocation is still running (it is the caller); the
@@ -70,16 +80,22 @@
 // in total); the router goes on with the next message.
 //
 // Congestion limits, queue policy and the delivery mode are the SubscriptionOptions given to
-// Create; Stats() carries the subscription's counters plus the router's and each route's.
+// Create; Stats() carries the subscription's counters plus the router's and each route's. Every
+// live router appears in the bus listings (ListRouters and BusStatsText, bus_stats.h).
 //
-// Extension point: Asterisk also routes cache-update messages by the type of the snapshot
-// they carry (stasis_message_router_add_cache_update). That step belongs before the type
-// lookup (see RouteTable::Resolve in message_router.cc). It is not built: a cache-update
-// message (caching_topic.h) is routed by its own type, CacheUpdateType().
+// Cache routes, for a router on a caching topic's output (or a topic it forwards into):
+//
+//   router.AddCacheRoute(kChannelSnapshot, [](const plexus::CacheUpdate& update,
+//                                             const ChannelSnapshot* old_snapshot,
+//                                             const ChannelSnapshot* new_snapshot) { ... });
+//
+// `old_snapshot` is null for a new object, `new_snapshot` for a cleared one; for an aggregate
+// update both are the aggregates (update.new_snapshot->Node() is NodeId::None()).
 //
 // Misuse (reported through plexus::ReportMisuse with the caller's location; the call then
 // changes nothing and returns false): a route on an empty router, a null type, an empty
-// callback, a duplicate route, a format route with no format or sharing a format.
+// callback, a duplicate route or cache route, a format route with no format or sharing a
+// format.
 //
 // Thread safety: the handle is thread-compatible as a value (moving and assigning need one
 // owner). Its other members may be called from any thread at once, including from the router's
@@ -96,6 +112,7 @@
 #include <utility>
 #include <vector>
 
+#include "plexus/bus/caching_topic.h"
 #include "plexus/bus/message.h"
 #include "plexus/bus/message_type.h"
 #include "plexus/bus/subscription.h"
@@ -112,12 +129,17 @@ class RouterCore;
 // A route callback: the message, and whether it is the router's final message.
 using RouteHandler = std::function<void(const Message& message, bool is_final)>;
 
-enum class RouteKind { kType, kFormat, kDefault };
+enum class RouteKind { kType, kFormat, kDefault, kCache };
+
+// "type", "format", "default" or "cache".
+const char* RouteKindName(RouteKind kind) noexcept;
 
 // The counters of one route.
 struct RouteStats {
   RouteKind kind = RouteKind::kType;
-  std::string name;          // the type's name; "json", "text" or "json|text"; "default"
+  // The type's name (a cache route's: its snapshot type's); "json", "text" or "json|text";
+  // "default".
+  std::string name;
   std::uint64_t calls = 0;   // times its callback was called
   std::uint64_t failed = 0;  // of which threw
 };
@@ -125,7 +147,8 @@ struct RouteStats {
 // A snapshot of a router's counters.
 struct MessageRouterStats {
   SubscriptionStats subscription;
-  std::uint64_t routed = 0;        // messages handed to a type or format route
+  std::uint64_t routed = 0;        // messages handed to a type, format or cache route
+  std::uint64_t cache_routed = 0;  // of which to a cache route
   std::uint64_t defaulted = 0;     // messages handed to the default route
   std::uint64_t unrouted = 0;      // messages no route took (dropped)
   std::uint64_t failed = 0;        // route callbacks that threw
@@ -177,6 +200,50 @@ class MessageRouter {
   // there was none (not an error).
   bool RemoveRoute(const MessageType* type, SourceLocation where = SourceLocation::current());
   bool HasRoute(const MessageType* type) const;
+
+  // Routes the cache updates whose snapshot type is `snapshot_type` to
+  // `callback(const CacheUpdate& update, const T* old_snapshot, const T* new_snapshot)` (each
+  // null when the update has none).
+  template <class T, class F>
+  requires std::invocable<F&, const CacheUpdate&, const T*, const T*>
+  bool AddCacheRoute(const TypedMessageType<T>& snapshot_type, F&& callback,
+                     SourceLocation where = SourceLocation::current()) {
+    return AddCacheRouteHandler(
+        snapshot_type.get(),
+        [snapshot_type, f = std::forward<F>(callback)](const Message& m, bool) mutable {
+          const CacheUpdate* update = CacheUpdateType().Get(m);
+          if (update == nullptr) return;
+          f(*update, update->old_snapshot ? snapshot_type.Get(*update->old_snapshot) : nullptr,
+            update->new_snapshot ? snapshot_type.Get(*update->new_snapshot) : nullptr);
+        },
+        where);
+  }
+  // Routes the cache updates whose snapshot type is `snapshot_type` to
+  // `callback(const CacheUpdate&, const Message& update_message)`, `callback(const Message&)`
+  // or `callback(const Message&, bool is_final)`.
+  template <class F>
+  requires std::invocable<F&, const CacheUpdate&, const Message&> ||
+      std::invocable<F&, const Message&> || std::invocable<F&, const Message&, bool>
+  bool AddCacheRoute(const MessageType* snapshot_type, F&& callback,
+                     SourceLocation where = SourceLocation::current()) {
+    if constexpr (std::invocable<F&, const CacheUpdate&, const Message&>) {
+      return AddCacheRouteHandler(
+          snapshot_type,
+          [f = std::forward<F>(callback)](const Message& m, bool) mutable {
+            if (const CacheUpdate* update = CacheUpdateType().Get(m)) f(*update, m);
+          },
+          where);
+    } else {
+      return AddCacheRouteHandler(snapshot_type, ToHandler(std::forward<F>(callback)), where);
+    }
+  }
+  bool AddCacheRouteHandler(const MessageType* snapshot_type, RouteHandler handler,
+                            SourceLocation where = SourceLocation::current());
+  // Removes the cache route of `snapshot_type` (returns as RemoveRoute does). False when there
+  // was none (not an error).
+  bool RemoveCacheRoute(const MessageType* snapshot_type,
+                        SourceLocation where = SourceLocation::current());
+  bool HasCacheRoute(const MessageType* snapshot_type) const;
 
   // Routes messages whose type has a formatter in `formats` and no route of its own.
   template <class F>
