@@ -74,7 +74,7 @@ thread_local const Cache* tl_aggregating = nullptr;
 // Entries this thread replaced and nobody held any more, emptied, for its next writes: an
 // update of an existing entry then allocates nothing. Bounded; freed when the thread exits.
 struct EntryPool {
-  static constexpr std::size_t kMax = 64;
+  static constexpr std::size_t kMax = 256;
   std::vector<CacheEntry*> free;
   ~EntryPool() {
     for (CacheEntry* e : free) Ref<CacheEntry>::Adopt(e).Reset();
@@ -111,6 +111,16 @@ struct Retired {
 
 // What a writer takes out of the limbo, let go after its lock.
 using Ripe = std::vector<Retired>;
+
+// The writing thread's buffer for Ripe, kept between writes so a write allocates nothing.
+// Taken (moved out) for the length of a write: a nested write gets an empty one.
+thread_local Ripe tl_ripe;
+Ripe TakeRipeBuffer() noexcept {
+  return std::exchange(tl_ripe, Ripe{});
+}
+void GiveBackRipeBuffer(Ripe&& ripe) noexcept {
+  if (ripe.capacity() > tl_ripe.capacity()) tl_ripe = std::move(ripe);
+}
 
 // One shard. Aligned to the cache line so that neighbouring shards do not share the line their
 // table pointer lives on.
@@ -185,7 +195,6 @@ struct alignas(64) CacheShard {
     // Stamps only grow along the limbo: stop at the first one still reachable.
     while (n < limbo.size() && domain.SafeToFree(limbo[n].stamp)) ++n;
     if (n == 0) return;
-    ripe.reserve(n);
     for (std::size_t i = 0; i < n; ++i) ripe.push_back(std::move(limbo[i]));
     limbo.erase(limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
   }
@@ -427,7 +436,7 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     ReportMisuse("Cache: a write from the cache's own aggregate function", where);
     return {};
   }
-  Ripe ripe;  // let go after the lock
+  Ripe ripe = bus_internal::TakeRipeBuffer();  // let go after the lock
   CacheChange change;
   std::size_t hash;
   CacheShard& shard = ShardFor(type, id, hash);
@@ -435,11 +444,13 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     MutexLock writer(shard.writer);
     // The registry is read under the shard's writer mutex: a removal registered the node
     // before it walked this shard (see the file comment).
-    if (snapshot != nullptr && BeingRemoved(node)) return change;
-    change = WriteLocked(shard, type, id, hash, node, snapshot, where);
-    shard.CollectRipe(ripe);
+    if (snapshot == nullptr || !BeingRemoved(node)) {
+      change = WriteLocked(shard, type, id, hash, node, snapshot, where);
+      shard.CollectRipe(ripe);
+    }
   }
   CacheShard::Release(ripe);
+  bus_internal::GiveBackRipeBuffer(std::move(ripe));
   return change;
 }
 
