@@ -1,30 +1,45 @@
 // Cache benchmarks: plexus's Cache read by N threads while one thread keeps updating it through
-// a caching topic, beside the anchor a hand-written cache would be: a std::unordered_map of
-// Ref<Message> guarded by one std::shared_mutex, read and updated the same way, in the same
-// binary and run.
+// a caching topic, beside two anchors doing the same work in the same binary and run; and the
+// cost of a publish through a caching topic beside a plain publish.
 //
-// Rows:
-//   BM_Cache_Get/threads:N        N reader threads (the benchmark's) each get the local
-//                                 snapshot of a random one of 10 000 cached objects per
-//                                 iteration, and keep what they got (a ring of 64 Refs per
-//                                 reader, so a snapshot outlives the cache's hold on it).
-//                                 Meanwhile one writer thread publishes a new snapshot of a
-//                                 random object on the original topic, in a loop: the caching
-//                                 topic (synchronous) replaces the entry.
-//   BM_SharedMutexMap_Get/threads:N  The anchor: the same reads and writes on the map; the
-//                                 writer builds the message outside the lock, swaps it in under
-//                                 the exclusive lock, and lets the old one go after unlocking.
+// Read rows (N = 1 and 2 reader threads, the benchmark's; each with and without a writer):
+//   BM_Cache_Get/writer:W/threads:N  each reader gets the local snapshot of a random one of
+//                                 10 000 cached objects per iteration, and keeps what it got (a
+//                                 ring of 64 Refs per reader, so a snapshot outlives the
+//                                 cache's hold on it). With writer:1 one more thread publishes
+//                                 a new snapshot of a random object on the original topic, in
+//                                 a loop: the caching topic (synchronous) replaces the entry.
+//   BM_SharedMutexMap_Get/...     anchor (a): a std::unordered_map<std::string, Ref<Message>>
+//                                 guarded by one std::shared_mutex (Asterisk's shape: one
+//                                 container, one lock); the writer builds the message outside
+//                                 the lock, swaps it in under the exclusive lock, and lets the
+//                                 old one go after unlocking.
+//   BM_UrcuLfht_Get/...           anchor (b): liburcu's lock-free RCU hash table (cds_lfht,
+//                                 memb flavour). A get is rcu_read_lock, cds_lfht_lookup, one
+//                                 atomic increment of the found object's message (the Ref the
+//                                 reader keeps), rcu_read_unlock. The writer replaces the node
+//                                 (cds_lfht_replace) and frees the old one through call_rcu.
 //
-// Each row runs with the writer (writer:1, the figure) and without it (writer:0: the read path
-// alone, for diagnosis).
+// items/s = reads per second summed over the readers (real time). writes_per_s is the writer's
+// rate over the same interval. Compare rows of equal W and N; the ratios are the figures
+// (targets, writer:1: plexus >= 3x anchor (a), >= 0.7x anchor (b)). On a machine with few
+// cores the writer and the readers share them, so the ratio, not the absolute rate, carries.
 //
-// items/s = reads per second summed over the readers (real time). writes_per_s is the
-// writer's rate over the same interval: a reader-writer lock that starves its writer would
-// show it there. Compare rows of equal N; the ratio is the figure (the target: plexus >= 3x
-// the anchor's reads/s at the machine's thread count). On a machine with few cores the
-// writer and the readers share them, so the ratio, not the absolute rate, is what carries.
+// Publish rows (one publisher, the benchmark thread; a new message per iteration, for a random
+// one of the 10 000 objects, all cached before the timed loop):
+//   BM_Cache_PlainPublish_Pool    anchor: publish on a topic with one pool subscription.
+//   BM_Cache_CachingPublish_Pool  publish on the original topic of a caching topic whose output
+//                                 has one pool subscription (which receives the updates).
+//   BM_Cache_CachingPublish_NoOutputSubscriber  the same with nobody on the output.
+// Target: CachingPublish_Pool <= 2x PlainPublish_Pool (time per publish). allocs/op: operator
+// new calls per publish (any thread); the NoOutputSubscriber row's target is 0 (a message is
+// made from the bus's recycled blocks; an update of an existing entry allocates nothing).
+// The publisher stays within kWindow messages of its subscriber. Ids fit a std::string's inline
+// buffer (Asterisk's uniqueids, "1700000000.123", do), so the id function allocates nothing.
 
 #include <benchmark/benchmark.h>
+#include <urcu.h>
+#include <urcu/rculfhash.h>
 
 #include <algorithm>
 #include <array>
@@ -32,14 +47,18 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "alloc_counter.h"
 #include "plexus/bus/bus.h"
+#include "plexus/exec/thread_pool.h"
 
 namespace {
 
@@ -59,11 +78,17 @@ const std::vector<std::string>& Ids() {
   static const std::vector<std::string> ids = [] {
     std::vector<std::string> out;
     out.reserve(kObjects);
-    // Realistic ids (Asterisk's channel uniqueids are this long): hashing is part of a get.
-    for (int i = 0; i < kObjects; ++i) out.push_back("1700000000." + std::to_string(100000 + i));
+    // Asterisk's uniqueid shape ("<seconds>.<sequence>"): hashing is part of a get. At most 15
+    // characters: inline in a std::string.
+    for (int i = 0; i < kObjects; ++i) out.push_back("1700000000." + std::to_string(i));
     return out;
   }();
   return ids;
+}
+
+std::string SnapshotId(const plexus::Message& m) {
+  const Snapshot* s = SnapshotType().Get(m);
+  return s != nullptr ? Ids()[s->id] : std::string();
 }
 
 // xorshift: cheap enough not to dominate a get.
@@ -77,7 +102,7 @@ struct Rng {
   }
 };
 
-// What both sides share: the writer thread and its rate.
+// What every side shares: the writer thread and its rate.
 struct Side {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> writes{0};
@@ -93,6 +118,27 @@ struct Side {
   }
 };
 
+// Runs the read loop of one reader thread: `get` returns a Ref the reader keeps for a while.
+template <class Get>
+void ReadLoop(benchmark::State& state, Get&& get) {
+  const std::vector<std::string>& ids = Ids();
+  Rng rng{0x1234567ull + static_cast<std::uint64_t>(state.thread_index()) * 7919};
+  std::array<plexus::Ref<plexus::Message>, 64> kept;
+  std::size_t slot = 0;
+  for (auto _ : state) {
+    plexus::Ref<plexus::Message> m = get(ids[rng.Next() % kObjects]);
+    benchmark::DoNotOptimize(m.get());
+    kept[slot++ & 63] = std::move(m);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Lets the readers start together and the last one tear the side down (thread 0 made it).
+template <class SideT>
+struct Shared {
+  SideT* side = nullptr;
+};
+
 // --- plexus ----------------------------------------------------------------------------------
 
 struct PlexusSide : Side {
@@ -101,10 +147,7 @@ struct PlexusSide : Side {
   plexus::Ref<plexus::CachingTopic> caching;
 
   explicit PlexusSide(bool with_writer) {
-    cache = plexus::Cache::Create([](const plexus::Message& m) {
-      const Snapshot* s = SnapshotType().Get(m);
-      return s != nullptr ? Ids()[s->id] : std::string();
-    });
+    cache = plexus::Cache::Create(&SnapshotId);
     topic = plexus::Topic::Create("bench-objects");
     caching = plexus::CachingTopic::Create(topic, cache);
     for (int i = 0; i < kObjects; ++i) topic->Publish(SnapshotType(), Snapshot{i, 0});
@@ -124,17 +167,8 @@ PlexusSide* plexus_side = nullptr;
 
 void BM_Cache_Get(benchmark::State& state) {
   if (state.thread_index() == 0) plexus_side = new PlexusSide(state.range(0) != 0);
-  const std::vector<std::string>& ids = Ids();
-  Rng rng{0x1234567ull + static_cast<std::uint64_t>(state.thread_index()) * 7919};
-  std::array<plexus::Ref<plexus::Message>, 64> kept;
-  std::size_t slot = 0;
-  for (auto _ : state) {
-    plexus::Ref<plexus::Message> m =
-        plexus_side->cache->Get(SnapshotType(), ids[rng.Next() % kObjects]);
-    benchmark::DoNotOptimize(m.get());
-    kept[slot++ & 63] = std::move(m);
-  }
-  state.SetItemsProcessed(state.iterations());
+  ReadLoop(state,
+           [](const std::string& id) { return plexus_side->cache->Get(SnapshotType(), id); });
   if (state.thread_index() == 0) {
     plexus_side->StopWriter(state);
     delete plexus_side;
@@ -142,7 +176,7 @@ void BM_Cache_Get(benchmark::State& state) {
   }
 }
 
-// --- anchor: one shared_mutex over an unordered_map ------------------------------------------
+// --- anchor (a): one shared_mutex over an unordered_map --------------------------------------
 
 struct AnchorSide : Side {
   std::shared_mutex mu;
@@ -177,16 +211,7 @@ AnchorSide* anchor_side = nullptr;
 
 void BM_SharedMutexMap_Get(benchmark::State& state) {
   if (state.thread_index() == 0) anchor_side = new AnchorSide(state.range(0) != 0);
-  const std::vector<std::string>& ids = Ids();
-  Rng rng{0x1234567ull + static_cast<std::uint64_t>(state.thread_index()) * 7919};
-  std::array<plexus::Ref<plexus::Message>, 64> kept;
-  std::size_t slot = 0;
-  for (auto _ : state) {
-    plexus::Ref<plexus::Message> m = anchor_side->Get(ids[rng.Next() % kObjects]);
-    benchmark::DoNotOptimize(m.get());
-    kept[slot++ & 63] = std::move(m);
-  }
-  state.SetItemsProcessed(state.iterations());
+  ReadLoop(state, [](const std::string& id) { return anchor_side->Get(id); });
   if (state.thread_index() == 0) {
     anchor_side->StopWriter(state);
     delete anchor_side;
@@ -194,21 +219,228 @@ void BM_SharedMutexMap_Get(benchmark::State& state) {
   }
 }
 
-int MaxReaders() {
-  return static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+// --- anchor (b): liburcu's RCU lock-free hash table ------------------------------------------
+
+struct UrcuObject {
+  cds_lfht_node node;
+  rcu_head rcu;
+  std::string id;
+  plexus::Message* message;  // one reference, dropped with the object
+};
+
+std::size_t HashOf(std::string_view id) {
+  return std::hash<std::string_view>{}(id);
 }
 
-BENCHMARK(BM_Cache_Get)
-    ->ArgName("writer")
-    ->Arg(1)
-    ->Arg(0)
-    ->ThreadRange(1, MaxReaders())
-    ->UseRealTime();
+int MatchId(cds_lfht_node* node, const void* key) {
+  const UrcuObject* o = caa_container_of(node, UrcuObject, node);
+  return o->id == *static_cast<const std::string_view*>(key);
+}
+
+void FreeUrcuObject(rcu_head* head) {
+  UrcuObject* o = caa_container_of(head, UrcuObject, rcu);
+  plexus::Ref<plexus::Message>::Adopt(o->message).Reset();
+  delete o;
+}
+
+UrcuObject* NewUrcuObject(int id, std::uint64_t version) {
+  auto* o = new UrcuObject;
+  cds_lfht_node_init(&o->node);
+  o->id = Ids()[id];
+  o->message = SnapshotType().Make(Snapshot{id, version}).Detach();
+  return o;
+}
+
+struct UrcuSide : Side {
+  cds_lfht* table = nullptr;
+
+  explicit UrcuSide(bool with_writer) {
+    // Sizes are powers of two; 16384 buckets hold the 10 000 objects without a resize.
+    table = cds_lfht_new(16384, 16384, 0, CDS_LFHT_AUTO_RESIZE, nullptr);
+    rcu_read_lock();
+    for (int i = 0; i < kObjects; ++i) {
+      UrcuObject* o = NewUrcuObject(i, 0);
+      cds_lfht_add(table, HashOf(o->id), &o->node);
+    }
+    rcu_read_unlock();
+    started = std::chrono::steady_clock::now();
+    if (!with_writer) return;
+    writer = std::thread([this] {
+      rcu_register_thread();
+      Rng rng{0x9E3779B97F4A7C15ull};
+      for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
+        const int id = static_cast<int>(rng.Next() % kObjects);
+        UrcuObject* next = NewUrcuObject(id, v);
+        const std::string_view key = next->id;
+        rcu_read_lock();
+        cds_lfht_iter iter;
+        cds_lfht_lookup(table, HashOf(key), &MatchId, &key, &iter);
+        cds_lfht_node* old = cds_lfht_iter_get_node(&iter);
+        if (old != nullptr &&
+            cds_lfht_replace(table, &iter, HashOf(key), &MatchId, &key, &next->node) == 0) {
+          call_rcu(&caa_container_of(old, UrcuObject, node)->rcu, &FreeUrcuObject);
+        } else {
+          FreeUrcuObject(&next->rcu);
+        }
+        rcu_read_unlock();
+        writes.fetch_add(1, std::memory_order_relaxed);
+      }
+      rcu_unregister_thread();
+    });
+  }
+
+  // Called by a registered thread, after the writer stopped.
+  void Destroy() {
+    cds_lfht_iter iter;
+    cds_lfht_node* node;
+    rcu_read_lock();
+    cds_lfht_for_each(table, &iter, node) {
+      if (cds_lfht_del(table, node) == 0) {
+        call_rcu(&caa_container_of(node, UrcuObject, node)->rcu, &FreeUrcuObject);
+      }
+    }
+    rcu_read_unlock();
+    rcu_barrier();
+    cds_lfht_destroy(table, nullptr);
+  }
+
+  plexus::Ref<plexus::Message> Get(const std::string& id) {
+    const std::string_view key = id;
+    plexus::Ref<plexus::Message> out;
+    rcu_read_lock();
+    cds_lfht_iter iter;
+    cds_lfht_lookup(table, HashOf(key), &MatchId, &key, &iter);
+    if (cds_lfht_node* node = cds_lfht_iter_get_node(&iter)) {
+      out = plexus::Ref<plexus::Message>(caa_container_of(node, UrcuObject, node)->message);
+    }
+    rcu_read_unlock();
+    return out;
+  }
+};
+
+UrcuSide* urcu_side = nullptr;
+
+void BM_UrcuLfht_Get(benchmark::State& state) {
+  rcu_register_thread();
+  if (state.thread_index() == 0) urcu_side = new UrcuSide(state.range(0) != 0);
+  ReadLoop(state, [](const std::string& id) { return urcu_side->Get(id); });
+  if (state.thread_index() == 0) {
+    urcu_side->StopWriter(state);
+    urcu_side->Destroy();
+    delete urcu_side;
+    urcu_side = nullptr;
+  }
+  rcu_unregister_thread();
+}
+
+BENCHMARK(BM_Cache_Get)->ArgName("writer")->Arg(1)->Arg(0)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_SharedMutexMap_Get)
     ->ArgName("writer")
     ->Arg(1)
     ->Arg(0)
-    ->ThreadRange(1, MaxReaders())
+    ->Threads(1)
+    ->Threads(2)
     ->UseRealTime();
+BENCHMARK(BM_UrcuLfht_Get)
+    ->ArgName("writer")
+    ->Arg(1)
+    ->Arg(0)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+
+// --- Publish through a caching topic ---------------------------------------------------------
+
+constexpr std::int64_t kWindow = 8192;
+constexpr std::int64_t kThrottleEvery = 256;
+
+struct alignas(64) Counter {
+  std::atomic<std::int64_t> n{0};
+};
+
+enum class PublishRow { kPlain, kCaching, kCachingNoOutputSubscriber };
+
+// The publisher's side of a publish row.
+struct PublishLoop {
+  plexus::Ref<plexus::Topic> topic;
+  Counter* delivered;  // null: nobody to wait for
+  std::int64_t published = 0;
+
+  void PublishOne(int id) {
+    topic->Publish(SnapshotType(), Snapshot{id, static_cast<std::uint64_t>(published)});
+    ++published;
+    if (delivered != nullptr && published % kThrottleEvery == 0) {
+      while (published - delivered->n.load(std::memory_order_acquire) > kWindow) {
+        std::this_thread::yield();
+      }
+    }
+  }
+  // The timed loop's publish, apart so that instruction counts can be taken of it alone:
+  // valgrind --tool=callgrind --toggle-collect='*PublishLoop::PublishTimed*'.
+  [[gnu::noinline]] void PublishTimed(int id) { PublishOne(id); }
+  void Drain() {
+    if (delivered == nullptr) return;
+    while (delivered->n.load(std::memory_order_acquire) != published) std::this_thread::yield();
+  }
+};
+
+void RunPublish(benchmark::State& state, PublishRow row) {
+  auto pool = plexus::ThreadPool::Create({.name = "bench-cache", .initial_size = 2});
+  plexus::Ref<plexus::Cache> cache = plexus::Cache::Create(&SnapshotId);
+  plexus::Ref<plexus::Topic> topic = plexus::Topic::Create("bench-publish");
+  plexus::Ref<plexus::CachingTopic> caching;
+  if (row != PublishRow::kPlain) caching = plexus::CachingTopic::Create(topic, cache);
+  Counter counter;
+  plexus::Subscription sub;
+  if (row != PublishRow::kCachingNoOutputSubscriber) {
+    plexus::SubscriptionOptions options;
+    options.mode = plexus::DeliveryMode::kPool;
+    options.pool = pool;
+    options.high_water = 1u << 30;
+    options.low_water = 1u << 29;
+    const plexus::MessageType* counted =
+        row == PublishRow::kPlain ? SnapshotType().get() : plexus::CacheUpdateType().get();
+    sub = plexus::Subscribe(
+        row == PublishRow::kPlain ? topic : caching->Output(),
+        [&counter, counted](const plexus::Message& m) {
+          if (&m.Type() == counted) {
+            counter.n.store(counter.n.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_release);
+          }
+        },
+        options);
+  }
+  PublishLoop loop{topic, sub ? &counter : nullptr};
+  Rng rng{0xC0FFEEull};
+  // Every object cached (and every entry's first creation done) before the timed loop.
+  for (int i = 0; i < kObjects; ++i) loop.PublishOne(i);
+  for (int i = 0; i < kObjects; ++i) loop.PublishOne(static_cast<int>(rng.Next() % kObjects));
+  loop.Drain();
+  std::int64_t left = static_cast<std::int64_t>(state.max_iterations);
+  const std::uint64_t allocations_before = plexus_bench::AllocationCount();
+  for (auto _ : state) {
+    loop.PublishTimed(static_cast<int>(rng.Next() % kObjects));
+    if (--left == 0) loop.Drain();
+  }
+  plexus_bench::ReportAllocationsPerIteration(state, allocations_before);
+  state.SetItemsProcessed(state.iterations());
+  if (sub) sub.UnsubscribeAndJoin();
+  caching.Reset();
+  pool->Shutdown();
+}
+
+void BM_Cache_PlainPublish_Pool(benchmark::State& state) {
+  RunPublish(state, PublishRow::kPlain);
+}
+void BM_Cache_CachingPublish_Pool(benchmark::State& state) {
+  RunPublish(state, PublishRow::kCaching);
+}
+void BM_Cache_CachingPublish_NoOutputSubscriber(benchmark::State& state) {
+  RunPublish(state, PublishRow::kCachingNoOutputSubscriber);
+}
+
+BENCHMARK(BM_Cache_PlainPublish_Pool)->MinTime(0.3)->UseRealTime();
+BENCHMARK(BM_Cache_CachingPublish_Pool)->MinTime(0.3)->UseRealTime();
+BENCHMARK(BM_Cache_CachingPublish_NoOutputSubscriber)->MinTime(0.3)->UseRealTime();
 
 }  // namespace

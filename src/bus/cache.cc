@@ -1,26 +1,37 @@
 // The cache and the caching topic.
 //
-// Cache: kShards shards, each a hash map from (type, id) to an immutable CacheEntry, guarded
-// by a reader-writer lock (`rw`), plus a writer mutex (`writer`) that serializes the shard's
-// writers. A write, under `writer`:
-//   1. looks the current entry up (under `rw` shared: other writers are excluded already, so
-//      the entry it finds stays current until step 4);
-//   2. builds the next entry as a copy with one node's slot replaced or removed;
-//   3. runs the aggregate function on it (user code: under `writer`, never under `rw`);
-//   4. swaps the map's pointer, inserts or erases, under `rw` exclusive;
-// and, after both locks, lets go of the entry it replaced (snapshots and payloads are user
-// types, whose destructors must not run under a lock). Readers take `rw` shared only, so they
-// wait for step 4 of a writer of their shard and nothing else.
+// Cache: kShards shards. Each publishes a Table (open addressing, linear probing, pointers to
+// immutable CacheEntry objects, at most half full counting tombstones) through an atomic
+// pointer, and has a writer mutex (`writer`) that serializes its writers. Readers enter an
+// epoch (epoch.h), load the table and probe it, take a reference on what they found, and
+// leave; they take no lock. A write, under `writer`:
+//   1. probes the table for the current entry (the writer mutex keeps it current);
+//   2. builds the next entry (reused from this thread's pool, or new), a copy with one node's
+//      slot replaced or removed;
+//   3. runs the aggregate function on it (user code, under `writer`);
+//   4. stores the next entry's pointer into the slot (or a tombstone, or links it into a free
+//      slot, growing the table first if it would pass half full: the new table is published
+//      whole and the old one retired);
+//   5. retires the entry it replaced into the shard's limbo, stamped with the epoch, and takes
+//      out of the limbo what no reader can reach any more.
+// What comes out of the limbo is let go after `writer` (snapshots are user types, whose
+// destructors must not run under a lock); an entry nobody else holds is emptied and kept in
+// the writing thread's pool for its next write.
 //
-// Lock order: writer -> rw. The aggregate function may read (rw shared, no writer); a write
-// from it would take its own shard's writer mutex again, so a thread-local marks "inside the
-// aggregate function of cache X" and such a write is refused as misuse.
+// The aggregate function may read (readers take no lock); a write from it would take its own
+// shard's writer mutex again, so a thread-local marks "inside the aggregate function of cache
+// X" and such a write is refused as misuse.
 //
-// CachingTopic: a synchronous subscription on the original topic whose callback holds a
-// CachingCore (the cache, the output topic, the original topic, counters) but not the
-// CachingTopic: dropping the CachingTopic drops the subscription handle, which unsubscribes;
-// the final message then lets the callback, and with it the core, go. No cycle survives an
-// unsubscribe, whatever order the handles are dropped in.
+// Node removal: RemoveNode registers the node in `removals_`, clears it shard by shard, and
+// unregisters it. A Put of a registered node stores nothing: the writer checks the registry
+// under its shard's writer mutex, so a Put either ran in that shard before the removal walked
+// it (and was removed) or sees the registration.
+//
+// CachingTopic: a synchronous subscription on its source topic (the original, or a tap of it:
+// see CachePatternOne) whose callback holds a CachingCore (the cache, the output topic, the
+// original topic, counters) but not the CachingTopic: dropping the CachingTopic drops the
+// subscription handle, which unsubscribes; the final message then lets the callback, and with
+// it the core, go. No cycle survives an unsubscribe, whatever order the handles are dropped in.
 
 #include "plexus/bus/cache.h"
 
@@ -28,13 +39,13 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
-#include <shared_mutex>
+#include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "epoch.h"
 #include "plexus/bus/caching_topic.h"
 #include "plexus/bus/subscription_change.h"
 #include "plexus/core/internal/run_catching.h"
@@ -47,103 +58,186 @@ namespace plexus {
 namespace bus_internal {
 namespace {
 
-// std::shared_mutex with the capability attributes (shared and exclusive sides).
-class PLEXUS_CAPABILITY("mutex") SharedMutex {
- public:
-  void lock() PLEXUS_ACQUIRE() { mu_.lock(); }
-  void unlock() PLEXUS_RELEASE() { mu_.unlock(); }
-  void lock_shared() PLEXUS_THREAD_ANNOTATION(acquire_shared_capability()) { mu_.lock_shared(); }
-  void unlock_shared() PLEXUS_THREAD_ANNOTATION(release_shared_capability()) {
-    mu_.unlock_shared();
-  }
-
- private:
-  std::shared_mutex mu_;
-};
-
-class PLEXUS_SCOPED_CAPABILITY ReaderLock {
- public:
-  explicit ReaderLock(SharedMutex& mu) PLEXUS_THREAD_ANNOTATION(acquire_shared_capability(mu))
-      : mu_(mu) {
-    mu_.lock_shared();
-  }
-  ~ReaderLock() PLEXUS_RELEASE() { mu_.unlock_shared(); }
-  ReaderLock(const ReaderLock&) = delete;
-  ReaderLock& operator=(const ReaderLock&) = delete;
-
- private:
-  SharedMutex& mu_;
-};
-
-class PLEXUS_SCOPED_CAPABILITY WriterLock {
- public:
-  explicit WriterLock(SharedMutex& mu) PLEXUS_ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
-  ~WriterLock() PLEXUS_RELEASE() { mu_.unlock(); }
-  WriterLock(const WriterLock&) = delete;
-  WriterLock& operator=(const WriterLock&) = delete;
-
- private:
-  SharedMutex& mu_;
-};
-
-// Keys carry their hash: it is computed once per operation (it picks the shard, then the
-// bucket), and never again when the map grows.
-struct KeyView {
-  const MessageType* type;
-  std::string_view id;
-  std::size_t hash;
-};
-struct Key {
-  const MessageType* type;
-  std::string id;
-  std::size_t hash;
-};
-
 std::size_t HashKey(const MessageType* type, std::string_view id) noexcept {
   // The type's dense id rather than its address: addresses share their low bits.
   return std::hash<std::string_view>{}(id) ^ (std::size_t{type->Id()} * 0x9E3779B97F4A7C15ull);
 }
 
-struct KeyHash {
-  using is_transparent = void;
-  std::size_t operator()(const Key& k) const noexcept { return k.hash; }
-  std::size_t operator()(const KeyView& k) const noexcept { return k.hash; }
-};
-struct KeyEqual {
-  using is_transparent = void;
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const noexcept {
-    return a.hash == b.hash && a.type == b.type && std::string_view(a.id) == std::string_view(b.id);
-  }
-};
+// Marks a slot whose entry was removed: a probe goes on past it, an insert may reuse it.
+alignas(64) const char kTombstoneByte = 0;
+const CacheEntry* Tombstone() noexcept {
+  return reinterpret_cast<const CacheEntry*>(&kTombstoneByte);
+}
 
 // The cache whose aggregate function this thread is running, if any.
 thread_local const Cache* tl_aggregating = nullptr;
 
+// Entries this thread replaced and nobody held any more, emptied, for its next writes: an
+// update of an existing entry then allocates nothing. Bounded; freed when the thread exits.
+struct EntryPool {
+  static constexpr std::size_t kMax = 256;
+  std::vector<CacheEntry*> free;
+  ~EntryPool() {
+    for (CacheEntry* e : free) Ref<CacheEntry>::Adopt(e).Reset();
+  }
+};
+thread_local EntryPool tl_entry_pool;
+
+// Whether a replaced entry may be reused. Not under ThreadSanitizer: the reuse relies on an
+// acquire fence after the reference-count check, which it does not model.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kReuseEntries = false;
+#else
+constexpr bool kReuseEntries = true;
+#endif
+
 }  // namespace
 
-// One shard. Aligned to the cache line so that readers of neighbouring shards do not share
-// the line their lock words live on.
+// One table of a shard: a power-of-two array of entry pointers (null: never used).
+struct CacheTable {
+  explicit CacheTable(std::size_t capacity)
+      : mask(capacity - 1), slots(new std::atomic<const CacheEntry*>[capacity]()) {}
+  std::size_t Capacity() const noexcept { return mask + 1; }
+
+  const std::size_t mask;
+  const std::unique_ptr<std::atomic<const CacheEntry*>[]> slots;
+};
+
+// Something a writer unlinked, kept until no reader can reach it.
+struct Retired {
+  std::uint64_t stamp;
+  Ref<const CacheEntry> entry;
+  std::unique_ptr<CacheTable> table;
+};
+
+// What a writer takes out of the limbo, let go after its lock.
+using Ripe = std::vector<Retired>;
+
+// The writing thread's buffer for Ripe, kept between writes so a write allocates nothing.
+// Taken (moved out) for the length of a write: a nested write gets an empty one.
+thread_local Ripe tl_ripe;
+Ripe TakeRipeBuffer() noexcept {
+  return std::exchange(tl_ripe, Ripe{});
+}
+void GiveBackRipeBuffer(Ripe&& ripe) noexcept {
+  if (ripe.capacity() > tl_ripe.capacity()) tl_ripe = std::move(ripe);
+}
+
+// One shard. Aligned to the cache line so that neighbouring shards do not share the line their
+// table pointer lives on.
 struct alignas(64) CacheShard {
-  sync_internal::AnnotatedMutex writer PLEXUS_ACQUIRED_BEFORE(rw);
-  // A line of its own: readers write the lock word, which a writer taking `writer` must not
-  // take from them.
-  alignas(64) SharedMutex rw;
-  // The local snapshot is kept beside its entry: the common read (Get) then touches the map
-  // node and the message, not the entry in between.
-  struct Slot {
-    Ref<const CacheEntry> entry;
-    Ref<Message> local;
-  };
-  std::unordered_map<Key, Slot, KeyHash, KeyEqual> map PLEXUS_GUARDED_BY(rw);
+  static constexpr std::size_t kMinCapacity = 16;
+  // Limbo size from which a write tries to empty it (reading every reader's epoch slot).
+  static constexpr std::size_t kLimboBatch = 8;
+
+  ~CacheShard() {
+    CacheTable* t = table.load(std::memory_order_relaxed);
+    if (t == nullptr) return;
+    for (std::size_t i = 0; i < t->Capacity(); ++i) {
+      const CacheEntry* e = t->slots[i].load(std::memory_order_relaxed);
+      if (e != nullptr && e != Tombstone()) Ref<const CacheEntry>::Adopt(e).Reset();
+    }
+    delete t;
+  }
+
+  // The slot holding (type, id), or the table's capacity if there is none; `free_slot`
+  // receives the first slot a new entry of that key could take. Readers use FindEntry.
+  std::size_t Probe(const CacheTable& t, const MessageType* type, std::string_view id,
+                    std::size_t hash, std::size_t& free_slot) const PLEXUS_REQUIRES(writer) {
+    free_slot = t.Capacity();
+    for (std::size_t i = hash & t.mask;; i = (i + 1) & t.mask) {
+      const CacheEntry* e = t.slots[i].load(std::memory_order_relaxed);
+      if (e == nullptr) {
+        if (free_slot == t.Capacity()) free_slot = i;
+        return t.Capacity();
+      }
+      if (e == Tombstone()) {
+        if (free_slot == t.Capacity()) free_slot = i;
+      } else if (e->hash_ == hash && e->type_ == type && e->id_ == id) {
+        return i;
+      }
+    }
+  }
+
+  // Makes room for one more entry: a table at most half full (tombstones count) afterwards.
+  CacheTable& Reserve() PLEXUS_REQUIRES(writer) {
+    CacheTable* t = table.load(std::memory_order_relaxed);
+    if (t != nullptr && (used + 1) * 2 <= t->Capacity()) return *t;
+    std::size_t capacity = kMinCapacity;
+    while (capacity < (live + 1) * 4) capacity *= 2;
+    auto next = std::make_unique<CacheTable>(capacity);
+    if (t != nullptr) {
+      // The entries move over with their references: the old table no longer owns any.
+      for (std::size_t i = 0; i < t->Capacity(); ++i) {
+        const CacheEntry* e = t->slots[i].load(std::memory_order_relaxed);
+        if (e == nullptr || e == Tombstone()) continue;
+        std::size_t j = e->hash_ & next->mask;
+        while (next->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & next->mask;
+        next->slots[j].store(e, std::memory_order_relaxed);
+      }
+    }
+    used = live;
+    CacheTable* published = next.release();
+    table.store(published, std::memory_order_seq_cst);
+    if (t != nullptr) Retire(nullptr, std::unique_ptr<CacheTable>(t));
+    return *published;
+  }
+
+  // Keeps `entry` or `t` (unlinked just before) until no reader can reach it.
+  void Retire(Ref<const CacheEntry> entry, std::unique_ptr<CacheTable> t) PLEXUS_REQUIRES(writer) {
+    limbo.push_back(Retired{EpochDomain::Get().Current(), std::move(entry), std::move(t)});
+  }
+
+  // Moves what no reader can reach any more out of the limbo into `ripe`.
+  void CollectRipe(Ripe& ripe) PLEXUS_REQUIRES(writer) {
+    if (limbo.size() < kLimboBatch) return;
+    std::size_t n = 0;
+    EpochDomain& domain = EpochDomain::Get();
+    // Stamps only grow along the limbo: stop at the first one still reachable.
+    while (n < limbo.size() && domain.SafeToFree(limbo[n].stamp)) ++n;
+    if (n == 0) return;
+    for (std::size_t i = 0; i < n; ++i) ripe.push_back(std::move(limbo[i]));
+    limbo.erase(limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+
+  // Lets go of what a writer took out of the limbo (after its lock): entries nobody else holds
+  // are emptied and kept for this thread's next writes.
+  static void Release(Ripe& ripe) {
+    for (Retired& r : ripe) {
+      if (r.entry == nullptr) continue;
+      if (kReuseEntries && r.entry->RefCount() == 1 &&
+          tl_entry_pool.free.size() < EntryPool::kMax) {
+        // The last other holder's release (an acq_rel decrement) happens before the reuse.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        auto* e = const_cast<CacheEntry*>(r.entry.Detach());
+        e->Clear();
+        tl_entry_pool.free.push_back(e);
+      }
+    }
+    ripe.clear();
+  }
+
+  sync_internal::AnnotatedMutex writer;
+  // Read without a lock (inside an epoch); replaced under `writer`.
+  std::atomic<CacheTable*> table{nullptr};
+  std::size_t live PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry
+  std::size_t used PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry or a tombstone
+  std::vector<Retired> limbo PLEXUS_GUARDED_BY(writer);
+};
+
+// The nodes whose removal is under way (usually none: a Put checks `count` first).
+struct CacheRemovals {
+  std::atomic<std::uint32_t> count{0};
+  sync_internal::AnnotatedMutex mu;
+  std::vector<NodeId> nodes PLEXUS_GUARDED_BY(mu);
 };
 
 }  // namespace bus_internal
 
 using bus_internal::CacheShard;
-using bus_internal::KeyView;
-using bus_internal::ReaderLock;
-using bus_internal::WriterLock;
+using bus_internal::CacheTable;
+using bus_internal::EpochGuard;
+using bus_internal::Ripe;
 
 // --- CacheEntry ------------------------------------------------------------------------------
 
@@ -162,6 +256,12 @@ std::vector<Ref<Message>> CacheEntry::All() const {
   if (local_ != nullptr) out.push_back(local_);
   for (const NodeSnapshot& s : foreign_) out.push_back(s.snapshot);
   return out;
+}
+
+void CacheEntry::Clear() {
+  local_.Reset();
+  foreign_.clear();
+  aggregate_.Reset();
 }
 
 // --- Cache -----------------------------------------------------------------------------------
@@ -184,20 +284,35 @@ Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunctio
     : id_(std::move(id)),
       aggregate_(std::move(aggregate)),
       publish_aggregate_(std::move(publish_aggregate)),
-      shards_(new CacheShard[kShards]) {
+      shards_(new CacheShard[kShards]),
+      removals_(std::make_unique<bus_internal::CacheRemovals>()) {
   bus_internal::CacheRegistry::Get().Add(this);  // for the listings (bus_stats.h)
 }
 
-Cache::~Cache() {
-  bus_internal::CacheRegistry::Get().Remove(this);
-}
+// No reader is inside this cache (each holds a reference): the limbo goes at once.
+Cache::~Cache() { bus_internal::CacheRegistry::Get().Remove(this); }
 
 CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id, std::size_t& hash) const {
   hash = bus_internal::HashKey(type, id);
-  // The high bits of a remix pick the shard; the map's buckets use the hash's low bits.
+  // The high bits of a remix pick the shard; the table's slots use the hash's low bits.
   return shards_[(hash * 0x9E3779B97F4A7C15ull) >> (64 - 6)];
 }
 static_assert(Cache::kShards == 64, "ShardFor takes 6 bits");
+
+const CacheEntry* Cache::Find(const MessageType* type, std::string_view id) const {
+  std::size_t hash;
+  const CacheShard& shard = ShardFor(type, id, hash);
+  const CacheTable* t = shard.table.load(std::memory_order_seq_cst);
+  if (t == nullptr) return nullptr;
+  // A table is never full: the probe ends at an empty slot at the latest.
+  for (std::size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    const CacheEntry* e = t->slots[i].load(std::memory_order_seq_cst);
+    if (e == nullptr) return nullptr;
+    if (e != bus_internal::Tombstone() && e->hash_ == hash && e->type_ == type && e->id_ == id) {
+      return e;
+    }
+  }
+}
 
 Ref<Message> Cache::Get(const MessageType* type, std::string_view id, SourceLocation where) const {
   return GetByNode(type, id, NodeId::Local(), where);
@@ -209,14 +324,11 @@ Ref<Message> Cache::GetByNode(const MessageType* type, std::string_view id, cons
     ReportMisuse("Cache::Get: null message type", where);
     return nullptr;
   }
-  std::size_t hash;
-  CacheShard& shard = ShardFor(type, id, hash);
-  ReaderLock lock(shard.rw);
-  auto it = shard.map.find(KeyView{type, id, hash});
-  if (it == shard.map.end()) return nullptr;
-  // One reference-count increment under the lock; the search of the foreign slots is short.
-  if (node == NodeId::Local()) return it->second.local;
-  return it->second.entry->ForNode(node);
+  EpochGuard guard;
+  const CacheEntry* e = Find(type, id);
+  if (e == nullptr) return nullptr;
+  // One reference-count increment inside the epoch; the search of the foreign slots is short.
+  return e->ForNode(node);
 }
 
 Ref<const CacheEntry> Cache::GetEntry(const MessageType* type, std::string_view id,
@@ -225,11 +337,8 @@ Ref<const CacheEntry> Cache::GetEntry(const MessageType* type, std::string_view 
     ReportMisuse("Cache::GetEntry: null message type", where);
     return nullptr;
   }
-  std::size_t hash;
-  CacheShard& shard = ShardFor(type, id, hash);
-  ReaderLock lock(shard.rw);
-  auto it = shard.map.find(KeyView{type, id, hash});
-  return it == shard.map.end() ? nullptr : it->second.entry;
+  EpochGuard guard;
+  return Ref<const CacheEntry>(Find(type, id));
 }
 
 std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_view id,
@@ -238,7 +347,7 @@ std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_vie
     ReportMisuse("Cache::GetAll: null message type", where);
     return {};
   }
-  // The entry is immutable: copying it out leaves the lock held for one increment only.
+  // The entry is immutable: copying it out leaves the epoch after one increment.
   Ref<const CacheEntry> entry = GetEntry(type, id, where);
   return entry != nullptr ? entry->All() : std::vector<Ref<Message>>{};
 }
@@ -246,10 +355,15 @@ std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_vie
 std::vector<Ref<const CacheEntry>> Cache::DumpEntries(const MessageType* type) const {
   std::vector<Ref<const CacheEntry>> out;
   for (std::size_t i = 0; i < kShards; ++i) {
-    CacheShard& shard = shards_[i];
-    ReaderLock lock(shard.rw);
-    for (const auto& [key, slot] : shard.map) {
-      if (type == nullptr || key.type == type) out.push_back(slot.entry);
+    const CacheShard& shard = shards_[i];
+    // One epoch per shard: a long dump does not hold reclamation back for the whole walk.
+    EpochGuard guard;
+    const CacheTable* t = shard.table.load(std::memory_order_seq_cst);
+    if (t == nullptr) continue;
+    for (std::size_t j = 0; j < t->Capacity(); ++j) {
+      const CacheEntry* e = t->slots[j].load(std::memory_order_seq_cst);
+      if (e == nullptr || e == bus_internal::Tombstone()) continue;
+      if (type == nullptr || e->type_ == type) out.emplace_back(e);
     }
   }
   return out;
@@ -312,36 +426,67 @@ CacheChange Cache::Clear(const MessageType* type, std::string_view id, const Nod
   return Write(type, std::string(id), node, nullptr, where);
 }
 
+bool Cache::BeingRemoved(const NodeId& node) const {
+  if (removals_->count.load(std::memory_order_relaxed) == 0) return false;
+  MutexLock lock(removals_->mu);
+  const std::vector<NodeId>& nodes = removals_->nodes;
+  return std::find(nodes.begin(), nodes.end(), node) != nodes.end();
+}
+
 CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& node,
                          const Ref<Message>& snapshot, SourceLocation where) {
   if (bus_internal::tl_aggregating == this) {
     ReportMisuse("Cache: a write from the cache's own aggregate function", where);
     return {};
   }
+  Ripe ripe = bus_internal::TakeRipeBuffer();  // let go after the lock
   CacheChange change;
-  // Declared before the locks: what the write replaces is let go after both are released.
-  Ref<const CacheEntry> old_entry;
-  Ref<CacheEntry> next;
   std::size_t hash;
   CacheShard& shard = ShardFor(type, id, hash);
-  MutexLock writer(shard.writer);
   {
-    ReaderLock lock(shard.rw);
-    auto it = shard.map.find(KeyView{type, id, hash});
-    if (it != shard.map.end()) old_entry = it->second.entry;
+    MutexLock writer(shard.writer);
+    // The registry is read under the shard's writer mutex: a removal registered the node
+    // before it walked this shard (see the file comment).
+    if (snapshot == nullptr || !BeingRemoved(node)) {
+      change = WriteLocked(shard, type, id, hash, node, snapshot, where);
+      shard.CollectRipe(ripe);
+    }
   }
-  const bool local = node == NodeId::Local();
+  CacheShard::Release(ripe);
+  bus_internal::GiveBackRipeBuffer(std::move(ripe));
+  return change;
+}
+
+PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
+    CacheShard& shard, const MessageType* type, std::string_view id, std::size_t hash,
+    const NodeId& node, const Ref<Message>& snapshot, SourceLocation where) {
+  // (The analysis cannot name the caller's shard: Write and RemoveNode hold its `writer`.)
+  CacheChange change;
+  CacheTable* t = shard.table.load(std::memory_order_relaxed);
+  std::size_t free_slot = 0;
+  std::size_t at = t != nullptr ? shard.Probe(*t, type, id, hash, free_slot) : 0;
+  const CacheEntry* old_entry =
+      t != nullptr && at != t->Capacity() ? t->slots[at].load(std::memory_order_relaxed) : nullptr;
   if (snapshot == nullptr && (old_entry == nullptr || old_entry->ForNode(node) == nullptr)) {
     return change;  // nothing to clear
   }
 
-  next = Ref<CacheEntry>::Adopt(new CacheEntry(type, id));
+  Ref<CacheEntry> next;
+  if (!bus_internal::tl_entry_pool.free.empty()) {
+    next = Ref<CacheEntry>::Adopt(bus_internal::tl_entry_pool.free.back());
+    bus_internal::tl_entry_pool.free.pop_back();
+  } else {
+    next = Ref<CacheEntry>::Adopt(new CacheEntry());
+  }
+  next->type_ = type;
+  next->id_.assign(id);
+  next->hash_ = hash;
   if (old_entry != nullptr) {
     next->local_ = old_entry->local_;
     next->foreign_ = old_entry->foreign_;
     next->aggregate_ = old_entry->aggregate_;
   }
-  if (local) {
+  if (node == NodeId::Local()) {
     change.old_snapshot = std::exchange(next->local_, snapshot);
   } else {
     auto& foreign = next->foreign_;
@@ -361,7 +506,7 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     }
   }
   change.type = type;
-  change.id = id;
+  change.id.assign(id);
   change.new_snapshot = snapshot;
   change.old_aggregate = next->aggregate_;
   if (next->Empty()) {
@@ -369,10 +514,13 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
   } else if (aggregate_) {
     Ref<Message> aggregate;
     const Cache* outer = std::exchange(bus_internal::tl_aggregating, this);
-    const bool ok = core_internal::RunCatching(
-        [&] { aggregate = aggregate_(*next, snapshot); },
-        [&] { return "the aggregate function of a cache (entry " + type->Name() + "/" + id + ")"; },
-        where);
+    const bool ok =
+        core_internal::RunCatching([&] { aggregate = aggregate_(*next, snapshot); },
+                                   [&] {
+                                     return "the aggregate function of a cache (entry " +
+                                            type->Name() + "/" + std::string(id) + ")";
+                                   },
+                                   where);
     bus_internal::tl_aggregating = outer;
     if (ok) {
       next->aggregate_ = std::move(aggregate);
@@ -382,31 +530,82 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
   }
   change.new_aggregate = next->aggregate_;
 
-  {
-    WriterLock lock(shard.rw);
+  if (old_entry != nullptr) {
+    // The slot's reference to the old entry passes to the limbo.
+    auto old = Ref<const CacheEntry>::Adopt(old_entry);
     if (next->Empty()) {
-      // (Heterogeneous erase is C++23: find, then erase the node.)
-      auto it = shard.map.find(KeyView{type, id, hash});
-      if (it != shard.map.end()) {
-        shard.map.erase(it);
-        entries_.fetch_sub(1, std::memory_order_relaxed);
-      }
-    } else if (old_entry != nullptr) {
-      // Found again rather than kept: the lookup is cheap next to the copy above, and the
-      // map is only changed by writers of this shard, which `writer` excludes.
-      CacheShard::Slot& slot = shard.map.find(KeyView{type, id, hash})->second;
-      slot.entry = next;
-      // The slot's old local reference goes under the lock, but `change` or `old_entry`
-      // still holds that message: no destructor runs here.
-      slot.local = next->local_;
+      t->slots[at].store(bus_internal::Tombstone(), std::memory_order_seq_cst);
+      --shard.live;
+      entries_.fetch_sub(1, std::memory_order_relaxed);
     } else {
-      shard.map.emplace(bus_internal::Key{type, std::move(id), hash},
-                        CacheShard::Slot{next, next->local_});
-      entries_.fetch_add(1, std::memory_order_relaxed);
+      t->slots[at].store(next.Detach(), std::memory_order_seq_cst);
     }
+    shard.Retire(std::move(old), nullptr);
+  } else {
+    const bool grows = t == nullptr || (shard.used + 1) * 2 > t->Capacity();
+    CacheTable& target = shard.Reserve();
+    if (grows) shard.Probe(target, type, id, hash, free_slot);
+    if (target.slots[free_slot].load(std::memory_order_relaxed) == nullptr) ++shard.used;
+    target.slots[free_slot].store(next.Detach(), std::memory_order_seq_cst);
+    ++shard.live;
+    entries_.fetch_add(1, std::memory_order_relaxed);
   }
   (snapshot != nullptr ? puts_ : clears_).fetch_add(1, std::memory_order_relaxed);
   return change;
+}
+
+std::size_t Cache::RemoveNode(const NodeId& node,
+                              const std::function<void(const CacheChange&)>& each,
+                              SourceLocation where) {
+  if (node.IsNone()) return 0;
+  if (bus_internal::tl_aggregating == this) {
+    ReportMisuse("Cache: a write from the cache's own aggregate function", where);
+    return 0;
+  }
+  {
+    MutexLock lock(removals_->mu);
+    removals_->nodes.push_back(node);
+    removals_->count.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Unregistered however the walk ends (`each` may throw).
+  struct Unregister {
+    bus_internal::CacheRemovals& removals;
+    const NodeId& node;
+    ~Unregister() {
+      MutexLock lock(removals.mu);
+      auto& nodes = removals.nodes;
+      nodes.erase(std::find(nodes.begin(), nodes.end(), node));
+      removals.count.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } unregister{*removals_, node};
+  std::size_t removed = 0;
+  std::vector<CacheChange> changes;
+  for (std::size_t i = 0; i < kShards; ++i) {
+    CacheShard& shard = shards_[i];
+    Ripe ripe;
+    {
+      MutexLock writer(shard.writer);
+      CacheTable* t = shard.table.load(std::memory_order_relaxed);
+      // Clears never grow the table: `t` stays the shard's table for the walk.
+      for (std::size_t j = 0; t != nullptr && j < t->Capacity(); ++j) {
+        const CacheEntry* e = t->slots[j].load(std::memory_order_relaxed);
+        if (e == nullptr || e == bus_internal::Tombstone() || e->ForNode(node) == nullptr) continue;
+        // Copied out: the write retires `e`.
+        const MessageType* type = e->type_;
+        const std::string id = e->id_;
+        changes.push_back(WriteLocked(shard, type, id, e->hash_, node, nullptr, where));
+      }
+      shard.CollectRipe(ripe);
+    }
+    CacheShard::Release(ripe);
+    for (const CacheChange& c : changes) {
+      if (!c.SnapshotChanged()) continue;
+      ++removed;
+      if (each) each(c);
+    }
+    changes.clear();
+  }
+  return removed;
 }
 
 // --- Cache update and clear types ------------------------------------------------------------
@@ -469,15 +668,7 @@ class CachingCore final : public RefCounted {
 };
 
 namespace {
-
 std::atomic<std::uint64_t> next_caching_topic{0};
-
-// Whether anything would receive a message published on `topic`. The direct subscriber count
-// is one relaxed load; only a topic without subscribers pays for asking about forwards.
-bool HasReceivers(const Topic& topic) {
-  return topic.SubscriberCount() > 0 || topic.Stats().forwards_out > 0;
-}
-
 }  // namespace
 
 bool CachingCore::IdOf(const Message& m, std::string& id) {
@@ -529,13 +720,17 @@ void CachingCore::Handle(const Message& m) {
   }
   // The message is alive for the callback; the cache takes its own reference.
   CacheChange change = cache->Put(Ref<Message>(const_cast<Message*>(&m)), std::move(id), created);
+  if (!change.SnapshotChanged()) {
+    not_cacheable.fetch_add(1, std::memory_order_relaxed);  // its node is being removed
+    return;
+  }
   cached.fetch_add(1, std::memory_order_relaxed);
   PublishChange(change);
 }
 
 void CachingCore::PublishUpdate(const MessageType* type, const Ref<Message>& old_snapshot,
                                 const Ref<Message>& new_snapshot) {
-  if (!assume_receivers.load(std::memory_order_relaxed) && !HasReceivers(*output)) return;
+  if (!assume_receivers.load(std::memory_order_relaxed) && !output->HasReceivers()) return;
   Ref<Message> update = CacheUpdateType().Make(CacheUpdate{type, old_snapshot, new_snapshot});
   if (update == nullptr) return;  // the type is declined
   output->Publish(update);
@@ -565,7 +760,12 @@ void CachingCore::PublishChange(const CacheChange& change) {
 
 Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& original, const Ref<Cache>& cache,
                                        SourceLocation where) {
-  if (original == nullptr) {
+  return Create(original, original, cache, where);
+}
+
+Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& source, const Ref<Topic>& original,
+                                       const Ref<Cache>& cache, SourceLocation where) {
+  if (original == nullptr || source == nullptr) {
     ReportMisuse("CachingTopic::Create: null original topic", where);
     return nullptr;
   }
@@ -585,7 +785,7 @@ Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& original, const Ref<Cac
   // as Asterisk's caching topic does: one delivery per subscribe, never a storm.
   options.subscription_changes = true;
   Subscription subscription = Subscription::Create(
-      original,
+      source,
       [core](const Message& m, bool is_final) {
         if (!is_final) core->Handle(m);
       },
@@ -638,17 +838,15 @@ std::size_t CachingTopic::RemoveNode(const NodeId& node, SourceLocation where) {
     ReportMisuse("CachingTopic::RemoveNode: the caching topic was unsubscribed", where);
     return 0;
   }
-  if (node.IsNone()) return 0;
-  std::size_t removed = 0;
-  for (const Ref<const CacheEntry>& entry : core_->cache->DumpEntries(nullptr)) {
-    if (entry->ForNode(node) == nullptr) continue;
-    CacheChange change = core_->cache->Clear(&entry->Type(), entry->Id(), node, where);
-    if (!change.SnapshotChanged()) continue;  // a concurrent clear got there first
-    ++removed;
-    core_->cleared.fetch_add(1, std::memory_order_relaxed);
-    core_->PublishChange(change);
-  }
-  return removed;
+  // Each clear update is published before the removal ends: an update of a later put of the
+  // node cannot overtake it (cache.h, "Node removal").
+  return core_->cache->RemoveNode(
+      node,
+      [this](const CacheChange& change) {
+        core_->cleared.fetch_add(1, std::memory_order_relaxed);
+        core_->PublishChange(change);
+      },
+      where);
 }
 
 CachingTopicStats CachingTopic::Stats() const {

@@ -47,13 +47,21 @@ Ref<CachePatternOne> CachePatternOne::Create(const Ref<CachePatternAll>& all, st
     return nullptr;
   }
   Ref<Topic> topic = Topic::Create(name, {}, where);
-  Ref<CachingTopic> caching = CachingTopic::Create(topic, all->GetCache(), where);
+  // The caching topic listens on a tap of the object's topic, not on the topic itself: a
+  // publish visits the topic's own subscriptions first, then its forwards, the last one made
+  // first, each with everything downstream of it. The tap's forward is made before the one into
+  // "all", so the raw message has reached "all" (and whatever it forwards into) before the
+  // caching topic runs and its update follows the same way.
+  Ref<Topic> tap = Topic::Create("cache_tap:" + std::string(name), {}, where);
+  Forward to_tap = ForwardAll(topic, tap, where);
+  Forward raw = ForwardAll(topic, all->GetTopic(), where);
+  Ref<CachingTopic> caching = CachingTopic::Create(tap, topic, all->GetCache(), where);
   if (caching == nullptr) return nullptr;
   caching->AssumeReceivers();
-  Forward raw = ForwardAll(topic, all->GetTopic(), where);
   Forward cached = ForwardAll(caching->Output(), all->CachedTopic(), where);
   return Ref<CachePatternOne>::Adopt(
-      new CachePatternOne(std::move(topic), std::move(caching), std::move(raw), std::move(cached)),
+      new CachePatternOne(std::move(topic), std::move(caching), std::move(to_tap), std::move(raw),
+                          std::move(cached)),
       where);
 }
 

@@ -5,6 +5,8 @@
 // holds exactly the last put of each (id, node), and each aggregate is the sum of its entry.
 // Loops shrink under the sanitizers; nothing waits on time.
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <random>
@@ -205,6 +207,224 @@ TEST(CacheStress, CA10_DirectPutsAndClearsAddUp) {
   EXPECT_EQ(cache->Size(), static_cast<std::size_t>(kThreads * ((per_thread + 1) / 2)));
   EXPECT_EQ(cache->Dump().size(), cache->Size());
   EXPECT_EQ(cache->Stats().puts, static_cast<std::uint64_t>(kThreads * per_thread));
+}
+
+// A writer puts snapshots of one foreign node, each of a new id, one after the other, while
+// readers get them and RemoveNode removes the node: a removal is one step for the writers, so
+// what survives is a suffix of the writer's sequence (every put before the step is gone, every
+// put after it kept), whichever shards the ids fall in.
+TEST(CacheStress, CA07_RemoveNodeIsOneStepForPuts) {
+  const int rounds = plexus_test::BusScaled(40);
+  const NodeId node = NodeOf(1);
+  for (int round = 0; round < rounds; ++round) {
+    auto cache = Cache::Create([](const Message&) { return std::string("unused"); });
+    std::atomic<int> put{0};           // puts returned
+    std::atomic<bool> removed{false};  // RemoveNode returned
+    std::atomic<int> bad{0};
+    std::thread writer([&] {
+      int after = 0;
+      for (int k = 0; after < 50; ++k) {
+        cache->Put(Message::Create(StampType().get(), Stamp{k, 1, k, k * 1000 + 1}, node),
+                   std::to_string(k));
+        put.store(k + 1);
+        if (removed.load()) ++after;
+      }
+    });
+    std::thread reader([&] {
+      while (!removed.load()) {
+        const int k = put.load();
+        if (Ref<Message> m = cache->GetByNode(StampType(), std::to_string(k / 2), node)) {
+          if (!Valid(m, k / 2, 1)) bad.fetch_add(1);
+        }
+      }
+    });
+    while (put.load() < 100) std::this_thread::yield();
+    cache->RemoveNode(node);
+    removed.store(true);
+    writer.join();
+    reader.join();
+    EXPECT_EQ(bad.load(), 0);
+
+    const int total = put.load();
+    int first_kept = total;
+    for (int k = total - 1; k >= 0; --k) {
+      if (cache->GetByNode(StampType(), std::to_string(k), node) == nullptr) break;
+      first_kept = k;
+    }
+    EXPECT_LT(first_kept, total) << "the puts after the removal were not kept";
+    for (int k = 0; k < first_kept; ++k) {
+      EXPECT_EQ(cache->GetByNode(StampType(), std::to_string(k), node), nullptr)
+          << "round " << round << ": id " << k << " survived, but " << first_kept
+          << " is the first of the kept suffix";
+    }
+    EXPECT_EQ(cache->Size(), static_cast<std::size_t>(total - first_kept));
+  }
+}
+
+// Readers against writers, clears and node removals through caching topics: every read is a
+// snapshot put for what was asked, the removals' updates never leave a removed node's snapshot
+// behind them, and the cache ends consistent with itself.
+TEST(CacheStress, CA10_ReadersAgainstWritersClearsAndRemovals) {
+  constexpr int kWriters = 3;
+  constexpr int kIds = 128;
+  const int rounds = plexus_test::BusScaled(4000);
+  auto cache = Cache::Create(
+      [](const Message& m) {
+        const Stamp* s = StampType().Get(m);
+        return s != nullptr ? std::to_string(s->id) : std::string();
+      },
+      &SumOfValues, nullptr);
+  std::vector<Ref<Topic>> topics;
+  std::vector<Ref<CachingTopic>> cachings;
+  for (int w = 0; w < kWriters; ++w) {
+    topics.push_back(Topic::Create("stress-" + std::to_string(w)));
+    cachings.push_back(CachingTopic::Create(topics.back(), cache));
+  }
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937 rng(static_cast<unsigned>(w + 7));
+      for (int seq = 0; seq < rounds; ++seq) {
+        const int id = static_cast<int>(rng() % kIds);
+        const Ref<Message> m =
+            Message::Create(StampType().get(), Stamp{id, w, seq, id * 1000 + w}, NodeOf(w));
+        topics[w]->Publish(rng() % 5 == 0 ? MakeCacheClear(m) : m);
+      }
+      writers_left.fetch_sub(1);
+    });
+  }
+  threads.emplace_back([&] {
+    std::mt19937 rng(99);
+    while (writers_left.load() > 0) {
+      const int w = 1 + static_cast<int>(rng() % (kWriters - 1));
+      cachings[rng() % kWriters]->RemoveNode(NodeOf(w));
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      std::mt19937 rng(static_cast<unsigned>(200 + r));
+      while (writers_left.load() > 0) {
+        const int id = static_cast<int>(rng() % kIds);
+        const int w = static_cast<int>(rng() % kWriters);
+        if (rng() % 16 == 0) {
+          for (const Ref<const CacheEntry>& e : cache->DumpEntries(StampType())) {
+            for (const Ref<Message>& m : e->All()) {
+              const Stamp* s = m->As<Stamp>();
+              if (s == nullptr || !Valid(m, s->id, s->writer)) bad.fetch_add(1);
+            }
+          }
+        } else if (Ref<Message> m = cache->GetByNode(StampType(), std::to_string(id), NodeOf(w))) {
+          if (!Valid(m, id, w)) bad.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  // Every aggregate is the sum of what its entry holds now.
+  std::size_t snapshots = 0;
+  for (const Ref<const CacheEntry>& e : cache->DumpEntries()) {
+    int sum = 0;
+    for (const Ref<Message>& m : e->All()) sum += m->As<Stamp>()->value;
+    snapshots += e->All().size();
+    ASSERT_NE(e->Aggregate(), nullptr);
+    EXPECT_EQ(e->Aggregate()->As<Stamp>()->value, sum);
+  }
+  EXPECT_EQ(cache->DumpAll().size(), snapshots);
+  EXPECT_EQ(cache->Dump().size() + cache->DumpByNode(nullptr, NodeOf(1)).size() +
+                cache->DumpByNode(nullptr, NodeOf(2)).size(),
+            snapshots);
+}
+
+// A caching topic's four handles (cache, topic, caching topic, output subscriber) dropped in
+// every order while a publisher publishes on the topic and a reader reads the cache (each
+// holding its own reference): no error, leak or hang.
+TEST(CacheStress, CA08_TeardownInEveryOrderUnderLoad) {
+  std::array<int, 4> order = {0, 1, 2, 3};
+  do {
+    Ref<Cache> cache = Cache::Create([](const Message& m) {
+      const Stamp* s = StampType().Get(m);
+      return s != nullptr ? std::to_string(s->id % 16) : std::string();
+    });
+    Ref<Topic> topic = Topic::Create("stress-teardown");
+    Ref<CachingTopic> caching = CachingTopic::Create(topic, cache);
+    const std::uint64_t output_id = caching->Output()->Id();
+    plexus_test::Counter updates;
+    Subscription sub = Subscribe(caching->Output(), [&](const Message&) { updates.Add(); });
+    std::atomic<bool> stop{false};
+    std::thread publisher([&stop, t = topic] {
+      for (int i = 0; !stop.load(); ++i) t->Publish(StampType(), Stamp{i, 0, i, i * 1000});
+    });
+    std::thread reader([&stop, c = cache] {
+      while (!stop.load()) c->Get(StampType(), "3");
+    });
+    for (int i = 0; i < 50; ++i) topic->Publish(StampType(), Stamp{i, 0, i, i * 1000});
+    for (int handle : order) {
+      switch (handle) {
+        case 0:
+          cache.Reset();
+          break;
+        case 1:
+          topic.Reset();
+          break;
+        case 2:
+          caching.Reset();
+          break;
+        case 3:
+          sub.UnsubscribeAndJoin();
+          plexus_test::Drop(sub);
+          break;
+      }
+    }
+    stop.store(true);
+    publisher.join();
+    reader.join();
+    EXPECT_TRUE(plexus_test::WaitForTopicGone(output_id));
+  } while (std::next_permutation(order.begin(), order.end()));
+}
+
+// The cache pattern's handles (all, one object, a subscriber of "all") dropped in every order
+// while the object's topic is published on.
+TEST(CacheStress, CA09_PatternTeardownInEveryOrderUnderLoad) {
+  std::array<int, 3> order = {0, 1, 2};
+  do {
+    auto all = CachePatternAll::Create("stress-objects", [](const Message& m) {
+      const Stamp* s = StampType().Get(m);
+      return s != nullptr ? std::to_string(s->id % 16) : std::string();
+    });
+    auto one = CachePatternOne::Create(all, "stress-objects/1");
+    const std::vector<std::uint64_t> ids = {all->GetTopic()->Id(), all->CachedTopic()->Id(),
+                                            one->CachedTopic()->Id()};
+    plexus_test::Counter seen;
+    Subscription sub = Subscribe(all->GetTopic(), [&](const Message&) { seen.Add(); });
+    std::atomic<bool> stop{false};
+    std::thread publisher([&stop, t = one->GetTopic()] {
+      for (int i = 0; !stop.load(); ++i) t->Publish(StampType(), Stamp{i, 0, i, i * 1000});
+    });
+    std::thread reader([&stop, c = all->GetCache()] {
+      while (!stop.load()) c->Dump();
+    });
+    for (int handle : order) {
+      switch (handle) {
+        case 0:
+          all.Reset();
+          break;
+        case 1:
+          one.Reset();
+          break;
+        case 2:
+          sub.UnsubscribeAndJoin();
+          plexus_test::Drop(sub);
+          break;
+      }
+    }
+    stop.store(true);
+    publisher.join();
+    reader.join();
+    for (std::uint64_t id : ids) EXPECT_TRUE(plexus_test::WaitForTopicGone(id)) << id;
+  } while (std::next_permutation(order.begin(), order.end()));
 }
 
 }  // namespace

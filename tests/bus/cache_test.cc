@@ -8,8 +8,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -21,6 +23,48 @@
 #include "gtest/gtest.h"
 #include "plexus/bus/bus.h"
 #include "plexus/core/misuse.h"
+
+// Allocations made by this thread, counted by replacing the global operator new (not under the
+// sanitizers, which bring their own).
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+namespace plexus_test {
+namespace {
+thread_local std::uint64_t tl_allocations = 0;
+}  // namespace
+std::uint64_t AllocationCount() {
+  return tl_allocations;
+}
+// Out of line: the compiler must not pair the inlined malloc and free across the replacement.
+[[gnu::noinline]] void* Allocate(std::size_t size) {
+  ++tl_allocations;
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+[[gnu::noinline]] void Free(void* p) noexcept {
+  std::free(p);
+}
+}  // namespace plexus_test
+
+void* operator new(std::size_t size) {
+  return plexus_test::Allocate(size);
+}
+void* operator new[](std::size_t size) {
+  return plexus_test::Allocate(size);
+}
+void operator delete(void* p) noexcept {
+  plexus_test::Free(p);
+}
+void operator delete[](void* p) noexcept {
+  plexus_test::Free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  plexus_test::Free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  plexus_test::Free(p);
+}
+#endif
 
 namespace plexus {
 namespace {
@@ -699,6 +743,156 @@ TEST(Cache, PutAndClearReportWhatChanged) {
   EXPECT_EQ(cache->Stats().clears, 1u);
   EXPECT_FALSE(cache->Put(Make("1", 1, NodeId::None()), "1").SnapshotChanged());
 }
+
+// --- Node removal is one step for the writers ------------------------------------------------
+
+// A snapshot of the node published while its removal is under way (here: from a synchronous
+// subscriber of the output, as each clear update is published) is not cached and publishes
+// nothing; once RemoveNode returns, nothing of the node is left and a new snapshot is cached.
+TEST(Cache, CA07_APutDuringTheRemovalOfItsNodeIsNotKept) {
+  Fixture f;
+  for (int i = 0; i < 64; ++i) f.topic->Publish(Make("k" + std::to_string(i), i, Foreign(1)));
+  int during = 0;
+  Subscription racer = Subscribe(
+      f.caching->Output(),
+      [&](const Message& m) {
+        const CacheUpdate* u = CacheUpdateType().Get(m);
+        if (u == nullptr || u->new_snapshot != nullptr || during >= 64) return;
+        // Every id again, shards already walked and not yet walked alike.
+        f.topic->Publish(Make("k" + std::to_string(during), 1000 + during, Foreign(1)));
+        ++during;
+      },
+      InMode(DeliveryMode::kSynchronous));
+  f.Barrier();
+  const std::size_t before = f.Updates().size();
+  EXPECT_EQ(f.caching->RemoveNode(Foreign(1)), 64u);
+  EXPECT_EQ(during, 64);
+  EXPECT_TRUE(f.cache->DumpByNode(nullptr, Foreign(1)).empty());
+  EXPECT_EQ(f.cache->Size(), 0u);
+  f.Barrier();
+  for (std::size_t i = before; i < f.Updates().size(); ++i) {
+    EXPECT_EQ(UpdateOf(f.Updates()[i]).new_snapshot, nullptr) << "a put during the removal";
+  }
+  EXPECT_EQ(f.caching->Stats().cached, 64u);
+  racer.UnsubscribeAndJoin();
+
+  const Ref<Message> back = Make("k1", 7, Foreign(1));
+  f.topic->Publish(back);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "k1", Foreign(1)), back);
+}
+
+TEST(Cache, CA07_RemoveNodeOfTheCacheReportsEachChange) {
+  auto cache = Cache::Create(&CacheableId);
+  cache->Put(Make("1", 1, Foreign(1)), "1");
+  cache->Put(Make("2", 2, Foreign(1)), "2");
+  cache->Put(Make("2", 3, Foreign(2)), "2");
+  std::vector<int> cleared;
+  EXPECT_EQ(
+      cache->RemoveNode(Foreign(1),
+                        [&](const CacheChange& c) {
+                          EXPECT_EQ(c.new_snapshot, nullptr);
+                          cleared.push_back(ValueOf(c.old_snapshot));
+                          // The node is still being removed: a put of it is refused.
+                          EXPECT_FALSE(cache->Put(Make("3", 9, Foreign(1)), "3").SnapshotChanged());
+                        }),
+      2u);
+  EXPECT_THAT(cleared, UnorderedElementsAre(1, 2));
+  EXPECT_EQ(cache->GetByNode(Cacheable(), "3", Foreign(1)), nullptr);
+  EXPECT_EQ(ValueOf(cache->GetByNode(Cacheable(), "2", Foreign(2))), 3);
+  EXPECT_EQ(cache->RemoveNode(NodeId::None()), 0u);
+  EXPECT_TRUE(cache->Put(Make("3", 9, Foreign(1)), "3").SnapshotChanged());
+}
+
+// --- Readers ---------------------------------------------------------------------------------
+
+// An entry a reader holds is never reused, however many writes replace it afterwards.
+TEST(Cache, CA10_AHeldEntryOutlivesItsReplacements) {
+  auto cache = Cache::Create(&CacheableId);
+  const Ref<Message> first = Make("held", 1);
+  cache->Put(first, "held");
+  const Ref<const CacheEntry> held = cache->GetEntry(Cacheable(), "held");
+  ASSERT_NE(held, nullptr);
+  for (int i = 0; i < 5000; ++i) {
+    cache->Put(Make("held", i + 2), "held");
+    cache->Put(Make("other" + std::to_string(i % 100), i), "other" + std::to_string(i % 100));
+  }
+  EXPECT_EQ(held->Local(), first);
+  EXPECT_EQ(held->Id(), "held");
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), "held")), 5001);
+  EXPECT_EQ(cache->Size(), 101u);
+}
+
+// Entries come and go (the tables grow and are rebuilt past their tombstones): every get sees
+// what the last write left.
+TEST(Cache, CA10_TablesGrowAndShrinkUnderInsertsAndClears) {
+  auto cache = Cache::Create(&CacheableId);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 3000; ++i)
+      cache->Put(Make(std::to_string(i), i + round), std::to_string(i));
+    EXPECT_EQ(cache->Size(), 3000u);
+    for (int i = 0; i < 3000; i += 2) cache->Clear(Cacheable(), std::to_string(i), NodeId::Local());
+    EXPECT_EQ(cache->Size(), 1500u);
+    for (int i = 0; i < 3000; ++i) {
+      const Ref<Message> m = cache->Get(Cacheable(), std::to_string(i));
+      if (i % 2 == 0) {
+        EXPECT_EQ(m, nullptr) << i;
+      } else {
+        EXPECT_EQ(ValueOf(m), i + round) << i;
+      }
+    }
+    EXPECT_EQ(cache->Dump().size(), 1500u);
+  }
+}
+
+// --- Cache pattern order ---------------------------------------------------------------------
+
+// On "all", the raw message comes before the cache update made from it.
+TEST_P(CacheModes, CA09_RawMessageReachesAllBeforeItsUpdate) {
+  auto all = CachePatternAll::Create("objects", &CacheableId);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(all->GetTopic(), recorder.Handler(), InMode(GetParam()));
+  auto one = CachePatternOne::Create(all, "objects/1");
+  const Ref<Message> a = Make("1", 1);
+  const Ref<Message> b = Make("1", 2);
+  one->GetTopic()->Publish(a);
+  one->GetTopic()->Publish(b);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "1"), b);
+  all->GetTopic()->PublishAndWait(StringType().Make("barrier"), sub);
+  std::vector<std::string> seen;
+  for (const Ref<Message>& m : recorder.Messages()) {
+    if (const CacheUpdate* u = CacheUpdateType().Get(*m)) {
+      seen.push_back("update:" + std::to_string(ValueOf(u->new_snapshot)));
+    } else if (Cacheable().Get(*m) != nullptr) {
+      seen.push_back("raw:" + std::to_string(ValueOf(m)));
+    }
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("raw:1", "update:1", "raw:2", "update:2"));
+}
+
+// --- Allocations -----------------------------------------------------------------------------
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// A caching topic with nobody on its output: an update of an existing entry allocates nothing
+// (the message comes from the bus's recycled blocks, the id fits a string's inline buffer, the
+// replaced entry is reused once no reader can reach it).
+TEST(Cache, CachingAnUpdateWithoutReceiversAllocatesNothing) {
+  auto cache = Cache::Create(&CacheableId);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  constexpr int kIds = 256;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kIds; ++i) ids.push_back("1700000000." + std::to_string(i));
+  const auto publish_round = [&](int value) {
+    for (int i = 0; i < kIds; ++i) topic->Publish(Cacheable(), Item{ids[i], value});
+  };
+  // First creations, then enough rounds for the replaced entries to come back for reuse.
+  for (int round = 0; round < 50; ++round) publish_round(round);
+  const std::uint64_t before = plexus_test::AllocationCount();
+  for (int round = 0; round < 20; ++round) publish_round(100 + round);
+  EXPECT_EQ(plexus_test::AllocationCount() - before, 0u);
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), ids[7])), 119);
+}
+#endif
 
 }  // namespace
 }  // namespace plexus

@@ -31,18 +31,23 @@
 //
 // Thread safety: thread-safe. Every member function may be called from any thread at once.
 //
-// Reader guarantee: the entries are spread over kShards shards, each with a reader-writer
-// lock. A Get hashes the key once (the hash picks the shard and the bucket), takes that one
-// shard's lock shared for the bucket lookup and one reference-count increment, and lets go; a
-// Dump takes each shard's lock in turn (so a dump is consistent per shard, not a picture of the
-// whole cache at one instant). Readers never wait for each other, never for a writer of
-// another shard, and never for user code: a writer takes its shard's lock exclusively only to
-// store two pointers in an existing map node, or to link or unlink one node (entries are
-// immutable once built; the writer builds the new entry, and runs the aggregate function,
-// before it takes the lock, and destroys what it replaced after letting go). A reader sees an
-// entry as it was before a write or after it, never a mix, and what it gets is never freed
-// under it. (The lock is std::shared_mutex, which on glibc prefers readers: a waiting writer
-// does not hold new readers back, so a shard read without pause delays its writers.)
+// Reader guarantee: readers take no lock and write no shared memory but the reference count of
+// what they return. The entries are spread over kShards shards; each shard publishes an
+// open-addressing table of pointers to immutable entries through one atomic pointer. A Get
+// hashes the key once (the hash picks the shard and the slot), enters an epoch (a store to the
+// reader's own slot), probes the table, takes one reference on the snapshot it found, and
+// leaves. A writer never changes an entry a reader may see: it builds the next entry aside and
+// stores its pointer into the slot (one atomic store), and what it replaced (entries, tables
+// outgrown) is freed or reused only after every reader that could have loaded it has left its
+// epoch (epoch-based reclamation; a reader's section is a few loads long and runs no user code).
+// So a reader never waits: not for another reader, not for a writer of any entry, not for user
+// code. It sees an entry as it was before a write or after it, never a mix, and what it gets
+// stays valid for as long as it holds it. A Dump walks the shards one after the other: it is a
+// picture of each shard at some instant during the dump, not of the whole cache at one instant.
+//
+// Memory: replaced snapshots are let go in batches, a few writes to their shard after the write
+// that replaced them (all of them when the cache is destroyed); replaced entries are reused by
+// the writing thread, so an update of an existing entry allocates nothing.
 //
 // Writers: writes to one shard are serialized (a per-shard writer mutex, held while the new
 // entry is built and the aggregate function runs); writes to different shards run in parallel.
@@ -54,6 +59,11 @@
 // from inside it is misuse (reported, refused), not a deadlock. It must not wait for a thread
 // that writes to this cache. If it throws, the error is logged and the entry keeps its
 // previous aggregate.
+//
+// Node removal (RemoveNode) is one step for the writers: a snapshot of the node whose Put
+// returned before RemoveNode returns is gone when it returns (a Put of that node that runs
+// while the removal is under way stores nothing and changes nothing); a Put that starts after
+// RemoveNode returned is kept.
 //
 // Misuse (reported through plexus::ReportMisuse with the caller's location): an empty id
 // function; a null type; an empty id or a null snapshot passed to Put/Clear; writing to the
@@ -83,6 +93,7 @@ class Topic;
 
 namespace bus_internal {
 struct CacheShard;
+struct CacheRemovals;
 }  // namespace bus_internal
 
 // One object's cached state, as the aggregate function sees it (and as a reader can take it
@@ -114,12 +125,17 @@ class CacheEntry final : public RefCounted {
 
  private:
   friend class Cache;
-  CacheEntry(const MessageType* type, std::string id) : type_(type), id_(std::move(id)) {}
+  friend struct bus_internal::CacheShard;
+  CacheEntry() = default;
   ~CacheEntry() override = default;
+  // Lets go of the snapshots (for reuse).
+  void Clear();
 
-  const MessageType* const type_;
-  const std::string id_;
-  // Set only while the entry is being built by its writer, before any reader can see it.
+  // Set only while the entry is being built by its writer, before any reader can see it (an
+  // entry is reused only once no reader can reach it).
+  const MessageType* type_ = nullptr;
+  std::string id_;
+  std::size_t hash_ = 0;
   Ref<Message> local_;
   std::vector<NodeSnapshot> foreign_;
   Ref<Message> aggregate_;
@@ -220,6 +236,13 @@ class Cache final : public RefCounted {
   // Removes `node`'s snapshot of (type, id); an empty change if there was none.
   CacheChange Clear(const MessageType* type, std::string_view id, const NodeId& node,
                     SourceLocation where = SourceLocation::current());
+  // Removes every snapshot of `node` (see "Node removal" above), calling `each` (if set) with
+  // each change, under no cache lock, before the removal ends: no update of a later Put of the
+  // node can overtake it. Returns how many snapshots were removed. NodeId::None() removes
+  // nothing.
+  std::size_t RemoveNode(const NodeId& node,
+                         const std::function<void(const CacheChange&)>& each = nullptr,
+                         SourceLocation where = SourceLocation::current());
 
  private:
   Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate);
@@ -228,14 +251,23 @@ class Cache final : public RefCounted {
   // The shard of (type, id); `hash` receives the key's hash.
   bus_internal::CacheShard& ShardFor(const MessageType* type, std::string_view id,
                                      std::size_t& hash) const;
+  // The entry of (type, id), or null; the caller is inside an epoch guard.
+  const CacheEntry* Find(const MessageType* type, std::string_view id) const;
   // Stores `snapshot` as `node`'s snapshot of (type, id), or removes `node`'s if it is null.
   CacheChange Write(const MessageType* type, std::string id, const NodeId& node,
                     const Ref<Message>& snapshot, SourceLocation where);
+  // Write's body, under the shard's writer mutex.
+  CacheChange WriteLocked(bus_internal::CacheShard& shard, const MessageType* type,
+                          std::string_view id, std::size_t hash, const NodeId& node,
+                          const Ref<Message>& snapshot, SourceLocation where);
+  // Whether a RemoveNode of `node` is under way.
+  bool BeingRemoved(const NodeId& node) const;
 
   const IdFunction id_;
   const AggregateFunction aggregate_;
   const AggregatePublishFunction publish_aggregate_;
   std::unique_ptr<bus_internal::CacheShard[]> shards_;
+  std::unique_ptr<bus_internal::CacheRemovals> removals_;
   std::atomic<std::size_t> entries_{0};
   std::atomic<std::uint64_t> puts_{0};
   std::atomic<std::uint64_t> clears_{0};

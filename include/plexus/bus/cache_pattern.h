@@ -13,12 +13,15 @@
 //                    cache; the object's topic is forwarded into "all", the caching topic's
 //                    output into the cached twin.
 //
+// Order: on "all", an object's raw message comes before the cache update made from it. The
+// cache holds the snapshot by the time the publish returns, as with any caching topic.
+//
 //   auto channels = plexus::CachePatternAll::Create("channel:all", &ChannelId);
 //   auto alice = plexus::CachePatternOne::Create(channels, "channel:PJSIP/alice-0001");
 //   alice->GetTopic()->Publish(snapshot);           // cached, then seen on both "all" topics
 //   channels->GetCache()->Get(kChannelSnapshot, id); // every object's latest snapshot
 //
-// Lifetime: Ref<...>. Dropping a CachePatternOne cancels its two forwards and stops its caching
+// Lifetime: Ref<...>. Dropping a CachePatternOne cancels its forwards and stops its caching
 // topic (without waiting, as dropping a CachingTopic does), nothing else: what it cached stays
 // in the shared cache (publish a cache clear first to remove it), and holders of its topic keep
 // a working topic that no longer reaches "all". A CachePatternOne does not keep its
@@ -80,15 +83,18 @@ class CachePatternOne final : public RefCounted {
   const Ref<CachingTopic>& GetCachingTopic() const noexcept { return caching_; }
 
  private:
-  CachePatternOne(Ref<Topic> topic, Ref<CachingTopic> caching, Forward raw, Forward cached)
+  CachePatternOne(Ref<Topic> topic, Ref<CachingTopic> caching, Forward tap, Forward raw,
+                  Forward cached)
       : topic_(std::move(topic)),
         caching_(std::move(caching)),
+        forward_tap_(std::move(tap)),
         forward_raw_(std::move(raw)),
         forward_cached_(std::move(cached)) {}
   ~CachePatternOne() override = default;
 
   const Ref<Topic> topic_;
   const Ref<CachingTopic> caching_;
+  Forward forward_tap_;     // object -> the caching topic's tap
   Forward forward_raw_;     // object -> all
   Forward forward_cached_;  // caching output -> cached twin
 };

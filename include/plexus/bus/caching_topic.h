@@ -24,16 +24,18 @@
 //     subscription's id, so caching notices cannot grow without bound.
 //
 // Update messages are built only when the output topic has a receiver (a subscriber or a
-// forward), as Asterisk builds them only for subscribers. They carry the local node id. (An
-// output without subscribers is asked for its forwards through Topic::Stats, which takes no
-// lock but copies the output's name and description: a caching topic nobody listens to pays
-// that per cached message.)
+// forward: Topic::HasReceivers, one relaxed load), as Asterisk builds them only for
+// subscribers. They carry the local node id. A caching topic nobody listens to allocates
+// nothing per update of an existing entry.
 //
 // Order: updates for one original topic are published in that topic's publish order, from the
 // publisher's thread, inside the original topic's fan-out (its synchronous-subscription rule
 // applies: a subscriber of the original topic must not wait, in a synchronous callback, for a
-// thread that publishes there). RemoveNode runs on its caller's thread: its updates may
-// interleave with those of concurrent publishes.
+// thread that publishes there). RemoveNode runs on its caller's thread, as one step for the
+// cache's writers (cache.h, "Node removal"): a snapshot of the node published while it runs is
+// not cached and publishes nothing, and each clear update is published before it returns, so
+// no update of a snapshot of that node can overtake it; updates of other nodes' snapshots (and
+// aggregate updates) of concurrent publishes may interleave with its updates.
 //
 // Errors: an id function that throws fails that message's caching: the cache is unchanged,
 // nothing is published, the error is logged with the original topic's name and counted
@@ -132,6 +134,10 @@ class CachingTopic final : public RefCounted {
 
  private:
   friend class CachePatternOne;
+  // Caches what `source` carries (the original, or a topic the original forwards into);
+  // aggregates are published on `original`.
+  static Ref<CachingTopic> Create(const Ref<Topic>& source, const Ref<Topic>& original,
+                                  const Ref<Cache>& cache, SourceLocation where);
   // Builds updates without asking the output whether it has receivers (the cache pattern
   // forwards the output for as long as the caching topic lives).
   void AssumeReceivers() noexcept;

@@ -111,6 +111,11 @@ class Topic final : public RefCounted {
     return subscriber_count_.load(std::memory_order_relaxed);
   }
 
+  // Whether a message published now would reach anything: a subscription of this topic or a
+  // forward out of it (a forward into a topic without subscribers counts). One relaxed load,
+  // no lock; the answer may be stale by the time the caller acts on it.
+  bool HasReceivers() const noexcept { return receivers_.load(std::memory_order_relaxed) != 0; }
+
   // Delivers `message` to every subscription of this topic and of the topics it forwards
   // into. A null message is misuse (reported; nothing published).
   PublishResult Publish(const Ref<Message>& message,

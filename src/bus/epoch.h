@@ -1,0 +1,72 @@
+// Epoch-based reclamation for the cache's lock-free read path.
+//
+// A reader brackets its look-up with an EpochGuard: it announces the global epoch it saw, reads
+// pointers it loaded from shared structures, takes the references it wants to keep, and leaves.
+// A writer that unlinks an object (a cache entry, a retired table) does not free it at once: it
+// stamps it with Current() and keeps it until SafeToFree(stamp) holds, which is once the global
+// epoch has moved two steps past the stamp. The epoch moves a step only when every reader inside
+// a guard has announced the current epoch (TryAdvance), so two steps past the stamp no reader can
+// still be inside a guard that started before the unlink.
+//
+// Readers never wait and never write a shared line: a guard stores the reader's own slot twice
+// (announce, leave); nesting is counted in a thread-local and costs nothing. The writer's side
+// (TryAdvance) reads every registered reader's slot, so writers call it only now and then.
+//
+// Ordering: the announce store, the readers' loads of the shared pointers, the writers' unlink
+// stores and TryAdvance's scan are all sequentially consistent: either the scan sees a reader's
+// announcement, or that reader's loads see the unlink (the store-load pattern needs the single
+// total order; on x86 the seq_cst loads are plain loads, the announce an xchg).
+//
+// Thread safety: thread-safe. Reader slots are per thread, registered on a thread's first guard
+// and handed back (for another thread to reuse) when the thread exits. The domain is
+// process-wide and never destroyed.
+
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace plexus::bus_internal {
+
+class EpochDomain {
+ public:
+  // The process-wide domain.
+  static EpochDomain& Get() noexcept;
+
+  // The epoch to stamp an object unlinked just before this call with.
+  std::uint64_t Current() const noexcept { return epoch_.load(std::memory_order_seq_cst); }
+  // Whether an object stamped `stamp` can no longer be reached by any reader. Advances the
+  // epoch if it can.
+  bool SafeToFree(std::uint64_t stamp) noexcept;
+  // Advances the epoch by one if every reader inside a guard has announced the current one.
+  // Returns the epoch after the attempt.
+  std::uint64_t TryAdvance() noexcept;
+
+  struct Slot {
+    // 0: not inside a guard; otherwise the epoch the reader announced.
+    alignas(64) std::atomic<std::uint64_t> announced{0};
+    std::atomic<bool> in_use{false};
+    Slot* next = nullptr;  // immutable once the slot is linked
+  };
+
+  // This thread's slot (registered on first use).
+  static Slot& ThisThread() noexcept;
+
+ private:
+  EpochDomain() = default;
+  Slot* Acquire() noexcept;
+
+  std::atomic<std::uint64_t> epoch_{1};
+  std::atomic<Slot*> slots_{nullptr};
+};
+
+// A read-side section: objects loaded inside it stay allocated until it ends.
+class EpochGuard {
+ public:
+  EpochGuard() noexcept;
+  ~EpochGuard();
+  EpochGuard(const EpochGuard&) = delete;
+  EpochGuard& operator=(const EpochGuard&) = delete;
+};
+
+}  // namespace plexus::bus_internal
