@@ -480,6 +480,14 @@ void ThreadPool::WorkerMain(Worker* self) {
       continue;
     }
     mu_.Acquire();
+    if (active && stop_active_ > 0) {
+      // Shrunk while running, and the hint read after the task was stale: leave now.
+      SetStopActiveLocked(stop_active_ - 1);
+      --zombies_;
+      FlushLocalLocked(self);
+      active = false;
+      break;
+    }
     if (count_ != 0 || local_queued_.load(std::memory_order_relaxed) != 0) {
       mu_.Release();
       continue;
