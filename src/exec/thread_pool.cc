@@ -100,14 +100,19 @@ class TaskRing {
 
 struct ThreadPool::Worker {
   std::thread thread;
-  // A leaf lock: the owner takes it for its own slot and queue, thieves and flushes under the
+  // The run-next slot: only the worker's own thread touches it (it is never stolen; the
+  // worker itself moves it to the global queue before it blocks or leaves), so filling and
+  // emptying it costs no atomic read-modify-write at all.
+  Task next;
+  // Whether `next` is full, for QueueSize on other threads.
+  std::atomic<bool> has_next{false};
+  // A leaf lock over the run queue: the owner takes it to push and pop, thieves under the
   // pool's mu_. Uncontended unless someone steals.
   sync_internal::AnnotatedMutex mu;
-  Task next PLEXUS_GUARDED_BY(mu);
   TaskRing queue PLEXUS_GUARDED_BY(mu);
-  // Tasks in `next` and `queue`, changed under mu; only the owner adds, so a zero it reads
-  // without the lock is exact.
-  std::atomic<std::size_t> size{0};
+  // queue.Size(), changed under mu; only the owner adds, so a zero it reads without the lock
+  // is exact.
+  std::atomic<std::size_t> queued{0};
   // Owned by the worker's thread.
   std::uint32_t next_streak = 0;
   std::uint32_t ticks = 0;
@@ -233,21 +238,21 @@ bool ThreadPool::PushRunNext(Task task) {
   if (tls_worker_of != this || self->blocking != 0 || options_.observer != nullptr || !task) {
     return Push(std::move(task));
   }
-  // A worker of this pool runs this task; it checks its own queue before it may leave, so a
-  // shutdown that began meanwhile still runs the task.
-  bool displaced = false;
+  // A worker of this pool runs this task; it empties its own slot and queue before it may
+  // leave, so a shutdown that began meanwhile still runs it.
+  if (!self->next) {
+    self->next = std::move(task);
+    self->has_next.store(true, std::memory_order_relaxed);
+    return true;
+  }
   {
     MutexLock lock(self->mu);
-    if (self->next) {
-      self->queue.PushBack(std::move(self->next));
-      self->next.Reset();
-      local_queued_.fetch_add(1, std::memory_order_seq_cst);
-      displaced = true;
-    }
-    self->next = std::move(task);
-    self->size.store(self->size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    self->queue.PushBack(std::move(self->next));
+    self->queued.store(self->queue.Size(), std::memory_order_relaxed);
+    local_queued_.fetch_add(1, std::memory_order_seq_cst);
   }
-  if (displaced) WakeForLocalWork();
+  self->next = std::move(task);
+  WakeForLocalWork();
   return true;
 }
 
@@ -264,20 +269,28 @@ void ThreadPool::WakeForLocalWork() {
 }
 
 bool ThreadPool::TakeOwn(Worker* self, Task& out) {
-  if (self->size.load(std::memory_order_relaxed) == 0) return false;
-  MutexLock lock(self->mu);
-  if (self->next && (self->next_streak < kMaxNextStreak || self->queue.Size() == 0)) {
+  const auto take_next = [&] {
     out = std::move(self->next);
     self->next.Reset();
+    self->has_next.store(false, std::memory_order_relaxed);
     ++self->next_streak;
-  } else if (self->queue.PopFront(out)) {
-    local_queued_.fetch_sub(1, std::memory_order_relaxed);
-    self->next_streak = 0;
-  } else {
-    return false;
+    return true;
+  };
+  if (self->next &&
+      (self->next_streak < kMaxNextStreak || self->queued.load(std::memory_order_relaxed) == 0)) {
+    return take_next();
   }
-  self->size.store(self->size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  return true;
+  if (self->queued.load(std::memory_order_relaxed) != 0) {
+    MutexLock lock(self->mu);
+    if (self->queue.PopFront(out)) {
+      self->queued.store(self->queue.Size(), std::memory_order_relaxed);
+      local_queued_.fetch_sub(1, std::memory_order_relaxed);
+      self->next_streak = 0;
+      return true;
+    }
+  }
+  // Thieves emptied the queue meanwhile.
+  return self->next ? take_next() : false;
 }
 
 bool ThreadPool::TakeGlobal(Task& out) {
@@ -295,12 +308,12 @@ bool ThreadPool::TakeGlobal(Task& out) {
 
 bool ThreadPool::StealLocked(Worker* self, Task& out) {
   for (Worker* victim : workers_) {
-    if (victim == self || victim->size.load(std::memory_order_relaxed) == 0) continue;
+    if (victim == self || victim->queued.load(std::memory_order_relaxed) == 0) continue;
     MutexLock lock(victim->mu);
-    // The oldest task of the victim's run queue; its run-next slot is about to run anyway.
+    // The oldest task of the victim's run queue.
     if (!victim->queue.PopFront(out)) continue;
+    victim->queued.store(victim->queue.Size(), std::memory_order_relaxed);
     local_queued_.fetch_sub(1, std::memory_order_relaxed);
-    victim->size.store(victim->size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     return true;
   }
   return false;
@@ -317,19 +330,23 @@ bool ThreadPool::TakeWork(Worker* self, Task& out) {
 }
 
 void ThreadPool::FlushLocalLocked(Worker* worker) {
-  MutexLock lock(worker->mu);
-  Task task;
-  std::size_t moved = 0;
-  while (worker->queue.PopFront(task)) {
-    PushLocked(std::move(task));
-    ++moved;
+  // Called on the worker's own thread only (its slot is private to it).
+  {
+    MutexLock lock(worker->mu);
+    Task task;
+    std::size_t moved = 0;
+    while (worker->queue.PopFront(task)) {
+      PushLocked(std::move(task));
+      ++moved;
+    }
+    worker->queued.store(0, std::memory_order_relaxed);
+    local_queued_.fetch_sub(moved, std::memory_order_relaxed);
   }
-  local_queued_.fetch_sub(moved, std::memory_order_relaxed);
   if (worker->next) {
     PushLocked(std::move(worker->next));
     worker->next.Reset();
+    worker->has_next.store(false, std::memory_order_relaxed);
   }
-  worker->size.store(0, std::memory_order_relaxed);
   worker->next_streak = 0;
 }
 
@@ -393,7 +410,7 @@ ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
   {
     MutexLock lock(pool_->mu_);
     // What this worker queued for itself may be what it is about to wait for.
-    if (self->size.load(std::memory_order_relaxed) != 0) {
+    if (self->next || self->queued.load(std::memory_order_relaxed) != 0) {
       pool_->FlushLocalLocked(self);
       wake = pool_->ShouldWakeLocked();
     }
@@ -647,7 +664,10 @@ std::size_t ThreadPool::IdleCount() const {
 std::size_t ThreadPool::QueueSize() const {
   MutexLock lock(mu_);
   std::size_t n = count_;
-  for (const Worker* w : workers_) n += w->size.load(std::memory_order_relaxed);
+  for (const Worker* w : workers_) {
+    n += w->queued.load(std::memory_order_relaxed) +
+         (w->has_next.load(std::memory_order_relaxed) ? 1 : 0);
+  }
   return n;
 }
 
@@ -656,8 +676,7 @@ bool ThreadPool::HasQueuedWork() const noexcept {
       local_queued_.load(std::memory_order_relaxed) != 0) {
     return true;
   }
-  return tls_worker_of == this &&
-         static_cast<const Worker*>(tls_worker)->size.load(std::memory_order_relaxed) != 0;
+  return tls_worker_of == this && static_cast<const Worker*>(tls_worker)->next;
 }
 
 bool ThreadPool::IsWorkerThread() const noexcept {
