@@ -33,6 +33,10 @@
 // and work is queued with no idle thread to take it, the pool lends itself one more thread
 // (above max_size); the loan ends, and one thread leaves, when a blocked worker resumes.
 //
+// The run-next slot is private to its worker: a task processor made ready by a task waits for
+// that task to return. A task that then blocks (other than in TaskProcessor::PushAndWait or
+// Shutdown, which hand the slot to the other workers first) delays it for as long.
+//
 // Observer contract: callbacks are made with the pool's lock held, so they arrive in the
 // order the state changed; they must be quick and must not call back into the pool.
 
