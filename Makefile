@@ -3,12 +3,13 @@
 #               whole suite in every flavour: release, asan (ASan+UBSan), tsan, and clang-16
 #               with -Wthread-safety -Werror.
 #   make demo   builds and runs the project's main program.
-# Other targets: make bench (the benchmark binary with repetitions), make format.
+# Other targets: make bench (the benchmark binary with repetitions), make bench-loaded (the
+# same filter idle, then beside a busy core: scripts/bench-idle-loaded.sh), make format.
 
 PRESETS ?= release asan tsan clang
 BENCH_FILTER ?= .
 
-.PHONY: all deps test demo bench format clean $(addprefix test-,$(PRESETS) debug)
+.PHONY: all deps test demo bench bench-loaded format clean $(addprefix test-,$(PRESETS) debug)
 
 all: test
 
@@ -39,6 +40,11 @@ bench: deps
 	cmake --build --preset release --target plexus_bench
 	./build/release/bench/plexus_bench --benchmark_filter='$(BENCH_FILTER)' \
 	  --benchmark_repetitions=7 --benchmark_report_aggregates_only=true
+
+bench-loaded: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target plexus_bench
+	bash scripts/bench-idle-loaded.sh '$(BENCH_FILTER)'
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -346,8 +346,12 @@ bool TaskProcessor::TryPush(Task& task) {
   return true;
 }
 
-void TaskProcessor::ScheduleTurn() {
-  if (pool_->Push([this] { RunTurn(); })) return;
+void TaskProcessor::ScheduleTurn(bool yielding) {
+  // A turn made ready by a task of the pool runs next on that task's thread (no wake-up, warm
+  // caches); a turn that yields for fairness queues behind the pool's other work.
+  const bool pushed =
+      yielding ? pool_->Push([this] { RunTurn(); }) : pool_->PushRunNext([this] { RunTurn(); });
+  if (pushed) return;
   // Only a pool shut down under a live task processor gets here (Push reported it).
   MutexLock lock(mu_);
   EndTurnLocked();
@@ -440,7 +444,7 @@ void TaskProcessor::RunTurn() {
       // Fairness: let the pool's other work run, and come back behind it.
       busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
       tls_current = outer;
-      ScheduleTurn();
+      ScheduleTurn(/*yielding=*/true);
       return;
     }
     --budget;

@@ -1,17 +1,43 @@
-// ThreadPool: one mutex-guarded ring buffer of tasks, workers that sleep on a condition
-// variable, and bookkeeping of (active, idle) that follows Asterisk's threadpool: a thread is
-// idle while it waits for work and active while it runs tasks; shrinking stops idle threads
-// first, then turns active ones into zombies that exit after their task.
+// ThreadPool: a global mutex-guarded ring buffer of tasks, a run-next slot and a run queue per
+// worker, workers that spin for a while (when spinning has paid off lately) and then sleep on
+// one condition variable, and bookkeeping of (active, idle) that follows Asterisk's
+// threadpool: a thread is idle while it waits for work and active while it runs tasks;
+// shrinking stops idle threads first, then turns active ones into zombies that exit after
+// their task.
 //
-// Wake-ups: a push wakes one sleeping worker, and only if no earlier wake-up is still on its
-// way to a sleeper; a worker that finds the queue empty spins briefly (without the lock)
-// before it sleeps, which keeps a steady producer from paying a futex wake per task.
+// Where a task goes:
+//   * Push (from anywhere) appends to the global queue under mu_.
+//   * PushRunNext from a worker (a task processor made ready by the running task) puts the
+//     task in the worker's run-next slot: it runs when the current task returns, on the same
+//     thread, with its caches warm, and nobody is woken for it. A task it displaces moves to
+//     the worker's run queue, which other workers may steal from.
+// A worker takes, in order: its run-next slot (at most kMaxNextStreak times in a row, so that
+// two serializers handing work to each other cannot starve its run queue), its run queue, the
+// global queue, and finally work stolen from another worker's run queue; every
+// kGlobalCheckInterval-th take looks at the global queue first, so that a worker fed by its own
+// hand-offs cannot starve pushes from outside.
+//
+// Wake-ups (after Go's scheduler): a sleeper is woken only for work that another thread could
+// take (the global queue, a run queue) and only when no worker is spinning, since a spinner
+// will find it; a worker that takes from the global queue and leaves work behind wakes the
+// next one the same way. A worker about to sleep first counts itself in sleepers_ and then
+// looks at the run queues again (both sequentially consistent), while a push to a run queue
+// first counts the task and then looks at sleepers_ and spinning_: one of the two sees the
+// other, so no wake-up is lost.
+//
+// Idle policy: a wake-up costs the waker a futex call and the sleeper tens of microseconds on a
+// virtual machine whose idle vCPU halted; spinning costs a core, and on a machine with few
+// cores it slows the very thread that would push. So a worker spins (for at most
+// kSpinBudgetNs, and only if no other worker spins) only when spinning has paid off lately:
+// its last spin found work, or its last sleep was shorter than the spin budget. A worker of a
+// pool that sits idle between sparse pushes sleeps at once and is woken at once.
 
 #include "plexus/exec/thread_pool.h"
 
 #include <algorithm>
 #include <string>
 
+#include "plexus/core/clock.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
@@ -22,16 +48,76 @@ namespace plexus {
 namespace {
 
 thread_local ThreadPool* tls_worker_of = nullptr;
+// The calling thread's ThreadPool::Worker (a private type, hence void*).
+thread_local void* tls_worker = nullptr;
 
-// Polls for work this many times (with a pause each) before a worker sleeps.
-constexpr int kIdleSpins = 2000;
+// How long an idle worker spins for work before it sleeps, when it spins at all.
+constexpr std::int64_t kSpinBudgetNs = 20'000;
+// Pauses between two reads of the clock while spinning.
+constexpr int kPausesPerClockRead = 32;
+// Takes from the run-next slot in a row before the run queue gets a turn.
+constexpr std::uint32_t kMaxNextStreak = 16;
+// Every this many takes, a worker looks at the global queue before its own.
+constexpr std::uint32_t kGlobalCheckInterval = 61;
 
 using core_internal::CpuRelax;
+
+// A FIFO ring buffer of tasks whose capacity doubles when full; no locking of its own.
+class TaskRing {
+ public:
+  std::size_t Size() const noexcept { return count_; }
+
+  void PushBack(Task&& task) {
+    if (count_ == buffer_.size()) Grow();
+    buffer_[(head_ + count_) & (buffer_.size() - 1)] = std::move(task);
+    ++count_;
+  }
+
+  bool PopFront(Task& out) {
+    if (count_ == 0) return false;
+    out = std::move(buffer_[head_]);
+    head_ = (head_ + 1) & (buffer_.size() - 1);
+    --count_;
+    return true;
+  }
+
+ private:
+  void Grow() {
+    std::vector<Task> bigger(buffer_.empty() ? 16 : buffer_.size() * 2);
+    for (std::size_t i = 0; i < count_; ++i) {
+      bigger[i] = std::move(buffer_[(head_ + i) & (buffer_.size() - 1)]);
+    }
+    buffer_.swap(bigger);
+    head_ = 0;
+  }
+
+  std::vector<Task> buffer_;
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
+};
 
 }  // namespace
 
 struct ThreadPool::Worker {
   std::thread thread;
+  // The run-next slot: only the worker's own thread touches it (it is never stolen; the
+  // worker itself moves it to the global queue before it blocks or leaves), so filling and
+  // emptying it costs no atomic read-modify-write at all.
+  Task next;
+  // Whether `next` is full, for QueueSize on other threads.
+  std::atomic<bool> has_next{false};
+  // A leaf lock over the run queue: the owner takes it to push and pop, thieves under the
+  // pool's mu_. Uncontended unless someone steals.
+  sync_internal::AnnotatedMutex mu;
+  TaskRing queue PLEXUS_GUARDED_BY(mu);
+  // queue.Size(), changed under mu; only the owner adds, so a zero it reads without the lock
+  // is exact.
+  std::atomic<std::size_t> queued{0};
+  // Owned by the worker's thread.
+  std::uint32_t next_streak = 0;
+  std::uint32_t ticks = 0;
+  std::uint32_t blocking = 0;  // nested ScopedBlockingWaits on this worker
+  bool spin_pays = true;       // the idle policy's memory (see above)
 };
 
 Ref<ThreadPool> ThreadPool::Create(ThreadPoolOptions options, SourceLocation where) {
@@ -73,7 +159,7 @@ void ThreadPool::LastReferenceDropped() const {
 }
 
 // -----------------------------------------------------------------------------
-// The queue
+// The global queue
 // -----------------------------------------------------------------------------
 
 void ThreadPool::PushLocked(Task&& task) {
@@ -88,7 +174,7 @@ void ThreadPool::PushLocked(Task&& task) {
   }
   ring_[(head_ + count_) & (ring_.size() - 1)] = std::move(task);
   ++count_;
-  queued_hint_.store(count_, std::memory_order_relaxed);
+  queued_hint_.store(count_, std::memory_order_seq_cst);
 }
 
 bool ThreadPool::PopLocked(Task& out) {
@@ -98,6 +184,13 @@ bool ThreadPool::PopLocked(Task& out) {
   --count_;
   queued_hint_.store(count_, std::memory_order_relaxed);
   if (count_ == 0 && options_.observer != nullptr) options_.observer->OnQueueEmptied();
+  return true;
+}
+
+bool ThreadPool::ShouldWakeLocked() {
+  if (spinning_.load(std::memory_order_seq_cst) != 0) return false;
+  if (sleepers_.load(std::memory_order_relaxed) <= wakeups_pending_) return false;
+  ++wakeups_pending_;
   return true;
 }
 
@@ -116,10 +209,8 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
       const bool was_empty = count_ == 0;
       PushLocked(std::move(task));
       if (options_.observer != nullptr) options_.observer->OnTaskPushed(was_empty);
-      if (sleepers_ > wakeups_pending_) {
-        ++wakeups_pending_;
-        wake = true;
-      } else if (idle_ == 0 && options_.auto_increment > 0) {
+      wake = ShouldWakeLocked();
+      if (!wake && idle_ == 0 && options_.auto_increment > 0) {
         const std::size_t live = LiveThreadsLocked();
         std::size_t grow = options_.auto_increment;
         if (options_.max_size != 0) {
@@ -136,6 +227,127 @@ bool ThreadPool::Push(Task task, SourceLocation where) {
   }
   if (wake) work_cv_.NotifyOne();
   return true;
+}
+
+// -----------------------------------------------------------------------------
+// The workers' own queues
+// -----------------------------------------------------------------------------
+
+bool ThreadPool::PushRunNext(Task task) {
+  auto* self = static_cast<Worker*>(tls_worker);
+  if (tls_worker_of != this || self->blocking != 0 || options_.observer != nullptr || !task) {
+    return Push(std::move(task));
+  }
+  // A worker of this pool runs this task; it empties its own slot and queue before it may
+  // leave, so a shutdown that began meanwhile still runs it.
+  if (!self->next) {
+    self->next = std::move(task);
+    self->has_next.store(true, std::memory_order_relaxed);
+    return true;
+  }
+  {
+    MutexLock lock(self->mu);
+    self->queue.PushBack(std::move(self->next));
+    self->queued.store(self->queue.Size(), std::memory_order_relaxed);
+    local_queued_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  self->next = std::move(task);
+  WakeForLocalWork();
+  return true;
+}
+
+void ThreadPool::WakeForLocalWork() {
+  // Sequentially consistent against a sleeper's count-then-look (see the file comment).
+  if (spinning_.load(std::memory_order_seq_cst) != 0) return;
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  bool wake = false;
+  {
+    MutexLock lock(mu_);
+    wake = ShouldWakeLocked();
+  }
+  if (wake) work_cv_.NotifyOne();
+}
+
+bool ThreadPool::TakeOwn(Worker* self, Task& out) {
+  const auto take_next = [&] {
+    out = std::move(self->next);
+    self->next.Reset();
+    self->has_next.store(false, std::memory_order_relaxed);
+    ++self->next_streak;
+    return true;
+  };
+  if (self->next &&
+      (self->next_streak < kMaxNextStreak || self->queued.load(std::memory_order_relaxed) == 0)) {
+    return take_next();
+  }
+  if (self->queued.load(std::memory_order_relaxed) != 0) {
+    MutexLock lock(self->mu);
+    if (self->queue.PopFront(out)) {
+      self->queued.store(self->queue.Size(), std::memory_order_relaxed);
+      local_queued_.fetch_sub(1, std::memory_order_relaxed);
+      self->next_streak = 0;
+      return true;
+    }
+  }
+  // Thieves emptied the queue meanwhile.
+  return self->next ? take_next() : false;
+}
+
+bool ThreadPool::TakeGlobal(Task& out) {
+  if (queued_hint_.load(std::memory_order_relaxed) == 0) return false;
+  bool wake = false;
+  {
+    MutexLock lock(mu_);
+    if (!PopLocked(out)) return false;
+    // Work left behind: hand it to a sleeper unless a spinner will take it.
+    if (count_ != 0) wake = ShouldWakeLocked();
+  }
+  if (wake) work_cv_.NotifyOne();
+  return true;
+}
+
+bool ThreadPool::StealLocked(Worker* self, Task& out) {
+  for (Worker* victim : workers_) {
+    if (victim == self || victim->queued.load(std::memory_order_relaxed) == 0) continue;
+    MutexLock lock(victim->mu);
+    // The oldest task of the victim's run queue.
+    if (!victim->queue.PopFront(out)) continue;
+    victim->queued.store(victim->queue.Size(), std::memory_order_relaxed);
+    local_queued_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
+
+bool ThreadPool::TakeWork(Worker* self, Task& out) {
+  const bool global_first = ++self->ticks % kGlobalCheckInterval == 0;
+  if (global_first && TakeGlobal(out)) return true;
+  if (TakeOwn(self, out)) return true;
+  if (!global_first && TakeGlobal(out)) return true;
+  if (local_queued_.load(std::memory_order_relaxed) == 0) return false;
+  MutexLock lock(mu_);
+  return StealLocked(self, out);
+}
+
+void ThreadPool::FlushLocalLocked(Worker* worker) {
+  // Called on the worker's own thread only (its slot is private to it).
+  {
+    MutexLock lock(worker->mu);
+    Task task;
+    std::size_t moved = 0;
+    while (worker->queue.PopFront(task)) {
+      PushLocked(std::move(task));
+      ++moved;
+    }
+    worker->queued.store(0, std::memory_order_relaxed);
+    local_queued_.fetch_sub(moved, std::memory_order_relaxed);
+  }
+  if (worker->next) {
+    PushLocked(std::move(worker->next));
+    worker->next.Reset();
+    worker->has_next.store(false, std::memory_order_relaxed);
+  }
+  worker->next_streak = 0;
 }
 
 // -----------------------------------------------------------------------------
@@ -164,6 +376,11 @@ void ThreadPool::NotifyStateLocked() {
   }
 }
 
+void ThreadPool::SetStopActiveLocked(std::size_t n) {
+  stop_active_ = n;
+  stop_active_hint_.store(n, std::memory_order_relaxed);
+}
+
 void ThreadPool::MaybeLendLocked() {
   // Every running worker is blocked (zombies too run a task until they leave): nothing will
   // take the queued work, and what the blocked workers wait for may be in it.
@@ -178,7 +395,7 @@ void ThreadPool::ShrinkByOneLocked() {
     ++stop_idle_;
     work_cv_.NotifyAll();
   } else {
-    ++stop_active_;
+    SetStopActiveLocked(stop_active_ + 1);
     ++zombies_;
     --active_;
   }
@@ -187,13 +404,25 @@ void ThreadPool::ShrinkByOneLocked() {
 
 ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
   if (pool_ == nullptr) return;
-  MutexLock lock(pool_->mu_);
-  ++pool_->blocked_;
-  pool_->MaybeLendLocked();
+  auto* self = static_cast<Worker*>(tls_worker);
+  ++self->blocking;
+  bool wake = false;
+  {
+    MutexLock lock(pool_->mu_);
+    // What this worker queued for itself may be what it is about to wait for.
+    if (self->next || self->queued.load(std::memory_order_relaxed) != 0) {
+      pool_->FlushLocalLocked(self);
+      wake = pool_->ShouldWakeLocked();
+    }
+    ++pool_->blocked_;
+    pool_->MaybeLendLocked();
+  }
+  if (wake) pool_->work_cv_.NotifyOne();
 }
 
 ThreadPool::ScopedBlockingWait::~ScopedBlockingWait() {
   if (pool_ == nullptr) return;
+  --static_cast<Worker*>(tls_worker)->blocking;
   std::vector<std::thread> to_join;
   {
     MutexLock lock(pool_->mu_);
@@ -215,35 +444,69 @@ std::vector<std::thread> ThreadPool::TakeFinishedLocked() {
 
 void ThreadPool::WorkerMain(Worker* self) {
   tls_worker_of = this;
+  tls_worker = self;
   if (options_.thread_start) options_.thread_start();
-  mu_.Acquire();
   bool active = false;
   Task task;
+  // The loop runs without mu_ while the worker finds work of its own; every break leaves with
+  // mu_ held.
   for (;;) {
-    if (!active && stop_idle_ > 0) {
-      --stop_idle_;
-      --idle_;
-      break;
-    }
-    if (PopLocked(task)) {
-      if (!active) {
-        active = true;
+    if (!active) {
+      mu_.Acquire();
+      if (stop_idle_ > 0) {
+        --stop_idle_;
         --idle_;
-        ++active_;
-        NotifyStateLocked();
+        break;
       }
       mu_.Release();
+    }
+    if (TakeWork(self, task)) {
+      if (!active) {
+        MutexLock lock(mu_);
+        if (stop_idle_ > 0) {
+          // Asked to leave as an idle thread after it looked: run the task as a zombie.
+          // (Zombies are interchangeable: should another one leave first, this thread stays
+          // and counts as the active thread that left.)
+          --stop_idle_;
+          --idle_;
+          ++zombies_;
+          SetStopActiveLocked(stop_active_ + 1);
+        } else {
+          --idle_;
+          ++active_;
+        }
+        active = true;
+        NotifyStateLocked();
+      }
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
       task.Reset();
-      mu_.Acquire();
-      if (stop_active_ > 0) {
-        // Shrunk while running: this thread was already taken off the active count.
-        --stop_active_;
-        --zombies_;
-        active = false;
-        break;
+      if (stop_active_hint_.load(std::memory_order_relaxed) != 0) {
+        mu_.Acquire();
+        if (stop_active_ > 0) {
+          // Shrunk while running: this thread was already taken off the active count. What
+          // it queued for itself goes to the others.
+          SetStopActiveLocked(stop_active_ - 1);
+          --zombies_;
+          FlushLocalLocked(self);
+          active = false;
+          break;
+        }
+        mu_.Release();
       }
+      continue;
+    }
+    mu_.Acquire();
+    if (active && stop_active_ > 0) {
+      // Shrunk while running, and the hint read after the task was stale: leave now.
+      SetStopActiveLocked(stop_active_ - 1);
+      --zombies_;
+      FlushLocalLocked(self);
+      active = false;
+      break;
+    }
+    if (count_ != 0 || local_queued_.load(std::memory_order_relaxed) != 0) {
+      mu_.Release();
       continue;
     }
     if (active) {
@@ -256,31 +519,60 @@ void ThreadPool::WorkerMain(Worker* self) {
       --idle_;
       break;
     }
-    // Spin a little before sleeping: a producer that keeps pushing then never pays a wake.
-    mu_.Release();
-    for (int i = 0; i < kIdleSpins && queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
-      CpuRelax();
+    if (stop_idle_ > 0) {
+      mu_.Release();
+      continue;
     }
-    mu_.Acquire();
-    if (count_ != 0 || shutting_down_ || stop_idle_ > 0) continue;
-    ++sleepers_;
+    if (self->spin_pays && spinning_.load(std::memory_order_relaxed) == 0) {
+      mu_.Release();
+      spinning_.fetch_add(1, std::memory_order_seq_cst);
+      bool found = false;
+      const std::int64_t deadline = MonotonicNanos() + kSpinBudgetNs;
+      for (int i = 1;; ++i) {
+        if (queued_hint_.load(std::memory_order_relaxed) != 0 ||
+            local_queued_.load(std::memory_order_relaxed) != 0) {
+          found = true;
+          break;
+        }
+        if (i % kPausesPerClockRead == 0 && MonotonicNanos() >= deadline) break;
+        CpuRelax();
+      }
+      spinning_.fetch_sub(1, std::memory_order_seq_cst);
+      self->spin_pays = found;
+      if (found) continue;
+      mu_.Acquire();
+    }
+    if (count_ != 0 || shutting_down_ || stop_idle_ > 0) {
+      mu_.Release();
+      continue;
+    }
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (local_queued_.load(std::memory_order_seq_cst) != 0) {
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      mu_.Release();
+      continue;
+    }
+    const std::int64_t slept_at = MonotonicNanos();
     bool timed_out = false;
     if (options_.idle_timeout.count() > 0) {
       timed_out = !work_cv_.WaitFor(mu_, options_.idle_timeout);
     } else {
       work_cv_.Wait(mu_);
     }
-    --sleepers_;
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
     if (wakeups_pending_ > 0) --wakeups_pending_;
-    if (timed_out && count_ == 0 && !shutting_down_ && stop_idle_ == 0 &&
-        LiveThreadsLocked() > options_.min_size) {
+    // Work that came within a spin budget of going to sleep would have been caught spinning.
+    self->spin_pays = MonotonicNanos() - slept_at < kSpinBudgetNs;
+    if (timed_out && count_ == 0 && local_queued_.load(std::memory_order_relaxed) == 0 &&
+        !shutting_down_ && stop_idle_ == 0 && LiveThreadsLocked() > options_.min_size) {
       --idle_;
       if (loans_ > 0) --loans_;  // a lent thread that found nothing to do went back
       NotifyStateLocked();
       break;
     }
+    mu_.Release();
   }
-  // Leave: hand the thread object to the next control call to join.
+  // Leave (mu_ held): hand the thread object to the next control call to join.
   auto it = std::find(workers_.begin(), workers_.end(), self);
   if (it != workers_.end()) workers_.erase(it);
   finished_.push_back(std::move(self->thread));
@@ -290,6 +582,7 @@ void ThreadPool::WorkerMain(Worker* self) {
   mu_.Release();
   if (options_.thread_end) options_.thread_end();
   tls_worker_of = nullptr;
+  tls_worker = nullptr;
   if (last) work_cv_.NotifyAll();  // Shutdown waits for the last worker to leave
 }
 
@@ -315,7 +608,7 @@ void ThreadPool::SetSize(int threads, SourceLocation where) {
       stop_idle_ += from_idle;
       excess -= from_idle;
       // Running threads finish their task, then exit; they stop counting as active now.
-      stop_active_ += excess;
+      SetStopActiveLocked(stop_active_ + excess);
       zombies_ += excess;
       active_ -= excess;
       NotifyStateLocked();
@@ -370,7 +663,20 @@ std::size_t ThreadPool::IdleCount() const {
 
 std::size_t ThreadPool::QueueSize() const {
   MutexLock lock(mu_);
-  return count_;
+  std::size_t n = count_;
+  for (const Worker* w : workers_) {
+    n += w->queued.load(std::memory_order_relaxed) +
+         (w->has_next.load(std::memory_order_relaxed) ? 1 : 0);
+  }
+  return n;
+}
+
+bool ThreadPool::HasQueuedWork() const noexcept {
+  if (queued_hint_.load(std::memory_order_relaxed) != 0 ||
+      local_queued_.load(std::memory_order_relaxed) != 0) {
+    return true;
+  }
+  return tls_worker_of == this && static_cast<const Worker*>(tls_worker)->next;
 }
 
 bool ThreadPool::IsWorkerThread() const noexcept {

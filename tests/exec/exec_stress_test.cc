@@ -292,5 +292,74 @@ TEST(ExecStress, ManyProcessorsOnASmallPoolRunOneTaskAtATimeEach) {
   tps.clear();
 }
 
+// No lost wake-up: producers outside the pool push in bursts and one at a time, so that the
+// workers keep going idle, spinning and sleeping between pushes, while tasks of the pool make
+// task processors ready on their own workers (run-next slots, displaced turns to steal). Every
+// task runs; a lost wake-up would leave one queued for ever and the wait would fail.
+TEST(ExecStress, PushStormFromOutsideAndHandOffsInsideLoseNoWakeUp) {
+  auto pool = ThreadPool::Create({.name = "storm", .initial_size = 3});
+  constexpr int kProducers = 4;
+  const int per_producer = Scaled(20'000);
+  std::vector<Ref<TaskProcessor>> processors;
+  for (int i = 0; i < 8; ++i) processors.push_back(TaskProcessor::Create({.pool = pool}));
+  std::atomic<std::int64_t> ran{0};
+  std::atomic<std::int64_t> expected{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      std::minstd_rand random(static_cast<unsigned>(p) + 1);
+      for (int i = 0; i < per_producer; ++i) {
+        const int kind = static_cast<int>(random() % 4);
+        if (kind == 0) {
+          expected.fetch_add(1);
+          ASSERT_TRUE(pool->Push([&] { ran.fetch_add(1); }));
+        } else {
+          // A task that makes two other task processors ready from inside the pool.
+          expected.fetch_add(3);
+          TaskProcessor& first = *processors[random() % processors.size()];
+          TaskProcessor* a = processors[random() % processors.size()].get();
+          TaskProcessor* b = processors[random() % processors.size()].get();
+          ASSERT_TRUE(first.Push([&ran, a, b] {
+            ran.fetch_add(1);
+            a->Push([&ran] { ran.fetch_add(1); });
+            b->Push([&ran] { ran.fetch_add(1); });
+          }));
+        }
+        if (random() % 64 == 0) {
+          // Let the pool drain and go idle before the next push.
+          const std::int64_t target = expected.load();
+          while (ran.load() < target) std::this_thread::yield();
+        }
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == expected.load(); }))
+      << ran.load() << " of " << expected.load() << " tasks ran";
+  processors.clear();
+  pool->Shutdown();
+}
+
+// Sparse pushes, one in flight at a time, to pools of every small size: each push lands while
+// the workers are spinning or going to sleep, the window where a wake-up could be lost.
+TEST(ExecStress, OneTaskAtATimeIsAlwaysPickedUp) {
+  for (std::size_t threads = 1; threads <= 3; ++threads) {
+    auto pool = ThreadPool::Create({.name = "sparse", .initial_size = threads});
+    auto processor = TaskProcessor::Create({.pool = pool});
+    std::atomic<int> ran{0};
+    const int rounds = Scaled(5'000);
+    for (int i = 0; i < rounds; ++i) {
+      if (i % 2 == 0) {
+        ASSERT_TRUE(pool->Push([&] { ran.fetch_add(1); }));
+      } else {
+        ASSERT_TRUE(processor->Push([&] { ran.fetch_add(1); }));
+      }
+      ASSERT_TRUE(WaitUntil([&] { return ran.load() == i + 1; })) << "round " << i;
+    }
+    processor = nullptr;
+    pool->Shutdown();
+  }
+}
+
 }  // namespace
 }  // namespace plexus

@@ -547,6 +547,85 @@ TEST(ThreadPool, AThreadLentToABlockedWorkerLeavesWhenTheWaitEnds) {
   EXPECT_TRUE(observer.WaitForState(0, 1));
 }
 
+// The scheduler: a task processor made ready by a task runs next on that task's worker, and a
+// task it displaces from there is stolen by an idle worker when that one is busy.
+
+TEST(ThreadPool, ATaskProcessorMadeReadyByATaskRunsNextOnThatTasksWorker) {
+  auto pool = ThreadPool::Create({.name = "run-next", .initial_size = 2});
+  auto first = TaskProcessor::Create({.pool = pool});
+  auto second = TaskProcessor::Create({.pool = pool});
+  constexpr int kRounds = 200;
+  std::atomic<int> same_thread{0};
+  std::atomic<int> done{0};
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(first->Push([&, raw = second.get()] {
+      const std::thread::id pusher = std::this_thread::get_id();
+      raw->Push([&, pusher] {
+        if (std::this_thread::get_id() == pusher) same_thread.fetch_add(1);
+        done.fetch_add(1);
+      });
+    }));
+    ASSERT_TRUE(WaitUntil([&] { return done.load() == i + 1; }));
+  }
+  // The run-next slot is never stolen: the hand-off stays on the pusher's thread every time.
+  EXPECT_EQ(same_thread.load(), kRounds);
+  EXPECT_EQ(pool->QueueSize(), 0u);
+}
+
+TEST(ThreadPool, WorkDisplacedFromTheRunNextSlotIsStolenWhileItsWorkerIsBusy) {
+  auto pool = ThreadPool::Create({.name = "steal", .initial_size = 2});
+  auto origin = TaskProcessor::Create({.pool = pool});
+  auto stolen = TaskProcessor::Create({.pool = pool});
+  auto next = TaskProcessor::Create({.pool = pool});
+  std::atomic<bool> stolen_ran{false};
+  std::thread::id origin_thread;
+  std::thread::id stolen_thread;
+  std::thread::id next_thread;
+  std::atomic<int> done{0};
+  ASSERT_TRUE(origin->Push([&] {
+    origin_thread = std::this_thread::get_id();
+    // `stolen` takes the run-next slot, then `next` displaces it to this worker's run queue.
+    stolen->Push([&] {
+      stolen_thread = std::this_thread::get_id();
+      stolen_ran.store(true);
+      done.fetch_add(1);
+    });
+    next->Push([&] {
+      next_thread = std::this_thread::get_id();
+      done.fetch_add(1);
+    });
+    // This worker stays busy until the other one took the displaced turn: only a steal (after
+    // a wake-up, should the other worker sleep) can end this wait.
+    while (!stolen_ran.load()) std::this_thread::yield();
+    done.fetch_add(1);
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return done.load() == 3; }));
+  EXPECT_NE(stolen_thread, origin_thread);
+  EXPECT_EQ(next_thread, origin_thread);
+}
+
+TEST(ThreadPool, PushAndWaitFromAWorkerHandsItsRunNextSlotToTheOthers) {
+  // A one-thread pool: the turn pushed to the run-next slot of the waiting worker must move to
+  // the global queue, where the thread lent for the wait runs it.
+  auto pool = ThreadPool::Create({.name = "blocked-run-next", .initial_size = 1});
+  auto outer = TaskProcessor::Create({.pool = pool});
+  auto made_ready = TaskProcessor::Create({.pool = pool});
+  auto waited = TaskProcessor::Create({.pool = pool});
+  std::atomic<bool> made_ready_ran{false};
+  std::promise<bool> result;
+  auto future = result.get_future();
+  ASSERT_TRUE(outer->Push([&] {
+    made_ready->Push([&] { made_ready_ran.store(true); });
+    // Waits for a task that itself waits for the turn in the run-next slot.
+    result.set_value(waited->PushAndWait([&] {
+      while (!made_ready_ran.load()) std::this_thread::yield();
+    }));
+  }));
+  ASSERT_TRUE(WaitFor(future));
+  EXPECT_TRUE(future.get());
+  EXPECT_TRUE(made_ready_ran.load());
+}
+
 TEST(ThreadPool, HooksRunOncePerWorkerThread) {
   ThreadCounter threads;
   Ref<ThreadPool> pool = ThreadPool::Create(

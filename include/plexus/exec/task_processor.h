@@ -195,7 +195,9 @@ class TaskProcessor final : public RefCounted {
   // ends it, wakes shutdown waiters, restores `outer` as the current processor, and frees the
   // processor when its last reference went from inside the turn.
   void FinishTurn(std::int64_t started, TaskProcessor* outer) PLEXUS_RELEASE(mu_);
-  void ScheduleTurn() PLEXUS_EXCLUDES(mu_);
+  // Queues a turn: on the calling worker's run-next slot, or (`yielding`, a turn that used up
+  // its batch) behind the pool's other work.
+  void ScheduleTurn(bool yielding = false) PLEXUS_EXCLUDES(mu_);
   // The turn ends (nothing to run, or suspended); wakes shutdown waiters.
   void EndTurnLocked() PLEXUS_REQUIRES(mu_);
   void CheckAlert() PLEXUS_EXCLUDES(mu_);

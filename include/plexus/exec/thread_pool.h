@@ -2,16 +2,21 @@
 // plexus/exec/thread_pool.h
 // -----------------------------------------------------------------------------
 //
-// ThreadPool is an elastic pool of worker threads with one FIFO queue of Tasks: Asterisk's
-// threadpool (main/threadpool.c) with its options and its listener, and the engine under
-// plexus's task processors (task_processor.h), which share a pool M:N.
+// ThreadPool is an elastic pool of worker threads: Asterisk's threadpool (main/threadpool.c)
+// with its options and its listener, and the engine under plexus's task processors
+// (task_processor.h), which share a pool M:N. Its scheduler follows the work-stealing runtimes
+// (Tokio, Go): a global FIFO queue takes pushes, and each worker has a private "run next"
+// slot and a run queue of its own, which task processors made ready by a task use, so that a
+// hand-off between serializers runs on the same thread without waking another; idle workers
+// steal from the others' run queues.
 //
 //   * Size: an initial size, a minimum, a maximum; `auto_increment` threads are added when a
 //     push finds no idle thread; an idle thread exits after `idle_timeout` (never below the
 //     minimum); SetSize resizes at run time. Shrinking stops idle threads first; threads
 //     that are running a task finish it, then exit ("zombies", no longer counted as active).
 //   * Observer: told of every push (and whether the queue was empty), of the queue emptying
-//     (a worker took the last task), and of every change of the (active, idle) counts.
+//     (a worker took the last task), and of every change of the (active, idle) counts. A pool
+//     with an observer keeps every task in its global queue, so that the notices are exact.
 //   * Shutdown runs what is queued (if the pool has threads), stops and joins every worker.
 //
 // Example:
@@ -27,6 +32,10 @@
 // for work that may need a thread of this very pool. While every running worker is blocked so
 // and work is queued with no idle thread to take it, the pool lends itself one more thread
 // (above max_size); the loan ends, and one thread leaves, when a blocked worker resumes.
+//
+// The run-next slot is private to its worker: a task processor made ready by a task waits for
+// that task to return. A task that then blocks (other than in TaskProcessor::PushAndWait or
+// Shutdown, which hand the slot to the other workers first) delays it for as long.
 //
 // Observer contract: callbacks are made with the pool's lock held, so they arrive in the
 // order the state changed; they must be quick and must not call back into the pool.
@@ -106,9 +115,10 @@ class ThreadPool final : public RefCounted {
   std::size_t ActiveCount() const PLEXUS_EXCLUDES(mu_);
   std::size_t IdleCount() const PLEXUS_EXCLUDES(mu_);
   std::size_t QueueSize() const PLEXUS_EXCLUDES(mu_);
-  // Whether tasks wait for a thread: a lock-free hint (it may be stale), for a task deciding
-  // whether to keep its thread a little longer.
-  bool HasQueuedWork() const noexcept { return queued_hint_.load(std::memory_order_relaxed) != 0; }
+  // Whether tasks wait for a thread: in the global queue, in a worker's run queue, or (called
+  // from a worker) in the caller's own run-next slot. A lock-free hint (it may be stale), for a
+  // task deciding whether to keep its thread a little longer.
+  bool HasQueuedWork() const noexcept;
   // Whether the calling thread is one of this pool's workers.
   bool IsWorkerThread() const noexcept;
   const std::string& Name() const noexcept { return options_.name; }
@@ -119,6 +129,8 @@ class ThreadPool final : public RefCounted {
 
   // Marks the calling worker (of any pool; nothing on other threads) as blocked for its
   // lifetime, so that its pool lends itself a thread when every running worker is blocked.
+  // The worker's own run queue and run-next slot go to the global queue first: what it waits
+  // for may be there.
   class ScopedBlockingWait {
    public:
     ScopedBlockingWait();
@@ -134,7 +146,26 @@ class ThreadPool final : public RefCounted {
   ~ThreadPool() override;
   void LastReferenceDropped() const override;
 
+  // For a task processor made ready by the running task: called on a worker of this pool (not
+  // blocked, the pool without an observer), `task` takes the worker's run-next slot and runs
+  // when the current task returns, without waking anyone; a task it displaces goes to the
+  // worker's run queue, where idle workers may steal it. Anywhere else it is Push.
+  bool PushRunNext(Task task) PLEXUS_EXCLUDES(mu_);
+
   void WorkerMain(Worker* self) PLEXUS_EXCLUDES(mu_);
+  // The next task for `self`: its run-next slot, its run queue, the global queue (first, every
+  // so often), or one stolen from another worker's run queue.
+  bool TakeWork(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
+  bool TakeOwn(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
+  bool TakeGlobal(Task& out) PLEXUS_EXCLUDES(mu_);
+  bool StealLocked(Worker* self, Task& out) PLEXUS_REQUIRES(mu_);
+  // Moves a worker's run-next slot and run queue to the global queue.
+  void FlushLocalLocked(Worker* worker) PLEXUS_REQUIRES(mu_);
+  // Whether a sleeper should be woken for new work: none is spinning and a sleeper has no
+  // wake-up on its way; counts the wake-up when it says yes.
+  bool ShouldWakeLocked() PLEXUS_REQUIRES(mu_);
+  // Wakes a sleeper for stealable work pushed without the lock, unless a spinner will find it.
+  void WakeForLocalWork() PLEXUS_EXCLUDES(mu_);
   void StartThreadsLocked(std::size_t n) PLEXUS_REQUIRES(mu_);
   void NotifyStateLocked() PLEXUS_REQUIRES(mu_);
   bool PopLocked(Task& out) PLEXUS_REQUIRES(mu_);
@@ -145,23 +176,36 @@ class ThreadPool final : public RefCounted {
   void MaybeLendLocked() PLEXUS_REQUIRES(mu_);
   // Asks one thread to leave: an idle one if any, else the next to finish its task.
   void ShrinkByOneLocked() PLEXUS_REQUIRES(mu_);
+  void SetStopActiveLocked(std::size_t n) PLEXUS_REQUIRES(mu_);
 
   const ThreadPoolOptions options_;
   const SourceLocation created_at_;
 
-  // Validated: observer callbacks run under it, and may take locks of their own.
+  // Validated: observer callbacks run under it, and may take locks of their own. Taken by
+  // pushes from outside the pool and by workers that go idle or steal; a worker that runs
+  // tasks from its own run queue does not take it.
   mutable Mutex mu_;
   CondVar work_cv_;
-  // Ring buffer of queued tasks (capacity a power of two); steady-state pushes allocate
-  // nothing.
+  // Ring buffer of globally queued tasks (capacity a power of two); steady-state pushes
+  // allocate nothing.
   std::vector<Task> ring_ PLEXUS_GUARDED_BY(mu_);
   std::size_t head_ PLEXUS_GUARDED_BY(mu_) = 0;
   std::size_t count_ PLEXUS_GUARDED_BY(mu_) = 0;
-  // count_, readable without the lock by workers spinning before they sleep.
+  // count_, readable without the lock by workers looking for work.
   std::atomic<std::size_t> queued_hint_{0};
+  // Tasks in the workers' run queues (not their run-next slots): what an idle worker may
+  // steal. Changed under the owning worker's lock.
+  std::atomic<std::size_t> local_queued_{0};
+  // Workers spinning for work before they sleep; a push does not wake a sleeper while one
+  // spins (it will find the work).
+  std::atomic<std::size_t> spinning_{0};
+  // Idle workers blocked on work_cv_ (changed under mu_, read without it by pushes to a run
+  // queue).
+  std::atomic<std::size_t> sleepers_{0};
+  // stop_active_, readable without the lock by a worker after each task.
+  std::atomic<std::size_t> stop_active_hint_{0};
   std::size_t active_ PLEXUS_GUARDED_BY(mu_) = 0;
   std::size_t idle_ PLEXUS_GUARDED_BY(mu_) = 0;
-  std::size_t sleepers_ PLEXUS_GUARDED_BY(mu_) = 0;  // idle workers blocked on work_cv_
   // NotifyOne calls not yet consumed by a sleeper.
   std::size_t wakeups_pending_ PLEXUS_GUARDED_BY(mu_) = 0;
   std::size_t stop_idle_ PLEXUS_GUARDED_BY(mu_) = 0;    // idle workers asked to exit
