@@ -33,6 +33,7 @@
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
+#include "group_lock_registry.h"
 #include "plexus/sync/internal/parking_lot.h"
 
 namespace plexus {
@@ -104,9 +105,10 @@ GroupLock::GroupLock(const GroupLockConfig& config, SourceLocation where)
   if (config.handler != nullptr) {
     first_handler_ = Handler{config.member, config.handler};  // not shared yet: no lock
   }
+  sync_internal::GroupLockRegistryAccess::Register(*this);
 }
 
-GroupLock::~GroupLock() = default;
+GroupLock::~GroupLock() { sync_internal::GroupLockRegistryAccess::Unregister(*this); }
 
 Ref<GroupLock> GroupLock::Create(const GroupLockConfig& config, SourceLocation where) {
   return Ref<GroupLock>::Adopt(new GroupLock(config, where), where);
