@@ -52,7 +52,9 @@ TimerHeap::TimerHeap(std::string name) : name_(std::move(name)), id_(NextUniqueI
   exec_internal::RegisterTimerHeap(this);
 }
 
-TimerHeap::~TimerHeap() { exec_internal::UnregisterTimerHeap(this); }
+TimerHeap::~TimerHeap() {
+  exec_internal::UnregisterTimerHeap(this);
+}
 
 void TimerHeap::LastReferenceDropped() const {
   auto* self = const_cast<TimerHeap*>(this);

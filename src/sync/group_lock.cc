@@ -29,11 +29,11 @@
 #include <cstdio>
 #include <deque>
 
+#include "group_lock_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
-#include "group_lock_registry.h"
 #include "plexus/sync/internal/parking_lot.h"
 
 namespace plexus {
@@ -108,7 +108,9 @@ GroupLock::GroupLock(const GroupLockConfig& config, SourceLocation where)
   sync_internal::GroupLockRegistryAccess::Register(*this);
 }
 
-GroupLock::~GroupLock() { sync_internal::GroupLockRegistryAccess::Unregister(*this); }
+GroupLock::~GroupLock() {
+  sync_internal::GroupLockRegistryAccess::Unregister(*this);
+}
 
 Ref<GroupLock> GroupLock::Create(const GroupLockConfig& config, SourceLocation where) {
   return Ref<GroupLock>::Adopt(new GroupLock(config, where), where);
@@ -1088,6 +1090,11 @@ std::string GroupLock::Dump() const {
     }
   }
   return out;
+}
+
+// Here rather than with the registry: Unpin is inlined into this file's hot paths.
+void sync_internal::GroupLockRegistryAccess::Unpin(const GroupLock& group) {
+  (void)group.Unpin();
 }
 
 }  // namespace plexus

@@ -59,43 +59,43 @@ void GroupLockRegistryAccess::Unregister(GroupLock& group) {
   --shard.count;
 }
 
-GroupLock* GroupLockRegistryAccess::Next(const GroupLock& group) { return group.registry_next_; }
+GroupLock* GroupLockRegistryAccess::Next(const GroupLock& group) {
+  return group.registry_next_;
+}
 
 bool GroupLockRegistryAccess::TryPin(GroupLock& group) {
-    std::uint64_t w = group.word_.load(std::memory_order_relaxed);
-    do {
-      if ((w & GroupLock::kDestroyed) != 0 || w < GroupLock::kRef) return false;
-      if (group.replaced_by_.load(std::memory_order_relaxed) != nullptr) return false;
-    } while (!group.word_.compare_exchange_weak(w, w + GroupLock::kWaiter,
-                                                std::memory_order_seq_cst,
-                                                std::memory_order_relaxed));
-    return true;
-  }
+  std::uint64_t w = group.word_.load(std::memory_order_relaxed);
+  do {
+    if ((w & GroupLock::kDestroyed) != 0 || w < GroupLock::kRef) return false;
+    if (group.replaced_by_.load(std::memory_order_relaxed) != nullptr) return false;
+  } while (!group.word_.compare_exchange_weak(w, w + GroupLock::kWaiter, std::memory_order_seq_cst,
+                                              std::memory_order_relaxed));
+  return true;
+}
 
 GroupLockInfo GroupLockRegistryAccess::Read(const GroupLock& group) {
-    GroupLockInfo info;
-    info.address = &group;
-    info.created_at = group.class_.site;
-    if (group.class_.named != nullptr) info.lock_class = group.class_.named->Name();
-    const std::uint64_t w = group.word_.load(std::memory_order_seq_cst);
-    info.references = static_cast<std::uint32_t>(w >> 32);
-    const auto waiters =
-        static_cast<std::uint32_t>((w & GroupLock::kWaiterMask) / GroupLock::kWaiter);
-    info.waiters = waiters > 0 ? waiters - 1 : 0;  // not the listing's own pin
-    info.locked = (w & GroupLock::kLocked) != 0;
-    info.holder = info.locked ? group.owner_.load(std::memory_order_relaxed) : 0;
-    info.destroy_handlers = group.HandlerCount();
-    if (const ChainSnapshot* chain = group.chain_.load(std::memory_order_seq_cst)) {
-      info.chain.reserve(chain->entries.size());
-      for (const ChainEntry& entry : chain->entries) {
-        info.chain.push_back(ChainedLockInfo{entry.lock, entry.position,
-                                             entry.ops == GroupLockChainedOps()});
-      }
+  GroupLockInfo info;
+  info.address = &group;
+  info.created_at = group.class_.site;
+  if (group.class_.named != nullptr) info.lock_class = group.class_.named->Name();
+  const std::uint64_t w = group.word_.load(std::memory_order_seq_cst);
+  info.references = static_cast<std::uint32_t>(w >> 32);
+  const auto waiters =
+      static_cast<std::uint32_t>((w & GroupLock::kWaiterMask) / GroupLock::kWaiter);
+  info.waiters = waiters > 0 ? waiters - 1 : 0;  // not the listing's own pin
+  info.locked = (w & GroupLock::kLocked) != 0;
+  info.holder = info.locked ? group.owner_.load(std::memory_order_relaxed) : 0;
+  info.destroy_handlers = group.HandlerCount();
+  if (const ChainSnapshot* chain = group.chain_.load(std::memory_order_seq_cst)) {
+    info.chain.reserve(chain->entries.size());
+    for (const ChainEntry& entry : chain->entries) {
+      info.chain.push_back(
+          ChainedLockInfo{entry.lock, entry.position, entry.ops == GroupLockChainedOps()});
     }
-    return info;
   }
+  return info;
+}
 
-void GroupLockRegistryAccess::Unpin(const GroupLock& group) { (void)group.Unpin(); }
 
 }  // namespace sync_internal
 

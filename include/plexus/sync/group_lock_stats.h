@@ -28,7 +28,7 @@ namespace plexus {
 // One lock chained to a group.
 struct ChainedLockInfo {
   const void* lock = nullptr;
-  int position = 0;             // <= 0: taken before the group's own lock; > 0: after
+  int position = 0;            // <= 0: taken before the group's own lock; > 0: after
   bool is_group_lock = false;  // the chained lock is itself a GroupLock
 };
 
@@ -38,11 +38,11 @@ struct ChainedLockInfo {
 struct GroupLockInfo {
   const void* address = nullptr;
   SourceLocation created_at;
-  std::string lock_class;          // the LockClass name; empty when filed by creation site
+  std::string lock_class;  // the LockClass name; empty when filed by creation site
   std::uint32_t references = 0;
-  std::uint32_t waiters = 0;       // threads inside Acquire, the listing's own pin excluded
+  std::uint32_t waiters = 0;  // threads inside Acquire, the listing's own pin excluded
   bool locked = false;
-  ThreadToken holder = 0;          // the holding thread's token; 0 when not held
+  ThreadToken holder = 0;  // the holding thread's token; 0 when not held
   std::size_t destroy_handlers = 0;
   std::vector<ChainedLockInfo> chain;  // ascending position
 };
