@@ -8,6 +8,12 @@ install(TARGETS ${PLEXUS_EXPORTED_TARGETS} EXPORT plexusTargets
         FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT plexusTargets NAMESPACE plexus:: DESTINATION ${PLEXUS_CMAKE_DIR})
 
+# plexus::ops links packages of its own; the package config finds them for consumers.
+if(TARGET plexus_ops)
+  set(PLEXUS_HAS_OPS ON)
+else()
+  set(PLEXUS_HAS_OPS OFF)
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/plexusConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/plexusConfig.cmake
                               INSTALL_DESTINATION ${PLEXUS_CMAKE_DIR})
@@ -21,6 +27,9 @@ set(PLEXUS_PC_LIBS "")
 foreach(target IN LISTS PLEXUS_EXPORTED_TARGETS)
   string(PREPEND PLEXUS_PC_LIBS "-l${target} ")
 endforeach()
+if(PLEXUS_HAS_OPS)
+  string(APPEND PLEXUS_PC_LIBS "-lprometheus-cpp-core -lcpp-httplib ")
+endif()
 # The prefix is computed from the .pc file's own location, so an installed tree can be moved
 # (and `cmake --install --prefix` elsewhere than the configured prefix works).
 file(RELATIVE_PATH PLEXUS_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")

@@ -9,6 +9,9 @@ packages=(
   clang-16
   libabsl-dev libboost-dev libfmt-dev nlohmann-json3-dev libconcurrentqueue-dev
   liburcu-dev
+  # The operator view (plexus::ops) and its tests: HTTP server, Prometheus client types,
+  # promtool and a Prometheus server to scrape it, a headless browser to render its page.
+  libcpp-httplib-dev prometheus-cpp-dev prometheus chromium
 )
 
 missing=()

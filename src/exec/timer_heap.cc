@@ -14,10 +14,12 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "plexus/core/id.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_id.h"
+#include "timer_heap_registry.h"
 
 namespace plexus {
 
@@ -45,11 +47,14 @@ Ref<TimerHeap> TimerHeap::Create(std::string name) {
   return Ref<TimerHeap>::Adopt(new TimerHeap(std::move(name)));
 }
 
-TimerHeap::TimerHeap(std::string name) : name_(std::move(name)) {
+TimerHeap::TimerHeap(std::string name) : name_(std::move(name)), id_(NextUniqueId()) {
   thread_ = std::thread([this] { ThreadMain(); });
+  exec_internal::RegisterTimerHeap(this);
 }
 
-TimerHeap::~TimerHeap() = default;
+TimerHeap::~TimerHeap() {
+  exec_internal::UnregisterTimerHeap(this);
+}
 
 void TimerHeap::LastReferenceDropped() const {
   auto* self = const_cast<TimerHeap*>(this);
@@ -200,6 +205,7 @@ TimerId TimerHeap::ScheduleAt(MonotonicClock::time_point deadline, Task callback
     Slot& s = slots_[index];
     s.deadline = deadline;
     s.sequence = next_sequence_++;
+    ++scheduled_;
     s.callback = std::move(callback);
     s.group = std::move(options.group);
     s.executor = std::move(options.executor);
@@ -284,6 +290,19 @@ bool TimerHeap::IsPending(TimerId id) const {
 std::size_t TimerHeap::PendingCount() const {
   MutexLock lock(mu_);
   return heap_.size();
+}
+
+TimerHeapStats TimerHeap::Stats() const {
+  TimerHeapStats stats;
+  stats.name = name_;
+  stats.id = id_;
+  const auto now = MonotonicClock::now();
+  MutexLock lock(mu_);
+  stats.scheduled = scheduled_;
+  stats.fired = fired_;
+  stats.pending = heap_.size();
+  if (!heap_.empty()) stats.next_due_in = slots_[heap_.front()].deadline - now;
+  return stats;
 }
 
 // -----------------------------------------------------------------------------
@@ -376,6 +395,7 @@ void TimerHeap::Fire(std::uint32_t slot, std::uint32_t generation) {
   callback.Reset();
   {
     MutexLock lock(mu_);
+    ++fired_;
     FreeSlotLocked(slot, released);
   }
   done_cv_.NotifyAll();

@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <deque>
 
+#include "group_lock_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
@@ -104,9 +105,12 @@ GroupLock::GroupLock(const GroupLockConfig& config, SourceLocation where)
   if (config.handler != nullptr) {
     first_handler_ = Handler{config.member, config.handler};  // not shared yet: no lock
   }
+  sync_internal::GroupLockRegistryAccess::Register(*this);
 }
 
-GroupLock::~GroupLock() = default;
+GroupLock::~GroupLock() {
+  sync_internal::GroupLockRegistryAccess::Unregister(*this);
+}
 
 Ref<GroupLock> GroupLock::Create(const GroupLockConfig& config, SourceLocation where) {
   return Ref<GroupLock>::Adopt(new GroupLock(config, where), where);
@@ -1086,6 +1090,11 @@ std::string GroupLock::Dump() const {
     }
   }
   return out;
+}
+
+// Here rather than with the registry: Unpin is inlined into this file's hot paths.
+void sync_internal::GroupLockRegistryAccess::Unpin(const GroupLock& group) {
+  (void)group.Unpin();
 }
 
 }  // namespace plexus

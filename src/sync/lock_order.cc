@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
@@ -61,7 +62,11 @@ class Registry {
   std::unordered_set<std::uint64_t> reported_pairs PLEXUS_GUARDED_BY(mu);
   LockOrderCallback callback PLEXUS_GUARDED_BY(mu);
   bool warned_full PLEXUS_GUARDED_BY(mu) = false;
+  // The latest reports, oldest first, for RecentLockOrderViolations.
+  std::deque<LockOrderViolation> recent PLEXUS_GUARDED_BY(mu);
 };
+
+constexpr std::size_t kRecentViolations = 64;
 
 Registry& TheRegistry() {
   static auto* registry = new Registry();  // never destroyed: locks may be used at exit
@@ -241,6 +246,11 @@ void Validate(ThreadState& state, std::uint32_t cls, std::uint64_t key, SourceLo
     }
     if (action == LockOrderAction::kRefuse) m += " (acquisition refused)";
     Log(LogLevel::kError, m, where);
+    {
+      MutexLock lock(r.mu);
+      r.recent.push_back(violation);
+      if (r.recent.size() > kRecentViolations) r.recent.pop_front();
+    }
     if (callback) callback(violation);
   }
   switch (action) {
@@ -316,6 +326,12 @@ std::uint64_t LockOrderViolationCount() {
   return g_violations.load();
 }
 
+std::vector<LockOrderViolation> RecentLockOrderViolations() {
+  Registry& r = TheRegistry();
+  MutexLock lock(r.mu);
+  return {r.recent.begin(), r.recent.end()};
+}
+
 void ResetLockOrderState() {
   Registry& r = TheRegistry();
   {
@@ -323,6 +339,7 @@ void ResetLockOrderState() {
     for (auto& out : r.edges) out.clear();
     r.validated_chains.clear();
     r.reported_pairs.clear();
+    r.recent.clear();
   }
   g_violations.store(0);
   g_generation.fetch_add(1);

@@ -161,6 +161,32 @@ TEST_F(LockOrderTest, GL14_InversionDetectedWithBothOrdersAndTheirLines) {
   EXPECT_TRUE(logged);
 }
 
+TEST_F(LockOrderTest, RecentViolationsAreListedForAnOperator) {
+  static LockClass kA("recent.A");
+  static LockClass kB("recent.B");
+  Mutex a(kA);
+  Mutex b(kB);
+  EXPECT_TRUE(RecentLockOrderViolations().empty());
+  OnOtherThread([&] {
+    a.Acquire();
+    b.Acquire();
+    b.Release();
+    a.Release();
+  });
+  OnOtherThread([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+    b.Acquire();
+    EXPECT_THROW(a.Acquire(), LockOrderError);
+    b.Release();
+  });
+  const std::vector<LockOrderViolation> recent = RecentLockOrderViolations();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].attempted.from, "recent.B");
+  EXPECT_EQ(recent[0].attempted.to, "recent.A");
+  EXPECT_EQ(recent[0].message, Violations().at(0).message);
+  ResetLockOrderState();
+  EXPECT_TRUE(RecentLockOrderViolations().empty());
+}
+
 TEST_F(LockOrderTest, GL14_AnInversionIsReportedOnce) {
   static LockClass kA("gl14once.A");
   static LockClass kB("gl14once.B");

@@ -81,6 +81,20 @@ struct PendingTimer {
   bool has_group;
 };
 
+// A snapshot of a timer heap's counters, as TimerHeap::Stats and ListTimerHeaps report it.
+struct TimerHeapStats {
+  std::string name;
+  std::uint64_t id = 0;         // process-unique (names need not be)
+  std::uint64_t scheduled = 0;  // timers ever scheduled
+  std::uint64_t fired = 0;      // callbacks that ran (threw or not)
+  std::size_t pending = 0;      // timers waiting for their deadline
+  // Time until the earliest pending deadline (negative when overdue); zero when none.
+  std::chrono::nanoseconds next_due_in{0};
+};
+
+// Every live timer heap's counters, in creation order.
+std::vector<TimerHeapStats> ListTimerHeaps();
+
 class TimerHeap final : public RefCounted {
  public:
   static Ref<TimerHeap> Create(std::string name = "timer");
@@ -108,6 +122,7 @@ class TimerHeap final : public RefCounted {
   std::vector<PendingTimer> Pending() const PLEXUS_EXCLUDES(mu_);
   // One line per pending timer: its id, time left, group (if any), where it was scheduled.
   std::string Dump() const;
+  TimerHeapStats Stats() const PLEXUS_EXCLUDES(mu_);
   const std::string& Name() const noexcept { return name_; }
 
  private:
@@ -140,6 +155,7 @@ class TimerHeap final : public RefCounted {
   void PlaceLocked(std::size_t at, std::uint32_t slot) PLEXUS_REQUIRES(mu_);
 
   const std::string name_;
+  const std::uint64_t id_;
   mutable Mutex mu_;
   CondVar wake_cv_;  // the timer thread: a new earliest deadline, or stop
   CondVar done_cv_;  // CancelAndWait: a running callback finished
@@ -151,6 +167,8 @@ class TimerHeap final : public RefCounted {
   bool stopping_ PLEXUS_GUARDED_BY(mu_) = false;
   // The timer thread deletes the heap when its loop ends.
   bool free_on_exit_ PLEXUS_GUARDED_BY(mu_) = false;
+  std::uint64_t scheduled_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::uint64_t fired_ PLEXUS_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -94,6 +94,8 @@ class GroupLock;
 
 namespace sync_internal {
 
+struct GroupLockRegistryAccess;
+
 // Type-erased operations on a chained lock.
 struct ChainedLockOps {
   void (*lock)(void* lock, SourceLocation where);
@@ -293,6 +295,7 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
 
  private:
   friend class Ref<GroupLock>;
+  friend struct sync_internal::GroupLockRegistryAccess;
   struct Handler {
     void* member;
     DestroyHandler fn;
@@ -402,6 +405,11 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   mutable Handler first_handler_ PLEXUS_GUARDED_BY(admin_mu_){nullptr, nullptr};
   mutable std::vector<Handler> more_handlers_ PLEXUS_GUARDED_BY(admin_mu_);
   mutable std::vector<sync_internal::ChainSnapshot*> retired_ PLEXUS_GUARDED_BY(admin_mu_);
+
+  // Links in the live-group registry (group_lock_stats.cc), guarded by the registry shard
+  // that `this` hashes to; touched only at creation, at destruction and by listings.
+  GroupLock* registry_prev_ = nullptr;
+  GroupLock* registry_next_ = nullptr;
 };
 
 // Fast paths, inline: an uncontended, unchained, unvalidated acquire/release is one CAS each

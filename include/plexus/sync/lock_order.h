@@ -126,6 +126,8 @@ void SetLockOrderCallback(LockOrderCallback callback);       // empty to remove
 
 // Number of inversions reported (each unordered pair of classes is reported once).
 std::uint64_t LockOrderViolationCount();
+// The latest reports (at most 64, oldest first), for an operator's console.
+std::vector<LockOrderViolation> RecentLockOrderViolations();
 
 // Forgets every edge, report and cached chain (classes keep their ids). For tests.
 void ResetLockOrderState();

@@ -1,0 +1,202 @@
+// /metrics tells the truth (OP07): its counters equal the statistics APIs read at the same
+// moment, the page is valid Prometheus text (promtool's rules and a parser written to the
+// format), and the names follow Prometheus's conventions.
+
+#include "plexus/ops/metrics.h"
+
+#include <future>
+#include <regex>
+#include <set>
+#include <string>
+
+#include "bus/bus_test_support.h"
+#include "core/test_support.h"
+#include "gtest/gtest.h"
+#include "ops/ops_test_support.h"
+#include "plexus/bus/bus.h"
+#include "plexus/exec/task_processor.h"
+#include "plexus/exec/timer_heap.h"
+#include "plexus/ops/operator_view.h"
+
+namespace plexus::ops {
+namespace {
+
+// A quiet process with something in every listing: a topic with a synchronous subscriber, a
+// named task processor that ran tasks, a timer heap that fired a timer.
+struct Workload {
+  Workload() {
+    topic = Topic::Create("op07.topic", "metrics test");
+    sub = Subscription::Create(
+        topic, [](const Message&, bool) {},
+        SubscriptionOptions{.mode = DeliveryMode::kSynchronous});
+    for (int i = 0; i < 17; ++i) topic->Publish(plexus_test::IntType(), i);
+    tp = TaskProcessor::Create({.name = "op07/tp"});
+    for (int i = 0; i < 5; ++i) tp->PushAndWait([] {});
+    heap = TimerHeap::Create("op07.heap");
+    std::promise<void> fired;
+    heap->Schedule(std::chrono::nanoseconds(0), [&] { fired.set_value(); });
+    fired.get_future().wait();
+    // The fired count is updated after the callback returns: wait for it.
+    EXPECT_TRUE(plexus_test::WaitUntil([&] { return heap->Stats().fired == 1; }));
+  }
+  ~Workload() { sub.UnsubscribeAndJoin(); }
+
+  Ref<Topic> topic;
+  Subscription sub;
+  Ref<TaskProcessor> tp;
+  Ref<TimerHeap> heap;
+};
+
+std::string Key(const std::string& name, const std::string& labels) {
+  return name + "{" + labels + "}";
+}
+
+TEST(Metrics, OP07_CountersEqualTheStatisticsApi) {
+  Workload w;
+  auto view = OperatorView::Start();
+  ASSERT_NE(view, nullptr);
+  // The workload is quiet: what the APIs say now is what /metrics must say.
+  const std::vector<TopicStats> topics = ListTopics();
+  const std::vector<SubscriptionStats> subs = ListSubscriptions();
+  const std::vector<TaskProcessorStats> tps = TaskProcessor::List();
+  const std::vector<TimerHeapStats> heaps = ListTimerHeaps();
+  const plexus_test::HttpResponse r = plexus_test::Get(view->Port(), "/metrics");
+  ASSERT_EQ(r.status, 200);
+  const auto samples = plexus_test::ParseSamples(r.body);
+
+  int checked = 0;
+  for (const TopicStats& t : topics) {
+    if (t.name != "op07.topic") continue;
+    const std::string l = "topic=\"op07.topic\",topic_id=\"" + std::to_string(t.id) + "\"";
+    EXPECT_EQ(samples.at(Key("plexus_topic_published_messages_total", l)), t.published);
+    EXPECT_EQ(samples.at(Key("plexus_topic_delivered_messages_total", l)), t.deliveries);
+    EXPECT_EQ(samples.at(Key("plexus_topic_forwarded_in_messages_total", l)), t.forwarded_in);
+    EXPECT_EQ(samples.at(Key("plexus_topic_subscribers", l)), t.subscribers);
+    EXPECT_EQ(t.published, w.topic->Stats().published);
+    ++checked;
+  }
+  for (const SubscriptionStats& s : subs) {
+    if (s.topic != "op07.topic") continue;
+    const std::string l = "subscription=\"" + s.id + "\",topic=\"op07.topic\",mode=\"synchronous\"";
+    EXPECT_EQ(samples.at(Key("plexus_subscription_queued_messages_total", l)), s.queued);
+    EXPECT_EQ(samples.at(Key("plexus_subscription_callbacks_total", l)), s.dispatched);
+    EXPECT_EQ(samples.at(Key("plexus_subscription_queue_max_depth", l)), s.max_depth);
+    ++checked;
+  }
+  for (const TaskProcessorStats& tp : tps) {
+    if (tp.name != "op07/tp") continue;
+    const std::string l = "taskprocessor=\"op07/tp\"";
+    EXPECT_EQ(samples.at(Key("plexus_taskprocessor_tasks_processed_total", l)), tp.processed);
+    EXPECT_EQ(samples.at(Key("plexus_taskprocessor_queue_max_depth", l)), tp.max_depth);
+    EXPECT_DOUBLE_EQ(samples.at(Key("plexus_taskprocessor_busy_seconds_total", l)),
+                     std::chrono::duration<double>(tp.busy).count());
+    EXPECT_EQ(tp.processed, 5u);
+    ++checked;
+  }
+  for (const TimerHeapStats& h : heaps) {
+    if (h.name != "op07.heap") continue;
+    const std::string l = "heap=\"op07.heap\",heap_id=\"" + std::to_string(h.id) + "\"";
+    EXPECT_EQ(samples.at(Key("plexus_timer_scheduled_total", l)), h.scheduled);
+    EXPECT_EQ(samples.at(Key("plexus_timer_fired_total", l)), h.fired);
+    EXPECT_EQ(samples.at(Key("plexus_timer_pending", l)), h.pending);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);
+  EXPECT_EQ(samples.at("plexus_lock_order_violations_total"), LockOrderViolationCount());
+}
+
+TEST(Metrics, OP07_NamesFollowPrometheusConventions) {
+  Workload w;
+  const std::vector<prometheus::MetricFamily> families =
+      ToMetricFamilies(TakeSnapshot(SnapshotParts::kMetrics));
+  ASSERT_FALSE(families.empty());
+  std::set<std::string> names;
+  for (const prometheus::MetricFamily& f : families) {
+    SCOPED_TRACE(f.name);
+    EXPECT_EQ(f.name.rfind("plexus_", 0), 0u);
+    EXPECT_TRUE(names.insert(f.name).second) << "one family per name";
+    const bool total = f.name.size() > 6 && f.name.compare(f.name.size() - 6, 6, "_total") == 0;
+    EXPECT_EQ(total, f.type == prometheus::MetricType::Counter);
+    EXPECT_FALSE(f.help.empty());
+    // Base units only.
+    for (const char* unit : {"milli", "micro", "nano", "_ms", "_us", "_ns", "kilo", "mega"}) {
+      EXPECT_EQ(f.name.find(unit), std::string::npos);
+    }
+    // Every series of a family is unique.
+    std::set<std::vector<prometheus::ClientMetric::Label>> series;
+    for (const prometheus::ClientMetric& m : f.metric) EXPECT_TRUE(series.insert(m.label).second);
+  }
+}
+
+TEST(Metrics, OP07_ThePageParsesAsPrometheusText) {
+  Workload w;
+  const std::string text = MetricsText(TakeSnapshot(SnapshotParts::kMetrics));
+  // The exposition format, version 0.0.4: comments HELP/TYPE, then samples.
+  const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*)");
+  const std::regex type(
+      R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
+  const std::regex sample(
+      R"([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?|[+-]Inf|NaN))");
+  std::stringstream lines(text);
+  std::string line;
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    SCOPED_TRACE(line);
+    if (line.rfind("# HELP", 0) == 0) {
+      EXPECT_TRUE(std::regex_match(line, help));
+    } else if (line.rfind("# TYPE", 0) == 0) {
+      EXPECT_TRUE(std::regex_match(line, type));
+    } else {
+      EXPECT_TRUE(std::regex_match(line, sample));
+      ++samples;
+    }
+  }
+  EXPECT_GT(samples, 10);
+}
+
+TEST(Metrics, OP07_PromtoolAcceptsThePage) {
+  const std::string promtool = plexus_test::FindTool("promtool");
+  if (promtool.empty()) GTEST_SKIP() << "promtool is not installed (Debian package prometheus)";
+  Workload w;
+  auto view = OperatorView::Start();
+  ASSERT_NE(view, nullptr);
+  const plexus_test::HttpResponse r = plexus_test::Get(view->Port(), "/metrics");
+  ASSERT_EQ(r.status, 200);
+  const auto dir = plexus_test::TempDir("promtool");
+  const std::string page = (dir / "metrics.txt").string();
+  const std::string log = (dir / "promtool.log").string();
+  plexus_test::WriteFile(page, r.body);
+  const int status =
+      plexus_test::Run({"/bin/sh", "-c", "'" + promtool + "' check metrics < '" + page + "'"}, log);
+  EXPECT_EQ(status, 0) << plexus_test::ReadFile(log);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Metrics, CollectableServesTheSameFamilies) {
+  Workload w;
+  const std::vector<prometheus::MetricFamily> collected = MetricsCollectable().Collect();
+  std::set<std::string> names;
+  for (const auto& f : collected) names.insert(f.name);
+  for (const char* name :
+       {"plexus_topics", "plexus_topic_published_messages_total", "plexus_subscriptions",
+        "plexus_taskprocessor_tasks_processed_total", "plexus_pool_threads",
+        "plexus_timer_fired_total", "plexus_queue_alerts", "plexus_group_locks",
+        "plexus_lock_order_violations_total", "plexus_ref_debugging_enabled"}) {
+    EXPECT_EQ(names.count(name), 1u) << name;
+  }
+}
+
+TEST(Metrics, ReferencesAliveAreShownWhileRefDebuggingIsOn) {
+  EXPECT_EQ(MetricsText(TakeSnapshot()).find("plexus_tracked_references"), std::string::npos);
+  plexus_test::ScopedRefDebugging debugging(true);
+  Ref<GroupLock> group = GroupLock::Create();
+  Ref<GroupLock> second = group;
+  const auto samples = plexus_test::ParseSamples(MetricsText(TakeSnapshot()));
+  EXPECT_EQ(samples.at("plexus_ref_debugging_enabled"), 1);
+  EXPECT_GE(samples.at("plexus_tracked_references"), 2);
+  EXPECT_GE(samples.at("plexus_tracked_objects"), 1);
+  EXPECT_GE(samples.at("plexus_group_locks"), 1);
+}
+
+}  // namespace
+}  // namespace plexus::ops
