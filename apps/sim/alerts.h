@@ -1,5 +1,8 @@
 // AlertLog records the queue alerts of the run (task processors and subscriptions, through
-// the executor's process-wide alert handler), for the progress line and the report.
+// the executor's process-wide alert handler), for the progress line and the report. While it
+// lives it is also the log sink: plexus logs a warning at every alert raised, which an
+// overloaded run would repeat thousands of times; the first few are printed, the rest
+// counted in the report.
 //
 // Thread safety: thread-safe; the handler runs on whichever thread crossed a level.
 

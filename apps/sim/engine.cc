@@ -37,6 +37,10 @@ void Bump(std::atomic<std::uint64_t>& n) {
 
 }  // namespace
 
+constexpr const char* kInvite = "INVITE";
+constexpr const char* kUpdate = "UPDATE";
+constexpr const char* kBye = "BYE";
+
 struct CallEngine::Transaction {
   Call* call;
   const char* method;
@@ -57,6 +61,7 @@ struct CallEngine::Call {
   Ref<plexus::Message> last_snapshot;
   CallState state = CallState::kDialing;
   bool ended = false;
+  bool bye_sent = false;  // the hang-up began: no more refreshes
   Clock::time_point t0;
   Clock::time_point answered_at;  // planned: t0 + ring delay + answer delay
   std::int64_t start_us = 0;
@@ -161,13 +166,16 @@ struct CallOps {
 
   static void OnTransactionTimeout(Transaction* t) {
     Call* c = t->call;
-    if (t->done || c->ended) return Bump(c->engine->counters_.timers_stale);
+    // A provisional response stopped the INVITE's timer (Timer B); a timer already handed to
+    // the shard when it was cancelled still runs, and must do nothing then.
+    const bool stopped = c->state == CallState::kRinging && t->method == kInvite;
+    if (t->done || c->ended || stopped) return Bump(c->engine->counters_.timers_stale);
     Bump(c->engine->counters_.timers_fired);
     t->timeout = TimerId{};
     Event(c, EventKind::kTsxTimeout, t->method);
-    const bool invite = c->state == CallState::kDialing || c->state == CallState::kRinging;
     EndTransaction(c, "408 Request Timeout");
-    if (invite) End(c, kFailed, "timeout");
+    if (t->method == kInvite) End(c, kFailed, "timeout");
+    if (t->method == kBye) End(c, kAnswered, "bye-timeout");
   }
 
   static void Start(CallEngine& e, const CallPlan& plan) {
@@ -198,7 +206,7 @@ struct CallOps {
     live.push_back(c);
     c->start_us = WallMicros();
     Snapshot(c, CallState::kDialing);
-    BeginTransaction(c, "INVITE", c->t0 + kTsxTimeoutAfter);
+    BeginTransaction(c, kInvite, c->t0 + kTsxTimeoutAfter);
     const auto first_response = c->t0 + c->plan.ring_delay;
     switch (c->plan.outcome) {
       case Outcome::kAnswered:
@@ -254,14 +262,14 @@ struct CallOps {
   };
 
   static void OnRefresh(Call* c) {
-    if (c->state != CallState::kUp) return Bump(c->engine->counters_.timers_stale);
+    if (c->state != CallState::kUp || c->bye_sent) return Bump(c->engine->counters_.timers_stale);
     Bump(c->engine->counters_.timers_fired);
     c->refresh_timer = TimerId{};
     ++c->refreshes;
     Event(c, EventKind::kRefresh, "UPDATE");
     EndTransaction(c, "200 OK");  // a refresh still in progress completes first
     const auto sent = c->answered_at + c->refreshes * kRefreshInterval;
-    BeginTransaction(c, "UPDATE", sent + kTsxTimeoutAfter);
+    BeginTransaction(c, kUpdate, sent + kTsxTimeoutAfter);
     Cancel(c, c->response_timer);
     c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, false});
     if (c->refreshes < c->plan.refreshes) {
@@ -270,15 +278,16 @@ struct CallOps {
   }
 
   static void OnHangup(Call* c) {
-    if (c->state != CallState::kUp) return Bump(c->engine->counters_.timers_stale);
+    if (c->state != CallState::kUp || c->bye_sent) return Bump(c->engine->counters_.timers_stale);
     Bump(c->engine->counters_.timers_fired);
+    c->bye_sent = true;
     c->hangup_timer = TimerId{};
     Cancel(c, c->refresh_timer);
     Cancel(c, c->response_timer);
     EndTransaction(c, "200 OK");
     Event(c, EventKind::kHangup, "BYE");
     const auto sent = c->answered_at + c->plan.talk;
-    BeginTransaction(c, "BYE", sent + kTsxTimeoutAfter);
+    BeginTransaction(c, kBye, sent + kTsxTimeoutAfter);
     c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, true});
   }
 

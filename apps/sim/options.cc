@@ -2,7 +2,6 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <map>
 #include <thread>
 
 #include "operator_view.h"
@@ -27,11 +26,9 @@ Parsed ParseOptions(int argc, char** argv) {
   app.add_option("--threads", o.threads, "threads of the pool (0: one per core, at least two)")
       ->check(CLI::Range(0u, 256u));
   app.add_option("--seed", o.seed, "workload seed: the same seed gives the same calls");
-  app.add_option("--report", o.report, "final report format: text or json")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, ReportFormat>{{"text", ReportFormat::kText},
-                                              {"json", ReportFormat::kJson}},
-          CLI::ignore_case));
+  std::string report = "text";
+  app.add_option("--report", report, "final report format: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--listen", o.listen, "ADDR:PORT of the operator view (HTTP)")
       ->check(CLI::Validator([](std::string& value) { return ValidateListenAddress(value); },
                              "ADDR:PORT"));
@@ -60,6 +57,7 @@ Parsed ParseOptions(int argc, char** argv) {
     std::fprintf(stderr, "plexus_sim: %s (see --help)\n", message.c_str());
     return {std::nullopt, 2};
   }
+  o.report = report == "json" ? ReportFormat::kJson : ReportFormat::kText;
   if (o.threads == 0) {
     const unsigned hardware = std::thread::hardware_concurrency();
     o.threads = hardware < 2 ? 2 : hardware;
