@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <array>
 #include <mutex>
 #include <utility>
 
@@ -72,7 +73,8 @@ struct CallEngine::Call {
   Ref<GroupLock> tsx_lock;
   TimerId response_timer;  // the next response the network will deliver
   TimerId ring_timer;
-  TimerId refresh_timer;
+  TimerId answer_timer;
+  std::array<TimerId, kMaxRefreshes> refresh_timers;
   TimerId hangup_timer;
 };
 
@@ -210,6 +212,10 @@ struct CallOps {
     const auto first_response = c->t0 + c->plan.ring_delay;
     switch (c->plan.outcome) {
       case Outcome::kAnswered:
+        // Every timer that races another is scheduled here, so the heap orders them by
+        // deadline however late the callbacks run: one seed, one outcome.
+        c->answer_timer = At(c, c->t0 + c->plan.ring_delay + c->plan.answer_delay, &OnAnswer);
+        [[fallthrough]];
       case Outcome::kNoAnswer:
         c->response_timer = At(c, first_response, &On180);
         break;
@@ -228,23 +234,21 @@ struct CallOps {
     c->response_timer = TimerId{};
     if (c->tsx != nullptr) Cancel(c, c->tsx->timeout);  // a provisional response stops Timer B
     Snapshot(c, CallState::kRinging);
-    if (c->plan.outcome == Outcome::kAnswered) {
-      c->answered_at = c->t0 + c->plan.ring_delay + c->plan.answer_delay;
-      c->response_timer = At(c, c->answered_at, &OnAnswer);
-    }
   }
 
   static void OnAnswer(Call* c) {
     if (c->state != CallState::kRinging) return Bump(c->engine->counters_.timers_stale);
     Bump(c->engine->counters_.timers_fired);
-    c->response_timer = TimerId{};
+    c->answer_timer = TimerId{};
+    c->answered_at = c->t0 + c->plan.ring_delay + c->plan.answer_delay;
     Cancel(c, c->ring_timer);
     EndTransaction(c, "200 OK");
     c->answer_us = WallMicros();
     Snapshot(c, CallState::kUp);
     Event(c, EventKind::kAnswer, "200 OK");
-    if (c->plan.refreshes > 0)
-      c->refresh_timer = At(c, c->answered_at + kRefreshInterval, &OnRefresh);
+    for (std::uint32_t k = 1; k <= c->plan.refreshes; ++k) {
+      c->refresh_timers[k - 1] = At(c, c->answered_at + k * kRefreshInterval, Refresher{k});
+    }
     c->hangup_timer = At(c, c->answered_at + c->plan.talk, &OnHangup);
   }
 
@@ -261,28 +265,29 @@ struct CallOps {
     }
   };
 
-  static void OnRefresh(Call* c) {
-    if (c->state != CallState::kUp || c->bye_sent) return Bump(c->engine->counters_.timers_stale);
-    Bump(c->engine->counters_.timers_fired);
-    c->refresh_timer = TimerId{};
-    ++c->refreshes;
-    Event(c, EventKind::kRefresh, "UPDATE");
-    EndTransaction(c, "200 OK");  // a refresh still in progress completes first
-    const auto sent = c->answered_at + c->refreshes * kRefreshInterval;
-    BeginTransaction(c, kUpdate, sent + kTsxTimeoutAfter);
-    Cancel(c, c->response_timer);
-    c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, false});
-    if (c->refreshes < c->plan.refreshes) {
-      c->refresh_timer = At(c, sent + kRefreshInterval, &OnRefresh);
+  // Session refresh `k` (1-based): an UPDATE transaction.
+  struct Refresher {
+    std::uint32_t k;
+    void operator()(Call* c) const {
+      if (c->state != CallState::kUp || c->bye_sent) return Bump(c->engine->counters_.timers_stale);
+      Bump(c->engine->counters_.timers_fired);
+      c->refresh_timers[k - 1] = TimerId{};
+      ++c->refreshes;
+      Event(c, EventKind::kRefresh, kUpdate);
+      EndTransaction(c, "200 OK");  // a refresh still in progress completes first
+      const auto sent = c->answered_at + k * kRefreshInterval;
+      BeginTransaction(c, kUpdate, sent + kTsxTimeoutAfter);
+      Cancel(c, c->response_timer);
+      c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, false});
     }
-  }
+  };
 
   static void OnHangup(Call* c) {
     if (c->state != CallState::kUp || c->bye_sent) return Bump(c->engine->counters_.timers_stale);
     Bump(c->engine->counters_.timers_fired);
     c->bye_sent = true;
     c->hangup_timer = TimerId{};
-    Cancel(c, c->refresh_timer);
+    for (TimerId& id : c->refresh_timers) Cancel(c, id);
     Cancel(c, c->response_timer);
     EndTransaction(c, "200 OK");
     Event(c, EventKind::kHangup, "BYE");
@@ -315,9 +320,10 @@ struct CallOps {
   static void End(Call* c, Disposition disposition, const char* cause) {
     if (c->ended) return;
     CallEngine& e = *c->engine;
-    for (TimerId* id : {&c->response_timer, &c->ring_timer, &c->refresh_timer, &c->hangup_timer}) {
+    for (TimerId* id : {&c->response_timer, &c->answer_timer, &c->ring_timer, &c->hangup_timer}) {
       Cancel(c, *id);
     }
+    for (TimerId& id : c->refresh_timers) Cancel(c, id);
     EndTransaction(c, disposition == kCutShort ? "487 Request Terminated" : "200 OK");
     if (disposition == kCutShort) Event(c, EventKind::kHangup, "shutdown");
     Snapshot(c, CallState::kDown);

@@ -149,7 +149,7 @@ std::string JsonReport(const Figures& f) {
       {"seconds", f.seconds},
       {"seed", f.options.seed},
       {"rate", f.options.rate},
-      {"devices", f.options.devices},
+      {"device_count", f.options.devices},
       {"threads", f.options.threads},
       {"calls",
        {{"offered", f.offered},
