@@ -131,9 +131,10 @@ struct CallOps {
     Bump(c->engine->counters_.events_published);
   }
 
-  // A transaction: a group lock of its own chained to the dialog's, and a timeout timer that
-  // holds the transaction's group (and, through the chain, the dialog's).
-  static void BeginTransaction(Call* c, const char* method, Clock::time_point timeout) {
+  // A transaction: a group lock of its own chained to the dialog's. Its timeout is armed
+  // separately (ArmTimeout), after the timers due before it: a timer already overdue when it
+  // is scheduled fires at once, so timers are scheduled in deadline order to fire in it.
+  static void BeginTransaction(Call* c, const char* method) {
     CallEngine& e = *c->engine;
     auto* t = new Transaction{c, method, c->next_tsx_seq++, {}};
     e.counters_.transactions_alive.fetch_add(1, std::memory_order_relaxed);
@@ -141,19 +142,26 @@ struct CallOps {
     Ref<GroupLock> lock = GroupLock::Create(
         {.lock_class = &kTransactionClass, .member = t, .handler = &FreeTransaction});
     lock->Chain(*c->dialog_lock, -1);
+    c->tsx = t;
+    c->tsx_lock = std::move(lock);
+    Event(c, EventKind::kTsxStart, method);
+  }
+
+  // The transaction's timeout: a timer that holds the transaction's group (and, through the
+  // chain, the dialog's).
+  static void ArmTimeout(Call* c, Clock::time_point deadline) {
+    CallEngine& e = *c->engine;
+    Transaction* t = c->tsx;
+    GroupLock* raw = c->tsx_lock.get();
     Bump(e.counters_.timers_scheduled);
-    GroupLock* raw = lock.get();
-    t->timeout = e.timers_->ScheduleAt(timeout,
+    t->timeout = e.timers_->ScheduleAt(deadline,
                                        [t, raw] {
                                          // Taking the transaction's lock takes the dialog's first
                                          // (the chain).
                                          std::scoped_lock guard(*raw);
                                          OnTransactionTimeout(t);
                                        },
-                                       {.group = lock, .executor = e.shards_[c->shard]});
-    c->tsx = t;
-    c->tsx_lock = std::move(lock);
-    Event(c, EventKind::kTsxStart, method);
+                                       {.group = c->tsx_lock, .executor = e.shards_[c->shard]});
   }
 
   static void EndTransaction(Call* c, const char* response) {
@@ -208,14 +216,15 @@ struct CallOps {
     live.push_back(c);
     c->start_us = WallMicros();
     Snapshot(c, CallState::kDialing);
-    BeginTransaction(c, kInvite, c->t0 + kTsxTimeoutAfter);
+    BeginTransaction(c, kInvite);
+    // Every timer that races another is scheduled here, in deadline order, so they fire in it
+    // however late this runs: one seed, one outcome.
     const auto first_response = c->t0 + c->plan.ring_delay;
     switch (c->plan.outcome) {
       case Outcome::kAnswered:
-        // Every timer that races another is scheduled here, so the heap orders them by
-        // deadline however late the callbacks run: one seed, one outcome.
-        c->answer_timer = At(c, c->t0 + c->plan.ring_delay + c->plan.answer_delay, &OnAnswer);
-        [[fallthrough]];
+        c->response_timer = At(c, first_response, &On180);
+        c->answer_timer = At(c, first_response + c->plan.answer_delay, &OnAnswer);
+        break;
       case Outcome::kNoAnswer:
         c->response_timer = At(c, first_response, &On180);
         break;
@@ -225,6 +234,7 @@ struct CallOps {
       case Outcome::kNoResponse:
         break;
     }
+    ArmTimeout(c, c->t0 + kTsxTimeoutAfter);
     c->ring_timer = At(c, c->t0 + kRingTimeoutAfter, &OnRingTimeout);
   }
 
@@ -276,9 +286,10 @@ struct CallOps {
       Event(c, EventKind::kRefresh, kUpdate);
       EndTransaction(c, "200 OK");  // a refresh still in progress completes first
       const auto sent = c->answered_at + k * kRefreshInterval;
-      BeginTransaction(c, kUpdate, sent + kTsxTimeoutAfter);
+      BeginTransaction(c, kUpdate);
       Cancel(c, c->response_timer);
       c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, false});
+      ArmTimeout(c, sent + kTsxTimeoutAfter);
     }
   };
 
@@ -292,8 +303,9 @@ struct CallOps {
     EndTransaction(c, "200 OK");
     Event(c, EventKind::kHangup, "BYE");
     const auto sent = c->answered_at + c->plan.talk;
-    BeginTransaction(c, kBye, sent + kTsxTimeoutAfter);
+    BeginTransaction(c, kBye);
     c->response_timer = At(c, sent + c->plan.response_delay, Responder{c->tsx->seq, true});
+    ArmTimeout(c, sent + kTsxTimeoutAfter);
   }
 
   static void OnBusy(Call* c) {

@@ -17,20 +17,21 @@ void Generator::Run() {
   const Clock::time_point started = Clock::now();
   const double rate = options_.rate;
   const std::uint64_t limit = options_.calls;
-  const auto max_lag = static_cast<std::uint64_t>(std::max(1.0, rate * 0.05));
   const std::chrono::milliseconds mean_talk(options_.talk_ms);
+  // Arrivals fall at i / rate for i = 0, 1, ...: ceil(duration * rate) of them, or `limit`.
+  std::uint64_t total = static_cast<std::uint64_t>(std::ceil(options_.duration * rate));
+  if (limit != 0) total = std::min(total, limit);
   std::uint64_t next = 0;  // index of the next arrival
   const auto& counters = engine_.Counters();
   for (;;) {
     if (stop_.load(std::memory_order_relaxed)) break;
     const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-    if (elapsed >= options_.duration) break;
     std::uint64_t due = static_cast<std::uint64_t>(std::floor(elapsed * rate)) + 1;
-    if (limit != 0) due = std::min(due, limit);
-    if (due > next + max_lag) {
-      shed_late_.fetch_add(due - next - max_lag, std::memory_order_relaxed);
-      offered_.fetch_add(due - next - max_lag, std::memory_order_relaxed);
-      next = due - max_lag;
+    due = std::min(due, total);
+    if (elapsed >= options_.duration) {
+      // Arrivals due that this thread had no time to offer: the rate was more than it could.
+      if (due > next) shed_late_.store(due - next, std::memory_order_relaxed);
+      break;
     }
     const bool congested = next < due && congested_();
     for (; next < due; ++next) {
@@ -42,7 +43,7 @@ void Generator::Run() {
       }
       engine_.Start(PlanCall(options_.seed, next, options_.devices, mean_talk));
     }
-    if (limit != 0 && next >= limit) break;
+    if (next >= total) break;
     // Sleep until the next arrival is due (at most a millisecond, to notice Stop).
     const double next_at = static_cast<double>(next) / rate;
     const double wait = std::min(next_at - elapsed, 0.001);

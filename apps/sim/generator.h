@@ -1,9 +1,9 @@
 // Generator offers calls at the configured rate from a thread of its own, and admits or sheds
 // each: an arrival is refused when the calls in flight reach --max-in-flight or a queue that
 // must not drop (a call shard, the CDR or device router, the CDR writer) is in alert. That
-// back-pressure keeps memory bounded when the machine cannot serve the rate. Arrivals more
-// than 50 ms behind schedule are shed as well, so an overloaded generator does not queue an
-// ever-growing backlog.
+// back-pressure keeps memory bounded when the machine cannot serve the rate. A generator that
+// falls behind (descheduled, or slower than the rate) catches up as fast as admission allows;
+// the arrivals still due when the duration ends are counted as shed late, not offered.
 //
 // Thread safety: Start, Stop and Join from one thread; the counters from any thread.
 

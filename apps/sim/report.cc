@@ -78,7 +78,7 @@ std::string TextReport(const Figures& f) {
   line("             " + dispositions);
   line(
       Format("  shed       %s refused at admission (in-flight limit or a queue in alert), %s "
-             "arrivals late, %s stream events dropped",
+             "arrivals not offered in time, %s stream events dropped",
              Grouped(f.shed_admission).c_str(), Grouped(f.shed_late).c_str(),
              Grouped(f.stream_dropped).c_str()));
   line(Format("  work       %s transactions, %s timers (%s fired, %s cancelled, %s stale)",
