@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-16
   libabsl-dev libboost-dev libfmt-dev nlohmann-json3-dev libconcurrentqueue-dev
+  libcli11-dev libsqlite3-dev
 )
 
 missing=()
