@@ -113,10 +113,10 @@ std::string TextReport(const Figures& f) {
               f.devices_peak_in_use));
   line(Format("  memory     peak RSS %lld KiB (%lld KiB before the first call)",
               static_cast<long long>(f.peak_rss_kb), static_cast<long long>(f.baseline_rss_kb)));
-  line(Format("  leaks      %s leaked references, %lld group locks alive, %llu lock-order reports",
-              f.leaked_references < 0 ? "untracked (--checks=false):"
-                                      : std::to_string(f.leaked_references).c_str(),
-              static_cast<long long>(f.dialogs_alive + f.transactions_alive),
+  const std::string leaked = f.leaked_references < 0 ? std::string("untracked (--checks=false)")
+                                                     : std::to_string(f.leaked_references);
+  line(Format("  leaks      leaked references %s, group locks alive %lld, lock-order reports %llu",
+              leaked.c_str(), static_cast<long long>(f.dialogs_alive + f.transactions_alive),
               static_cast<unsigned long long>(f.lock_order_reports)));
   bool ok = true;
   for (const Invariant& i : f.invariants) {

@@ -73,8 +73,8 @@ TEST(Sim, OP01_DefaultRunPrintsProgressAndReportAndExitsZero) {
   EXPECT_NE(r.err.find("queue"), std::string::npos);
   for (const char* field :
        {"set up", "torn down", "published", "delivered", "publish->callback p50", "p99",
-        "high-water marks", "alerts", "0 leaked references", "0 group locks alive",
-        "0 lock-order reports", "every invariant held"}) {
+        "high-water marks", "alerts", "leaked references 0", "group locks alive 0",
+        "lock-order reports 0", "every invariant held"}) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
   }
 }
