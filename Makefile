@@ -32,8 +32,8 @@ $(addprefix test-,$(PRESETS) debug): test-%: deps
 
 demo: deps
 	cmake --preset release >/dev/null
-	cmake --build --preset release --target plexus_demo
-	./build/release/apps/plexus_demo
+	cmake --build --preset release --target plexus_sim
+	./build/release/apps/plexus_sim
 
 bench: deps
 	cmake --preset release >/dev/null

@@ -12,6 +12,7 @@ packages=(
   # The operator view (plexus::ops) and its tests: HTTP server, Prometheus client types,
   # promtool and a Prometheus server to scrape it, a headless browser to render its page.
   libcpp-httplib-dev prometheus-cpp-dev prometheus chromium
+  libcli11-dev libsqlite3-dev
 )
 
 missing=()

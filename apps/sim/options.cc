@@ -1,0 +1,68 @@
+#include "options.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "operator_view.h"
+
+namespace sim {
+
+Parsed ParseOptions(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "plexus_sim: a PBX-like call workload on every layer of plexus. Calls arrive at a rate on "
+      "a set of devices; each is a dialog group lock with chained transactions, timers, its own "
+      "cached topic, and three consumers (CDR to SQLite, device states, a JSON event stream).",
+      "plexus_sim"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--rate", o.rate, "calls offered per second")->check(CLI::Range(0.001, 1e7));
+  app.add_option("--duration", o.duration, "seconds during which calls arrive")
+      ->check(CLI::Range(0.001, 86400.0));
+  app.add_option("--calls", o.calls, "stop after this many calls (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--devices", o.devices, "devices the calls are made from")
+      ->check(CLI::Range(1u, 1'000'000u));
+  app.add_option("--threads", o.threads, "threads of the pool (0: one per core, at least two)")
+      ->check(CLI::Range(0u, 256u));
+  app.add_option("--seed", o.seed, "workload seed: the same seed gives the same calls");
+  std::string report = "text";
+  app.add_option("--report", report, "final report format: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--listen", o.listen, "ADDR:PORT of the operator view (HTTP)")
+      ->check(CLI::Validator([](std::string& value) { return ValidateListenAddress(value); },
+                             "ADDR:PORT"));
+  app.add_option("--cdr", o.cdr, "SQLite file for call-detail records (default: in memory)");
+  app.add_option("--events", o.events, "JSON-lines event stream file, - for stdout");
+  app.add_option("--talk-ms", o.talk_ms, "mean talk time of an answered call, ms")
+      ->check(CLI::Range(1u, 3'600'000u));
+  app.add_option("--max-in-flight", o.max_in_flight,
+                 "calls in flight at most: arrivals above it are refused")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100'000'000}));
+  app.add_option("--queue-limit", o.queue_limit,
+                 "queue high water (alerts, admission) and the event stream's capacity")
+      ->check(CLI::Range(4u, 10'000'000u));
+  app.add_option("--checks", o.checks,
+                 "reference debugging and lock-order validation (true/false)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", app.help().c_str());
+    return {std::nullopt, 0};
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    for (char& ch : message) {
+      if (ch == '\n') ch = ' ';
+    }
+    std::fprintf(stderr, "plexus_sim: %s (see --help)\n", message.c_str());
+    return {std::nullopt, 2};
+  }
+  o.report = report == "json" ? ReportFormat::kJson : ReportFormat::kText;
+  if (o.threads == 0) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    o.threads = hardware < 2 ? 2 : hardware;
+  }
+  return {o, 0};
+}
+
+}  // namespace sim
