@@ -9,6 +9,8 @@
 //                               Unsubscribe on every handle and a wait for every final message.
 //   BM_StateAnchor_Lifecycle    The anchor: lock, look the id up, make the topic, forward it
 //                               into "all", subscribe, insert; teardown unsubscribes and erases.
+//   BM_StateFloor_Lifecycle     For diagnosis: the bus's objects alone (topic, forward,
+//                               subscription) in a reserved vector, no lookup, no last message.
 //
 // Counters:
 //   bytes_per_state     net heap growth through operator new (usable block sizes) from before
@@ -126,8 +128,7 @@ plexus::MessageHandler CountingHandler(Counts* counts) {
 
 void BM_State_Lifecycle(benchmark::State& state) {
   const std::vector<std::string>& ids = Ids();
-  Ref<ThreadPool> pool =
-      ThreadPool::Create({.name = "bench-state", .initial_size = PoolThreads()});
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "bench-state", .initial_size = PoolThreads()});
   SubscriptionOptions options;
   options.pool = pool;
   Figures f;
@@ -238,7 +239,51 @@ void BM_StateAnchor_Lifecycle(benchmark::State& state) {
   pool->Shutdown();
 }
 
+// The floor, for diagnosis: the bus's own objects per state (a topic, its forward into "all",
+// a pool subscription) kept in a vector reserved beforehand, with no lookup by id and no
+// last message: what any state manager must pay, so bytes_per_state above it is the manager's.
+void BM_StateFloor_Lifecycle(benchmark::State& state) {
+  const std::vector<std::string>& ids = Ids();
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "bench-floor", .initial_size = PoolThreads()});
+  SubscriptionOptions options;
+  options.pool = pool;
+  Figures f;
+  plexus_bench::EnableByteCounting(true);
+  for (auto _ : state) {
+    Counts counts;
+    std::vector<AnchorEntry> entries(kStates);
+    const std::int64_t bytes0 = plexus_bench::NetAllocatedBytes();
+    const std::uint64_t allocations0 = plexus_bench::AllocationCount();
+    const auto t0 = std::chrono::steady_clock::now();
+
+    Ref<Topic> all = Topic::Create("bench-floor");
+    for (int i = 0; i < kStates; ++i) {
+      AnchorEntry& e = entries[i];
+      e.topic = Topic::Create(all->Name() + "/" + ids[i]);
+      e.forward = plexus::ForwardAll(e.topic, all);
+      e.subscription = Subscription::Create(e.topic, CountingHandler(&counts), options);
+    }
+    WaitForCount(counts.notices, kStates);
+    const auto t1 = std::chrono::steady_clock::now();
+    f.bytes = plexus_bench::NetAllocatedBytes() - bytes0;
+    f.allocations = plexus_bench::AllocationCount() - allocations0;
+
+    for (AnchorEntry& e : entries) e.subscription.Unsubscribe();
+    WaitForCount(counts.finals, kStates);
+    for (AnchorEntry& e : entries) e = AnchorEntry();
+    all = nullptr;
+    const auto t2 = std::chrono::steady_clock::now();
+    f.create_s = Seconds(t1 - t0);
+    f.teardown_s = Seconds(t2 - t1);
+    f.bytes_left = plexus_bench::NetAllocatedBytes() - bytes0;
+  }
+  plexus_bench::EnableByteCounting(false);
+  Report(state, f);
+  pool->Shutdown();
+}
+
 BENCHMARK(BM_State_Lifecycle)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_StateAnchor_Lifecycle)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StateFloor_Lifecycle)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
