@@ -25,7 +25,7 @@
 // once on two cores do not pass a line back and forth per message. The two lines cost nothing
 // beyond their contents: each side's fields are packed to fit one line (slot indices and the
 // spare count are bytes, the queued count is the last message's position, what changes only
-// with the alert sits on the consumer's line), so the mailbox is two lines, 14 bytes of them
+// with the alert sits on the consumer's line), so the mailbox is two lines, 13 bytes of them
 // padding, where the fields laid out in declaration order with the two groups aligned apart
 // took three. Its owner keeps its own consumer-written fields on a line after it.
 
