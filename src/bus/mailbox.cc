@@ -49,54 +49,46 @@ Mailbox::~Mailbox() {
 // Producer side
 // -----------------------------------------------------------------------------
 
-Mailbox::PushResult Mailbox::Push(Message* message) {
+Mailbox::PushResult Mailbox::PushBounded(Message* message, std::uint64_t* seq,
+                                         std::uint32_t& dropped, bool& alert_changed) {
   PushResult result;
   Message* evicted = nullptr;
   {
     MutexLock lock(mu_);
-    if (closed_) {
-      result.outcome = Outcome::kClosed;
-      return result;
-    }
+    if (closed_) return PushResult{.outcome = Outcome::kClosed};
     // A bounded queue holds capacity_ messages besides the one being handled (those a turn
     // took in its batch count as held).
-    if (bounded_ && Depth() > capacity_) {
+    if (Depth() > capacity_) {
       if (!drop_oldest_) {
         rejected_.store(rejected_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        result.outcome = Outcome::kRejected;
-        return result;
+        return PushResult{.outcome = Outcome::kRejected};
       }
       dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      result.dropped = true;
+      ++dropped;
       const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
       if (enqueued_.load(std::memory_order_relaxed) == taken) {
         // Every older message is being handled already: this one is the oldest that can go.
-        result.outcome = Outcome::kDropped;
-        return result;
+        return PushResult{.outcome = Outcome::kDropped};
       }
       // The consumer takes under mu_ too under a bounded policy: the head is ours here.
       evicted = PopHead();
       taken_.store(taken + 1, std::memory_order_relaxed);
     }
     message->AddRef(SourceLocation::current(), this);
-    const PushResult queued = EnqueueLocked(message);
-    result.schedule = queued.schedule;
-    result.alert_changed = queued.alert_changed;
-    result.seq = queued.seq;
+    result.schedule = EnqueueLocked(message, seq, alert_changed);
   }
   if (evicted != nullptr) evicted->DecRef(SourceLocation::current(), this);
   return result;
 }
 
-Mailbox::PushResult Mailbox::PushFinal(Message* message) {
+Mailbox::PushResult Mailbox::PushFinal(Message* message, bool& alert_changed) {
   message->AddRef(SourceLocation::current(), this);
   MutexLock lock(mu_);
   closed_ = true;
-  return EnqueueLocked(message);
+  return PushResult{.schedule = EnqueueLocked(message, nullptr, alert_changed)};
 }
 
-Mailbox::PushResult Mailbox::EnqueueLocked(Message* message) {
-  PushResult result;
+bool Mailbox::EnqueueLocked(Message* message, std::uint64_t* seq, bool& alert_changed) {
   if (tail_slot_ == kSegmentSlots) {
     Segment* next = spares_.load(std::memory_order_acquire);
     // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
@@ -125,7 +117,7 @@ Mailbox::PushResult Mailbox::EnqueueLocked(Message* message) {
   // Publishes the slot to the consumer; sequentially consistent, against the consumer's
   // end-of-turn check of scheduled_ (one of the two sees the other).
   enqueued_.store(enqueued, std::memory_order_seq_cst);
-  result.seq = enqueued;
+  if (seq != nullptr) *seq = enqueued;
   // Depth from a recent count of handled messages: an overestimate, refreshed (a read of the
   // consumer's counter) only when it would set a new highest depth or reach high water.
   const std::uint64_t gone = dropped_.load(std::memory_order_relaxed);
@@ -138,12 +130,11 @@ Mailbox::PushResult Mailbox::EnqueueLocked(Message* message) {
                        std::memory_order_relaxed);
     }
     if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      result.alert_changed = CheckAlertLocked(depth);
+      alert_changed = CheckAlertLocked(depth);
     }
   }
-  result.schedule = !scheduled_.load(std::memory_order_seq_cst) &&
-                    !scheduled_.exchange(true, std::memory_order_acq_rel);
-  return result;
+  return !scheduled_.load(std::memory_order_seq_cst) &&
+         !scheduled_.exchange(true, std::memory_order_acq_rel);
 }
 
 Message* Mailbox::PopHead() {

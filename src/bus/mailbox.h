@@ -25,7 +25,7 @@
 // once on two cores do not pass a line back and forth per message. The two lines cost nothing
 // beyond their contents: each side's fields are packed to fit one line (slot indices and the
 // spare count are bytes, the queued count is the last message's position, what changes only
-// with the alert sits on the consumer's line), so the mailbox is two lines, 14 bytes of them
+// with the alert sits on the consumer's line), so the mailbox is two lines, 13 bytes of them
 // padding, where the fields laid out in declaration order with the two groups aligned apart
 // took three. Its owner keeps its own consumer-written fields on a line after it.
 
@@ -39,7 +39,9 @@
 #include "plexus/bus/message.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/core/config.h"
+#include "plexus/core/source_location.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus::bus_internal {
 
@@ -60,7 +62,7 @@ class Mailbox {
 
   // --- Producer side ---------------------------------------------------------------------
 
-  enum class Outcome {
+  enum class Outcome : std::uint8_t {
     kQueued,
     kClosed,    // the final message was queued already: nothing follows it
     kRejected,  // kRejectNew, full (counted in Rejected)
@@ -69,22 +71,27 @@ class Mailbox {
   };
   struct PushResult {
     Outcome outcome = Outcome::kQueued;
-    // kDropOldest dropped a message, this one or an older one (counted in Dropped).
-    bool dropped = false;
     // The caller schedules a turn (no turn was scheduled or running).
     bool schedule = false;
-    // The alert state changed: call ReportAlertChanges once no lock is held.
-    bool alert_changed = false;
-    // kQueued: the message's position in the queue (1 for the first message ever queued).
-    std::uint64_t seq = 0;
   };
 
   // Queues `message`, taking a reference to it, unless the mailbox is closed or (bounded
-  // policies) full.
-  PushResult Push(Message* message);
+  // policies) full. Adds to the caller's tallies, as a fan-out keeps them: `dropped` counts a
+  // message kDropOldest dropped (this one or an older one), and `alert_changed` is set when the
+  // alert state changed (call ReportAlertChanges once no lock is held). `seq`, when given,
+  // receives the message's position in the queue (1 for the first message ever queued).
+  // Inline, and its results small: the unbounded path is every publish's, per subscriber.
+  PushResult Push(Message* message, std::uint64_t* seq, std::uint32_t& dropped,
+                  bool& alert_changed) {
+    if (bounded_) return PushBounded(message, seq, dropped, alert_changed);
+    MutexLock lock(mu_);
+    if (closed_) return PushResult{.outcome = Outcome::kClosed};
+    message->AddRef(SourceLocation::current(), this);
+    return PushResult{.schedule = EnqueueLocked(message, seq, alert_changed)};
+  }
   // Queues the final message whatever the policy and depth, taking a reference, and closes the
   // mailbox. Called once.
-  PushResult PushFinal(Message* message);
+  PushResult PushFinal(Message* message, bool& alert_changed);
 
   // --- Consumer side (the running turn) --------------------------------------------------
 
@@ -136,8 +143,12 @@ class Mailbox {
  private:
   struct Segment;
 
-  // Queues `message` (its reference already taken); requires mu_.
-  PushResult EnqueueLocked(Message* message) PLEXUS_REQUIRES(mu_);
+  // Push under kDropOldest or kRejectNew.
+  PushResult PushBounded(Message* message, std::uint64_t* seq, std::uint32_t& dropped,
+                         bool& alert_changed);
+  // Queues `message` (its reference already taken); says whether to schedule a turn.
+  bool EnqueueLocked(Message* message, std::uint64_t* seq, bool& alert_changed)
+      PLEXUS_REQUIRES(mu_);
   // Updates the alert state for `depth`; true when it changed.
   bool CheckAlertLocked(std::uint64_t depth) PLEXUS_REQUIRES(mu_);
   // The consumer, or a producer dropping under mu_ (bounded policies).

@@ -215,20 +215,18 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
     return DeliverOutcome::kDelivered;
   }
 
-  const Mailbox::PushResult pushed = mailbox_.Push(message);
-  if (pushed.dropped) ++dropped;
-  alert_changed = alert_changed || pushed.alert_changed;
+  std::uint64_t* seq = ticket != nullptr && ticket->target == this ? &ticket->seq : nullptr;
+  const Mailbox::PushResult pushed = mailbox_.Push(message, seq, dropped, alert_changed);
   switch (pushed.outcome) {
+    case Mailbox::Outcome::kQueued:
+      break;
     case Mailbox::Outcome::kClosed:
       return DeliverOutcome::kFiltered;
     case Mailbox::Outcome::kRejected:
       return DeliverOutcome::kRejected;
     case Mailbox::Outcome::kDropped:
       return DeliverOutcome::kDropped;
-    case Mailbox::Outcome::kQueued:
-      break;
   }
-  if (ticket != nullptr && ticket->target == this) ticket->seq = pushed.seq;
   if (pushed.schedule) ScheduleTurn();
   return DeliverOutcome::kDelivered;
 }
@@ -385,8 +383,9 @@ void SubscriptionCore::DeliverFinal(Message* message) {
     message->DecRef(SourceLocation::current(), this);
     return;
   }
-  const Mailbox::PushResult pushed = mailbox_.PushFinal(message);
-  if (pushed.alert_changed) ReportAlertChanges();
+  bool alert_changed = false;
+  const Mailbox::PushResult pushed = mailbox_.PushFinal(message, alert_changed);
+  if (alert_changed) ReportAlertChanges();
   if (pushed.schedule) ScheduleTurn();
 }
 

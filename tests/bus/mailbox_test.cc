@@ -30,6 +30,29 @@ std::vector<Ref<Message>> MakeMessages(int n) {
   return messages;
 }
 
+// One push, with the tallies a fan-out would keep, gathered for the checks.
+struct Pushed {
+  Mailbox::Outcome outcome;
+  bool schedule;
+  bool dropped;
+  bool alert_changed;
+  std::uint64_t seq;
+};
+
+Pushed Push(Mailbox& mailbox, const Ref<Message>& message) {
+  std::uint64_t seq = 0;
+  std::uint32_t dropped = 0;
+  bool alert_changed = false;
+  const Mailbox::PushResult r = mailbox.Push(message.get(), &seq, dropped, alert_changed);
+  return {r.outcome, r.schedule, dropped != 0, alert_changed, seq};
+}
+
+Pushed PushFinal(Mailbox& mailbox, const Ref<Message>& message) {
+  bool alert_changed = false;
+  const Mailbox::PushResult r = mailbox.PushFinal(message.get(), alert_changed);
+  return {r.outcome, r.schedule, false, alert_changed, 0};
+}
+
 // Takes everything queued, as a turn would, letting go of each reference once "handled".
 std::vector<int> TakeAll(Mailbox& mailbox) {
   std::vector<int> values;
@@ -49,7 +72,7 @@ TEST(Mailbox, QueuesInOrderAcrossSegmentsAndNumbersEachMessage) {
   Mailbox mailbox = Unbounded();
   const auto messages = MakeMessages(100);  // several segments, and two batches
   for (int i = 0; i < 100; ++i) {
-    const Mailbox::PushResult pushed = mailbox.Push(messages[i].get());
+    const Pushed pushed = Push(mailbox, messages[i]);
     EXPECT_EQ(pushed.outcome, Mailbox::Outcome::kQueued);
     EXPECT_EQ(pushed.seq, static_cast<std::uint64_t>(i + 1));
   }
@@ -76,22 +99,22 @@ TEST(Mailbox, QueuesInOrderAcrossSegmentsAndNumbersEachMessage) {
 TEST(Mailbox, OnlyThePushThatFindsNoTurnSchedulesOne) {
   Mailbox mailbox = Unbounded();
   const auto messages = MakeMessages(3);
-  EXPECT_TRUE(mailbox.Push(messages[0].get()).schedule);
-  EXPECT_FALSE(mailbox.Push(messages[1].get()).schedule);
+  EXPECT_TRUE(Push(mailbox, messages[0]).schedule);
+  EXPECT_FALSE(Push(mailbox, messages[1]).schedule);
   TakeAll(mailbox);
   EXPECT_TRUE(mailbox.LooksEmpty());
   EXPECT_TRUE(mailbox.EndTurn());
-  EXPECT_TRUE(mailbox.Push(messages[2].get()).schedule);
+  EXPECT_TRUE(Push(mailbox, messages[2]).schedule);
   TakeAll(mailbox);
 }
 
 TEST(Mailbox, AMessageThatSawTheTurnScheduledKeepsTheTurnGoing) {
   Mailbox mailbox = Unbounded();
   const auto messages = MakeMessages(2);
-  ASSERT_TRUE(mailbox.Push(messages[0].get()).schedule);
+  ASSERT_TRUE(Push(mailbox, messages[0]).schedule);
   TakeAll(mailbox);
   // Arrives while the turn still runs: schedules nothing, so the ending turn must go on.
-  EXPECT_FALSE(mailbox.Push(messages[1].get()).schedule);
+  EXPECT_FALSE(Push(mailbox, messages[1]).schedule);
   EXPECT_FALSE(mailbox.LooksEmpty());
   EXPECT_FALSE(mailbox.EndTurn());
   EXPECT_EQ(TakeAll(mailbox), std::vector<int>{1});
@@ -101,9 +124,9 @@ TEST(Mailbox, AMessageThatSawTheTurnScheduledKeepsTheTurnGoing) {
 TEST(Mailbox, ACancelledTurnIsScheduledAgainByTheNextPush) {
   Mailbox mailbox = Unbounded();
   const auto messages = MakeMessages(2);
-  ASSERT_TRUE(mailbox.Push(messages[0].get()).schedule);
+  ASSERT_TRUE(Push(mailbox, messages[0]).schedule);
   mailbox.CancelTurn();
-  EXPECT_TRUE(mailbox.Push(messages[1].get()).schedule);
+  EXPECT_TRUE(Push(mailbox, messages[1]).schedule);
   EXPECT_EQ(TakeAll(mailbox), (std::vector<int>{0, 1}));
 }
 
@@ -112,7 +135,7 @@ TEST(Mailbox, DropOldestDropsTheHeadToTakeTheNewMessage) {
   const auto messages = MakeMessages(5);
   int dropped = 0;
   for (const Ref<Message>& m : messages) {
-    const Mailbox::PushResult pushed = mailbox.Push(m.get());
+    const Pushed pushed = Push(mailbox, m);
     EXPECT_EQ(pushed.outcome, Mailbox::Outcome::kQueued);
     dropped += pushed.dropped ? 1 : 0;
   }
@@ -127,11 +150,11 @@ TEST(Mailbox, DropOldestDropsTheHeadToTakeTheNewMessage) {
 TEST(Mailbox, DropOldestDropsTheNewMessageWhenEveryOlderOneIsBeingHandled) {
   Mailbox mailbox(QueuePolicy::kDropOldest, 1, 1000, 900);
   const auto messages = MakeMessages(3);
-  mailbox.Push(messages[0].get());
-  mailbox.Push(messages[1].get());
+  Push(mailbox, messages[0]);
+  Push(mailbox, messages[1]);
   Message* batch[Mailbox::kTakeBatch];
   ASSERT_EQ(mailbox.Take(batch), 2u);  // taken, not yet handled: both still count as held
-  const Mailbox::PushResult pushed = mailbox.Push(messages[2].get());
+  const Pushed pushed = Push(mailbox, messages[2]);
   EXPECT_EQ(pushed.outcome, Mailbox::Outcome::kDropped);
   EXPECT_TRUE(pushed.dropped);
   EXPECT_EQ(messages[2]->RefCount(), 1);  // no reference kept
@@ -144,9 +167,9 @@ TEST(Mailbox, DropOldestDropsTheNewMessageWhenEveryOlderOneIsBeingHandled) {
 TEST(Mailbox, RejectNewRefusesWhenFull) {
   Mailbox mailbox(QueuePolicy::kRejectNew, 1, 1000, 900);
   const auto messages = MakeMessages(3);
-  EXPECT_EQ(mailbox.Push(messages[0].get()).outcome, Mailbox::Outcome::kQueued);
-  EXPECT_EQ(mailbox.Push(messages[1].get()).outcome, Mailbox::Outcome::kQueued);
-  const Mailbox::PushResult pushed = mailbox.Push(messages[2].get());
+  EXPECT_EQ(Push(mailbox, messages[0]).outcome, Mailbox::Outcome::kQueued);
+  EXPECT_EQ(Push(mailbox, messages[1]).outcome, Mailbox::Outcome::kQueued);
+  const Pushed pushed = Push(mailbox, messages[2]);
   EXPECT_EQ(pushed.outcome, Mailbox::Outcome::kRejected);
   EXPECT_FALSE(pushed.dropped);
   EXPECT_EQ(mailbox.Rejected(), 1u);
@@ -157,10 +180,10 @@ TEST(Mailbox, RejectNewRefusesWhenFull) {
 TEST(Mailbox, TheFinalMessageIsQueuedWhateverTheDepthAndClosesTheMailbox) {
   Mailbox mailbox(QueuePolicy::kRejectNew, 1, 1000, 900);
   const auto messages = MakeMessages(4);
-  mailbox.Push(messages[0].get());
-  mailbox.Push(messages[1].get());
-  EXPECT_EQ(mailbox.PushFinal(messages[2].get()).outcome, Mailbox::Outcome::kQueued);
-  EXPECT_EQ(mailbox.Push(messages[3].get()).outcome, Mailbox::Outcome::kClosed);
+  Push(mailbox, messages[0]);
+  Push(mailbox, messages[1]);
+  EXPECT_EQ(PushFinal(mailbox, messages[2]).outcome, Mailbox::Outcome::kQueued);
+  EXPECT_EQ(Push(mailbox, messages[3]).outcome, Mailbox::Outcome::kClosed);
   EXPECT_EQ(messages[3]->RefCount(), 1);
   EXPECT_EQ(TakeAll(mailbox), (std::vector<int>{0, 1, 2}));
 }
@@ -172,11 +195,11 @@ TEST(Mailbox, RaisesTheAlertAtHighWaterAndClearsItAtLowWater) {
   });
   Mailbox mailbox = Unbounded(/*high_water=*/4, /*low_water=*/2);
   const auto messages = MakeMessages(6);
-  for (int i = 0; i < 3; ++i) EXPECT_FALSE(mailbox.Push(messages[i].get()).alert_changed);
-  EXPECT_TRUE(mailbox.Push(messages[3].get()).alert_changed);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(Push(mailbox, messages[i]).alert_changed);
+  EXPECT_TRUE(Push(mailbox, messages[3]).alert_changed);
   EXPECT_TRUE(mailbox.Alerted());
   mailbox.ReportAlertChanges("mailbox-test");
-  EXPECT_FALSE(mailbox.Push(messages[4].get()).alert_changed);  // raised once
+  EXPECT_FALSE(Push(mailbox, messages[4]).alert_changed);  // raised once
 
   Message* batch[Mailbox::kTakeBatch];
   ASSERT_EQ(mailbox.Take(batch), 5u);
@@ -199,7 +222,7 @@ TEST(Mailbox, ReleasesWhatIsStillQueuedWhenItGoes) {
   const auto messages = MakeMessages(20);
   {
     Mailbox mailbox = Unbounded();
-    for (const Ref<Message>& m : messages) mailbox.Push(m.get());
+    for (const Ref<Message>& m : messages) Push(mailbox, m);
     for (const Ref<Message>& m : messages) EXPECT_EQ(m->RefCount(), 2);
   }
   for (const Ref<Message>& m : messages) EXPECT_EQ(m->RefCount(), 1);
