@@ -32,9 +32,9 @@
 //
 // Filtering follows Asterisk: the subscription is selective from the start (it gets its own
 // subscribe notice and, as every subscription, its final message); each route accepts its
-// type (or formats; a cache route, the cache-update type); a default route accepts
-// everything, for good. Removing a route does not
-// decline its type: later messages of the type fall to the default route (or are dropped).
+// type (or formats; a cache route, the cache-update type); a default route accepts everything,
+// for good. Removing a route does not decline its type: later messages of the type fall to the
+// default route (or are dropped).
 // Like any subscription, a router hears the other subscriptions' subscribe and unsubscribe
 // notices only if it asks: with a route for the subscription-change type (until a default
 // route is set, which accepts everything and so stops listening) or, always, with
