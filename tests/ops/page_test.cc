@@ -110,23 +110,23 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
   Ref<GroupLock> group = GroupLock::Create();
   Mutex chained;
   group->Chain(chained, 1);
-  group->Acquire();
-
   auto view = OperatorView::Start();
   ASSERT_NE(view, nullptr);
+  group->Acquire();
   const auto profile = plexus_test::TempDir("chromium");
   const std::string dom_file = (profile / "dom.html").string();
   const std::string err_file = (profile / "chromium.log").string();
   std::vector<std::string> args = ChromiumArgs(chromium, profile / "profile");
   args.push_back("--dump-dom");
   args.push_back(view->Url() + "/");
-  ASSERT_EQ(plexus_test::Run(args, dom_file, err_file), 0) << plexus_test::ReadFile(err_file);
+  const int chromium_status = plexus_test::Run(args, dom_file, err_file);
   const std::string dom = plexus_test::ReadFile(dom_file);
-
   const json topics = json::parse(plexus_test::Get(view->Port(), "/api/topics").body);
   const json tps = json::parse(plexus_test::Get(view->Port(), "/api/taskprocessors").body);
   const json subs = json::parse(plexus_test::Get(view->Port(), "/api/subscriptions").body);
   const json locks = json::parse(plexus_test::Get(view->Port(), "/api/locks").body);
+  group->Release();  // the page and the JSON were read while it was held
+  ASSERT_EQ(chromium_status, 0) << plexus_test::ReadFile(err_file);
 
   // The script ran and filled the page.
   ASSERT_TRUE(std::regex_search(dom, std::regex(R"(data-refreshes="[1-9])"))) << dom;
@@ -164,7 +164,6 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
   EXPECT_TRUE(std::filesystem::exists(shot));
   EXPECT_GT(std::filesystem::file_size(shot), 1000u);
 
-  group->Release();
   gate.Open();
   busy_sub.UnsubscribeAndJoin();
   view.reset();

@@ -61,6 +61,9 @@ TEST(GroupLockStats, ShowsTheHolderTheChainAndTheClass) {
   group->AddRef();
   group->Acquire();
   const std::vector<GroupLockInfo> list = ListGroupLocks();
+  group->Release();
+  group->DecRef();
+  // The snapshot was taken while the group was held.
   const GroupLockInfo* info = Find(list, *group);
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->lock_class, "stats.dialog");
@@ -78,8 +81,6 @@ TEST(GroupLockStats, ShowsTheHolderTheChainAndTheClass) {
   const GroupLockInfo* chained = Find(list, *inner);
   ASSERT_NE(chained, nullptr);
   EXPECT_TRUE(chained->locked);
-  group->Release();
-  group->DecRef();
   group->Unchain(before_own);
   group->Unchain(after_own);
   group->Unchain(*inner);
