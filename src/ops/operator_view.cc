@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <thread>
 
 #include "plexus/core/log.h"
@@ -113,6 +114,28 @@ class BoundedServer final : public httplib::Server {
   // changes the backlog, so bursts of concurrent scrapes wait in the kernel's queue instead
   // of being dropped and retried.
   void DeepenBacklog() { ::listen(svr_sock_, options_.listen_backlog); }
+
+  // Serves two requests over a socket pair on the calling thread, before any request thread
+  // exists, so that cpp-httplib's function-local statics (the request-line parser's method
+  // set, ...) are initialized before the request threads start rather than first by them
+  // concurrently. The library is built without ThreadSanitizer, which cannot see its guards
+  // for those statics and would report their first concurrent use as a race.
+  void WarmUp() {
+    for (const char* request : {"GET /warm-up HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                                "HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n"}) {
+      int fds[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return;
+      (void)::send(fds[0], request, std::strlen(request), MSG_NOSIGNAL);
+      ::shutdown(fds[0], SHUT_WR);
+      DeadlineStream stream(fds[1], Clock::now() + options_.request_timeout,
+                            options_.write_timeout);
+      bool connection_closed = false;
+      (void)process_request(stream, /*close_connection=*/true, connection_closed,
+                            [](httplib::Request&) {});
+      ::close(fds[0]);
+      ::close(fds[1]);
+    }
+  }
 
  private:
   bool process_and_close_socket(socket_t sock) override {
@@ -219,6 +242,7 @@ std::unique_ptr<OperatorView> OperatorView::Start(OperatorViewOptions options) {
     return nullptr;
   }
   server.DeepenBacklog();
+  server.WarmUp();
   impl->port = static_cast<std::uint16_t>(port);
   Impl* raw = impl.get();
   raw->thread = std::thread([raw] {
