@@ -429,8 +429,8 @@ CacheChange Cache::Clear(const MessageType* type, std::string_view id, const Nod
 bool Cache::BeingRemoved(const NodeId& node) const {
   if (removals_->count.load(std::memory_order_relaxed) == 0) return false;
   MutexLock lock(removals_->mu);
-  const std::vector<NodeId>& nodes = removals_->nodes;
-  return std::find(nodes.begin(), nodes.end(), node) != nodes.end();
+  return std::find(removals_->nodes.begin(), removals_->nodes.end(), node) !=
+         removals_->nodes.end();
 }
 
 CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& node,
@@ -573,8 +573,7 @@ std::size_t Cache::RemoveNode(const NodeId& node,
     const NodeId& node;
     ~Unregister() {
       MutexLock lock(removals.mu);
-      auto& nodes = removals.nodes;
-      nodes.erase(std::find(nodes.begin(), nodes.end(), node));
+      removals.nodes.erase(std::find(removals.nodes.begin(), removals.nodes.end(), node));
       removals.count.fetch_sub(1, std::memory_order_relaxed);
     }
   } unregister{*removals_, node};

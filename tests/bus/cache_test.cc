@@ -14,6 +14,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -746,9 +747,10 @@ TEST(Cache, PutAndClearReportWhatChanged) {
 
 // --- Node removal is one step for the writers ------------------------------------------------
 
-// A snapshot of the node published while its removal is under way (here: from a synchronous
-// subscriber of the output, as each clear update is published) is not cached and publishes
-// nothing; once RemoveNode returns, nothing of the node is left and a new snapshot is cached.
+// A snapshot of the node published while its removal is under way (here: by a thread that a
+// synchronous subscriber of the output starts and joins as each clear update is published) is
+// not cached and publishes nothing; once RemoveNode returns, nothing of the node is left and a
+// new snapshot is cached.
 TEST(Cache, CA07_APutDuringTheRemovalOfItsNodeIsNotKept) {
   Fixture f;
   for (int i = 0; i < 64; ++i) f.topic->Publish(Make("k" + std::to_string(i), i, Foreign(1)));
@@ -758,8 +760,12 @@ TEST(Cache, CA07_APutDuringTheRemovalOfItsNodeIsNotKept) {
       [&](const Message& m) {
         const CacheUpdate* u = CacheUpdateType().Get(m);
         if (u == nullptr || u->new_snapshot != nullptr || during >= 64) return;
-        // Every id again, shards already walked and not yet walked alike.
-        f.topic->Publish(Make("k" + std::to_string(during), 1000 + during, Foreign(1)));
+        // Every id again, shards already walked and not yet walked alike, from another thread:
+        // publishing on the original topic from here would order the output's lock before the
+        // original's, the reverse of the caching topic's order.
+        std::thread([&] {
+          f.topic->Publish(Make("k" + std::to_string(during), 1000 + during, Foreign(1)));
+        }).join();
         ++during;
       },
       InMode(DeliveryMode::kSynchronous));

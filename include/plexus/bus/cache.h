@@ -67,7 +67,7 @@
 //
 // Misuse (reported through plexus::ReportMisuse with the caller's location): an empty id
 // function; a null type; an empty id or a null snapshot passed to Put/Clear; writing to the
-// cache from its aggregate function.
+// cache (Put, Clear, RemoveNode) from its aggregate function.
 
 #pragma once
 
