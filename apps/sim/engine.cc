@@ -86,12 +86,12 @@ struct CallOps {
 
   static void FreeCall(void* p) {
     auto* c = static_cast<Call*>(p);
-    c->engine->counters_.dialogs_alive.fetch_sub(1, std::memory_order_relaxed);
+    c->engine->counters_.dialogs_alive.fetch_sub(1, std::memory_order_release);
     delete c;
   }
   static void FreeTransaction(void* p) {
     auto* t = static_cast<Transaction*>(p);
-    t->call->engine->counters_.transactions_alive.fetch_sub(1, std::memory_order_relaxed);
+    t->call->engine->counters_.transactions_alive.fetch_sub(1, std::memory_order_release);
     delete t;
   }
 
@@ -356,7 +356,9 @@ struct CallOps {
     live.pop_back();
     Bump(e.counters_.dispositions[disposition]);
     Bump(e.counters_.finished);
-    e.counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    // Release: the main thread waits for zero calls in flight, then stops the timer heap and
+    // drains the shards; what this call did with them must happen before.
+    e.counters_.in_flight.fetch_sub(1, std::memory_order_release);
     c->dialog.Reset();  // the group (and the call) go once the lock and the timers let go
   }
 };
