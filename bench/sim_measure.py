@@ -26,7 +26,8 @@ def describe(r):
     lat = r["latency_us"]
     return (f'{r["calls"]["per_second"]:.0f} calls/s, {r["events"]["per_second"]:.0f} events/s '
             f'published ({r["events"]["on_calls_topic"] / max(r["seconds"], 1e-9):.0f}/s on the '
-            f'calls topic), refused {r["shed"]["calls_refused"]}, stream dropped '
+            f'calls topic), refused {r["shed"]["calls_refused"]}, not offered in time '
+            f'{r["shed"]["arrivals_late"]}, stream dropped '
             f'{r["shed"]["stream_events_dropped"]}, p50 {lat["p50"]:.1f} us, p99 {lat["p99"]:.1f} us, '
             f'p99.9 {lat["p999"]:.1f} us')
 
