@@ -86,12 +86,12 @@ struct CallOps {
 
   static void FreeCall(void* p) {
     auto* c = static_cast<Call*>(p);
-    c->engine->counters_.dialogs_alive.fetch_sub(1, std::memory_order_relaxed);
+    c->engine->counters_.dialogs_alive.fetch_sub(1, std::memory_order_release);
     delete c;
   }
   static void FreeTransaction(void* p) {
     auto* t = static_cast<Transaction*>(p);
-    t->call->engine->counters_.transactions_alive.fetch_sub(1, std::memory_order_relaxed);
+    t->call->engine->counters_.transactions_alive.fetch_sub(1, std::memory_order_release);
     delete t;
   }
 
@@ -188,14 +188,10 @@ struct CallOps {
     if (t->method == kBye) End(c, kAnswered, "bye-timeout");
   }
 
+  // On the generator thread: only what admission needs; the call is built on its shard, so
+  // the generator stays cheap and the building spreads over the pool.
   static void Start(CallEngine& e, const CallPlan& plan) {
     auto* c = new Call{&e, plan, static_cast<std::size_t>(plan.id % e.shards_.size())};
-    e.counters_.dialogs_alive.fetch_add(1, std::memory_order_relaxed);
-    c->dialog = GroupLock::Create({.lock_class = &kDialogClass, .member = c, .handler = &FreeCall});
-    c->dialog_lock = c->dialog.get();
-    // Per-call topics share one name: a topic's lock class is named after its topic, and the
-    // lock-order validator keeps a bounded table of classes.
-    c->topic = plexus::CachePatternOne::Create(e.calls_, "call");
     c->t0 = Clock::now();
     Bump(e.counters_.started);
     const std::int64_t now = e.counters_.in_flight.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -203,10 +199,21 @@ struct CallOps {
     while (now > peak && !e.counters_.peak_in_flight.compare_exchange_weak(
                              peak, now, std::memory_order_relaxed)) {
     }
-    e.shards_[c->shard]->Push([c, hold = Ref<GroupLock>(c->dialog_lock)] {
-      std::scoped_lock guard(*hold);
+    e.shards_[c->shard]->Push([c] {
+      Build(c);
+      std::scoped_lock guard(*c->dialog_lock);
       OnStart(c);
     });
+  }
+
+  static void Build(Call* c) {
+    CallEngine& e = *c->engine;
+    e.counters_.dialogs_alive.fetch_add(1, std::memory_order_relaxed);
+    c->dialog = GroupLock::Create({.lock_class = &kDialogClass, .member = c, .handler = &FreeCall});
+    c->dialog_lock = c->dialog.get();
+    // Per-call topics share one name: a topic's lock class is named after its topic, and the
+    // lock-order validator keeps a bounded table of classes.
+    c->topic = plexus::CachePatternOne::Create(e.calls_, "call");
   }
 
   static void OnStart(Call* c) {
@@ -356,7 +363,9 @@ struct CallOps {
     live.pop_back();
     Bump(e.counters_.dispositions[disposition]);
     Bump(e.counters_.finished);
-    e.counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    // Release: the main thread waits for zero calls in flight, then stops the timer heap and
+    // drains the shards; what this call did with them must happen before.
+    e.counters_.in_flight.fetch_sub(1, std::memory_order_release);
     c->dialog.Reset();  // the group (and the call) go once the lock and the timers let go
   }
 };

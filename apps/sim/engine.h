@@ -11,7 +11,7 @@
 //     They fire or are cancelled; a timer that fires after its call moved on finds out under the
 //     lock and does nothing. Every deadline is computed from the call's start and its plan, so
 //     one seed gives the same calls however late the timers fire.
-//   * A call's callbacks run on one of the engine's serializers (TaskProcessors on the shared
+//   * A call's callbacks run on one of the engine's serializers (TaskProcessors on the given
 //     pool, the call's shard), as PJSIP runs a dialog's events on its worker threads.
 //   * Each call publishes on its own topic (a CachePatternOne of the "calls" CachePatternAll):
 //     snapshots (cached, so the cache holds every call up), events, and at the end its record

@@ -22,8 +22,8 @@ std::string ValidateListenAddress(const std::string& address) {
   char* end = nullptr;
   errno = 0;
   const long port = std::strtol(port_text.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || port < 1 || port > 65535) {
-    return "port '" + port_text + "' is not in 1-65535";
+  if (errno != 0 || *end != '\0' || port < 0 || port > 65535) {
+    return "port '" + port_text + "' is not in 0-65535";
   }
   if (host == "localhost") host = "127.0.0.1";
   sockaddr_in sa{};

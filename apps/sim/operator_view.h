@@ -8,8 +8,8 @@
 
 namespace sim {
 
-// "" if `address` is a usable ADDR:PORT (an IPv4 address or "localhost", a port 1-65535, not
-// in use), else why not. Used as the --listen validator.
+// "" if `address` is a usable ADDR:PORT (an IPv4 address or "localhost"; a port 0-65535, 0
+// meaning any free one; not in use), else why not. Used as the --listen validator.
 std::string ValidateListenAddress(const std::string& address);
 
 // Switches the operator view on at `address`. Returns false, with a message on stderr, when
