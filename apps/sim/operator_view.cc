@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "plexus/ops/operator_view.h"
+
 namespace sim {
 
 std::string ValidateListenAddress(const std::string& address) {
@@ -42,13 +44,19 @@ std::string ValidateListenAddress(const std::string& address) {
   return {};
 }
 
-// The one place where the operator view is switched on: when plexus::ops is built, start it
-// here (it serves until the run ends).
-bool StartOperatorView(const std::string& address) {
-  std::fprintf(stderr,
-               "plexus_sim: --listen=%s: the operator view is not built into this program\n",
-               address.c_str());
-  return false;
+// The one place where the operator view is switched on; it serves until the handle goes.
+OperatorViewHandle StartOperatorView(const std::string& address) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host == "localhost") host = "127.0.0.1";
+  std::shared_ptr<plexus::ops::OperatorView> view = plexus::ops::OperatorView::Start(
+      {.listen = host + ":" + address.substr(address.rfind(':') + 1)});
+  if (view == nullptr) {
+    std::fprintf(stderr, "plexus_sim: --listen=%s: the operator view could not start\n",
+                 address.c_str());
+    return nullptr;
+  }
+  std::fprintf(stderr, "plexus_sim: operator view on %s\n", view->Url().c_str());
+  return view;
 }
 
 }  // namespace sim

@@ -1,9 +1,9 @@
 // Where the operator view (HTTP on loopback: metrics, listings, a live page) is switched on.
-// The simulator accepts --listen=ADDR:PORT and checks it here; the view itself is not built
-// into this program yet.
+// The simulator accepts --listen=ADDR:PORT, checks it here, and starts plexus::ops's view on it.
 
 #pragma once
 
+#include <memory>
 #include <string>
 
 namespace sim {
@@ -12,8 +12,12 @@ namespace sim {
 // meaning any free one; not in use), else why not. Used as the --listen validator.
 std::string ValidateListenAddress(const std::string& address);
 
-// Switches the operator view on at `address`. Returns false, with a message on stderr, when
-// it cannot: this build has no operator view.
-bool StartOperatorView(const std::string& address);
+// A running operator view; it stops (its threads joined, its socket closed) when the last copy
+// of the handle goes.
+using OperatorViewHandle = std::shared_ptr<void>;
+
+// Switches the operator view on at `address` and says where on stderr ("operator view on
+// http://ADDR:PORT/"). Null, with a message on stderr, when it cannot start.
+OperatorViewHandle StartOperatorView(const std::string& address);
 
 }  // namespace sim

@@ -83,7 +83,13 @@ void Gather(Figures& f, const CallEngine& engine, const Generator& generator,
 }  // namespace
 
 int Run(const Options& options) {
-  if (!options.listen.empty() && !StartOperatorView(options.listen)) return 2;
+  // The view serves while the calls run and stops before the leak check below, so that a
+  // request in flight holds no reference then.
+  OperatorViewHandle view;
+  if (!options.listen.empty()) {
+    view = StartOperatorView(options.listen);
+    if (view == nullptr) return 2;
+  }
   std::FILE* events = OpenEvents(options.events);
   if (!options.events.empty() && events == nullptr) {
     std::fprintf(stderr, "plexus_sim: --events: cannot open %s\n", options.events.c_str());
@@ -173,6 +179,7 @@ int Run(const Options& options) {
     f.peak_rss_kb = std::max(progress.PeakRssKb(), PeakRssKb());
     pool->Shutdown();
   }
+  view.reset();
   // Everything the run made is gone: what is still alive leaked.
   f.live_topics = plexus::LiveTopicCount();
   f.live_subscriptions = plexus::LiveSubscriptionCount();

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../ops/ops_test_support.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "sim_child.h"
@@ -183,11 +184,36 @@ TEST(Sim, OP03_HelpListsEveryFlag) {
   }
 }
 
-TEST(Sim, OP03_ListenIsCheckedThenTheViewIsSaidMissing) {
-  // A free port passes validation; this build has no operator view to start.
-  const SimResult r = RunSim(Small({"--listen=127.0.0.1:0"}));
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("--listen"), std::string::npos) << r.err;
+TEST(Sim, OP06_TheSimulatorServesTheOperatorViewWhileItRuns) {
+  SimChild child({"--rate=300", "--duration=600", "--talk-ms=50", "--threads=2", "--report=json",
+                  "--listen=127.0.0.1:0"});
+  const std::string said = "operator view on http://127.0.0.1:";
+  int port = 0;
+  ASSERT_TRUE(child.WaitForStderrLine([&](const std::string& line) {
+    const std::size_t at = line.find(said);
+    if (at == std::string::npos) return false;
+    port = std::stoi(line.substr(at + said.size()));
+    return true;
+  })) << child.Err();
+  ASSERT_GT(port, 0);
+  ASSERT_TRUE(child.WaitForStderrLine([](const std::string& line) {
+    const std::size_t at = line.find("calls up");
+    return at != std::string::npos && std::stol(line.substr(at + 8)) > 0;
+  })) << child.Err();
+  const plexus_test::HttpResponse metrics =
+      plexus_test::Get(static_cast<std::uint16_t>(port), "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("plexus_topic_published_messages_total"), std::string::npos)
+      << metrics.body.substr(0, 2000);
+  const plexus_test::HttpResponse topics =
+      plexus_test::Get(static_cast<std::uint16_t>(port), "/api/topics");
+  EXPECT_EQ(topics.status, 200);
+  EXPECT_NE(topics.body.find("\"calls\""), std::string::npos) << topics.body.substr(0, 2000);
+  child.Signal(SIGINT);
+  ASSERT_EQ(child.Wait(), 0) << child.Out() << child.Err();
+  const json report = json::parse(child.Out(), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << child.Out();
+  EXPECT_EQ(report["ok"], true) << report["invariants"];
 }
 
 TEST(Sim, OP03_SameSeedGivesTheSameWorkload) {
