@@ -9,7 +9,8 @@
 //   * Push (from anywhere) appends to the global queue under mu_.
 //   * PushRunNext from a worker (a task processor made ready by the running task) puts the
 //     task in the worker's run-next slot: it runs when the current task returns, on the same
-//     thread, with its caches warm, and nobody is woken for it. A task it displaces moves to
+//     thread, with its caches warm, and nobody is woken for it (but see "Rescuing" below for
+//     the one case where a sleeper is). A task it displaces moves to
 //     the worker's run queue, which other workers may steal from.
 //
 // Rescuing a run-next slot: a task may hand off work and then wait for it (a future, a

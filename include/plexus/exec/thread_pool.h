@@ -5,8 +5,8 @@
 // ThreadPool is an elastic pool of worker threads: Asterisk's threadpool (main/threadpool.c)
 // with its options and its listener, and the engine under plexus's task processors
 // (task_processor.h), which share a pool M:N. Its scheduler follows the work-stealing runtimes
-// (Tokio, Go): a global FIFO queue takes pushes, and each worker has a private "run next"
-// slot and a run queue of its own, which task processors made ready by a task use, so that a
+// (Tokio, Go): a global FIFO queue takes pushes, and each worker has a "run next" slot and a
+// run queue of its own, which task processors made ready by a task use, so that a
 // hand-off between serializers runs on the same thread without waking another; idle workers
 // steal from the others' run queues.
 //
@@ -152,9 +152,11 @@ class ThreadPool final : public RefCounted {
   void LastReferenceDropped() const override;
 
   // For a task processor made ready by the running task: called on a worker of this pool (not
-  // blocked, the pool without an observer), `task` takes the worker's run-next slot and runs
-  // when the current task returns, without waking anyone; a task it displaces goes to the
-  // worker's run queue, where idle workers may steal it. Anywhere else it is Push.
+  // blocked, the pool without an observer, and, in a pool that may grow, some worker idle),
+  // `task` takes the worker's run-next slot and runs when the current task returns (or, should
+  // that task look stuck, on an idle worker that rescues it), waking no one unless every
+  // sleeper sleeps without watching the slots; a task it displaces goes to the worker's run
+  // queue, where idle workers may steal it. Anywhere else it is Push.
   bool PushRunNext(Task task) PLEXUS_EXCLUDES(mu_);
 
   void WorkerMain(Worker* self) PLEXUS_EXCLUDES(mu_);
