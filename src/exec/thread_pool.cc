@@ -9,8 +9,25 @@
 //   * Push (from anywhere) appends to the global queue under mu_.
 //   * PushRunNext from a worker (a task processor made ready by the running task) puts the
 //     task in the worker's run-next slot: it runs when the current task returns, on the same
-//     thread, with its caches warm, and nobody is woken for it. A task it displaces moves to
+//     thread, with its caches warm, and nobody is woken for it (but see "Rescuing" below for
+//     the one case where a sleeper is). A task it displaces moves to
 //     the worker's run queue, which other workers may steal from.
+//
+// Rescuing a run-next slot: a task may hand off work and then wait for it (a future, a
+// CondVar). Only its own worker takes the slot in the normal course, so someone else must
+// notice. The slot has a state word (empty, full, claimed by a thief); the owner fills it with
+// a plain store (it alone goes from empty to full) and takes it with one uncontended
+// compare-and-swap on its own cache line, so a thief can claim it (full -> claimed) without a
+// lock. A thief only claims the slot of a worker that looks stuck in one task: an idle worker
+// about to sleep notes every full slot with its owner's take count (`ticks`, bumped by the
+// owner at each take) and sleeps for at most kRescueAfterNs; a slot still full whose owner has
+// not taken anything since is taken over. For this to happen someone must be watching: a
+// worker that fills its slot wakes a sleeper when some sleep "blind" (they saw no full slot)
+// and none watches and none spins. The fill (sequentially consistent) and the sleeper's
+// count-then-look at the slots (blind_sleepers_ then the slots, both sequentially consistent)
+// make this the same Dekker handshake as for the run queues. A watcher keeps watching while
+// the pool is busy (some take count moved), so that steady hand-offs between serializers wake
+// no one beyond one bounded sleeper's periodic look.
 // A worker takes, in order: its run-next slot (at most kMaxNextStreak times in a row, so that
 // two serializers handing work to each other cannot starve its run queue), its run queue, the
 // global queue, and finally work stolen from another worker's run queue; every
@@ -59,6 +76,17 @@ constexpr int kPausesPerClockRead = 32;
 constexpr std::uint32_t kMaxNextStreak = 16;
 // Every this many takes, a worker looks at the global queue before its own.
 constexpr std::uint32_t kGlobalCheckInterval = 61;
+// How long a worker's take count must stand still, its run-next slot full, before an idle
+// worker takes the slot over. Long against a hand-off (a task that hands off work and
+// returns takes it back in well under a microsecond), so that the slot stays on its worker in
+// the common case even on a loaded machine; short against what a caller notices, since that
+// is how long a task that blocks on work it handed off waits for it; and long enough that a
+// watching idle worker's periodic look costs next to nothing.
+constexpr std::int64_t kRescueAfterNs = 200'000;
+// Run-next slot states.
+constexpr std::uint32_t kSlotEmpty = 0;
+constexpr std::uint32_t kSlotFull = 1;
+constexpr std::uint32_t kSlotClaimed = 2;  // a thief is moving the task out
 
 using core_internal::CpuRelax;
 
@@ -100,12 +128,14 @@ class TaskRing {
 
 struct ThreadPool::Worker {
   std::thread thread;
-  // The run-next slot: only the worker's own thread touches it (it is never stolen; the
-  // worker itself moves it to the global queue before it blocks or leaves), so filling and
-  // emptying it costs no atomic read-modify-write at all.
+  // The run-next slot. `next_state` says who may touch `next`: the owner fills it only from
+  // kSlotEmpty (plain store of kSlotFull after the move) and takes it by kSlotFull ->
+  // kSlotEmpty; a thief claims it by kSlotFull -> kSlotClaimed, moves the task out and stores
+  // kSlotEmpty.
   Task next;
-  // Whether `next` is full, for QueueSize on other threads.
-  std::atomic<bool> has_next{false};
+  std::atomic<std::uint32_t> next_state{kSlotEmpty};
+  // Takes so far: written by the owner only (plain stores), read by watchers.
+  std::atomic<std::uint32_t> ticks{0};
   // A leaf lock over the run queue: the owner takes it to push and pop, thieves under the
   // pool's mu_. Uncontended unless someone steals.
   sync_internal::AnnotatedMutex mu;
@@ -115,9 +145,18 @@ struct ThreadPool::Worker {
   std::atomic<std::size_t> queued{0};
   // Owned by the worker's thread.
   std::uint32_t next_streak = 0;
-  std::uint32_t ticks = 0;
-  std::uint32_t blocking = 0;  // nested ScopedBlockingWaits on this worker
-  bool spin_pays = true;       // the idle policy's memory (see above)
+  // Slots this worker watches (under the pool's mu_): whose, the owner's take count then, and
+  // since when it has not moved.
+  struct Watch {
+    Worker* victim;
+    std::uint32_t ticks;
+    std::int64_t since;
+  };
+  std::vector<Watch> watched;
+  std::uint32_t ticks_sum = 0;  // the others' take counts at the last look
+  bool watching = false;        // counted in slot_watchers_
+  std::uint32_t blocking = 0;   // nested ScopedBlockingWaits on this worker
+  bool spin_pays = true;        // the idle policy's memory (see above)
 };
 
 Ref<ThreadPool> ThreadPool::Create(ThreadPoolOptions options, SourceLocation where) {
@@ -238,22 +277,57 @@ bool ThreadPool::PushRunNext(Task task) {
   if (tls_worker_of != this || self->blocking != 0 || options_.observer != nullptr || !task) {
     return Push(std::move(task));
   }
+  // A pool that may grow starts a thread for a push that finds none idle; a hand-off kept in
+  // the slot of a worker that then blocks would have no one to rescue it (every other worker
+  // may be stuck too), so such a pool keeps it only while some worker is idle, and otherwise
+  // pushes it as Push would, growing the pool. A relaxed read: a stale count only moves the
+  // hand-off to the global queue, or keeps it where the idle worker just went busy (it looks
+  // again when it next goes idle).
+  if (options_.auto_increment > 0 && idle_hint_.load(std::memory_order_relaxed) == 0) {
+    return Push(std::move(task));
+  }
   // A worker of this pool runs this task; it empties its own slot and queue before it may
   // leave, so a shutdown that began meanwhile still runs it.
-  if (!self->next) {
+  std::uint32_t state = self->next_state.load(std::memory_order_acquire);
+  if (state == kSlotEmpty) {
     self->next = std::move(task);
-    self->has_next.store(true, std::memory_order_relaxed);
+    // Sequentially consistent against a sleeper's count-then-look (see the file comment).
+    self->next_state.store(kSlotFull, std::memory_order_seq_cst);
+    WakeForSlot();
     return true;
+  }
+  Task displaced;
+  if (state == kSlotFull &&
+      self->next_state.compare_exchange_strong(state, kSlotEmpty, std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+    // The newest hand-off runs next; the one it displaces may be stolen.
+    displaced = std::move(self->next);
+    self->next = std::move(task);
+    self->next_state.store(kSlotFull, std::memory_order_seq_cst);
+  } else {
+    displaced = std::move(task);  // a thief is emptying the slot
   }
   {
     MutexLock lock(self->mu);
-    self->queue.PushBack(std::move(self->next));
+    self->queue.PushBack(std::move(displaced));
     self->queued.store(self->queue.Size(), std::memory_order_relaxed);
     local_queued_.fetch_add(1, std::memory_order_seq_cst);
   }
-  self->next = std::move(task);
   WakeForLocalWork();
   return true;
+}
+
+void ThreadPool::WakeForSlot() {
+  // One who spins or watches will look at the slot; one who sleeps blind must be woken.
+  if (blind_sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  if (slot_watchers_.load(std::memory_order_seq_cst) != 0) return;
+  if (spinning_.load(std::memory_order_seq_cst) != 0) return;
+  bool wake = false;
+  {
+    MutexLock lock(mu_);
+    wake = ShouldWakeLocked();
+  }
+  if (wake) work_cv_.NotifyOne();
 }
 
 void ThreadPool::WakeForLocalWork() {
@@ -270,15 +344,22 @@ void ThreadPool::WakeForLocalWork() {
 
 bool ThreadPool::TakeOwn(Worker* self, Task& out) {
   const auto take_next = [&] {
+    // Only the owner stores kSlotFull, so a relaxed kSlotEmpty read is exact; a stale
+    // kSlotFull makes the exchange fail.
+    if (self->next_state.load(std::memory_order_relaxed) != kSlotFull) return false;
+    std::uint32_t full = kSlotFull;
+    if (!self->next_state.compare_exchange_strong(full, kSlotEmpty, std::memory_order_acq_rel,
+                                                  std::memory_order_relaxed)) {
+      return false;  // rescued by another worker
+    }
     out = std::move(self->next);
     self->next.Reset();
-    self->has_next.store(false, std::memory_order_relaxed);
     ++self->next_streak;
     return true;
   };
-  if (self->next &&
-      (self->next_streak < kMaxNextStreak || self->queued.load(std::memory_order_relaxed) == 0)) {
-    return take_next();
+  if ((self->next_streak < kMaxNextStreak || self->queued.load(std::memory_order_relaxed) == 0) &&
+      take_next()) {
+    return true;
   }
   if (self->queued.load(std::memory_order_relaxed) != 0) {
     MutexLock lock(self->mu);
@@ -290,7 +371,7 @@ bool ThreadPool::TakeOwn(Worker* self, Task& out) {
     }
   }
   // Thieves emptied the queue meanwhile.
-  return self->next ? take_next() : false;
+  return take_next();
 }
 
 bool ThreadPool::TakeGlobal(Task& out) {
@@ -319,14 +400,77 @@ bool ThreadPool::StealLocked(Worker* self, Task& out) {
   return false;
 }
 
+bool ThreadPool::RescueLocked(Worker* self, Task& out) {
+  const std::int64_t now = MonotonicNanos();
+  for (const Worker::Watch& watch : self->watched) {
+    if (now - watch.since < kRescueAfterNs) continue;
+    // The victim may have left since (its Worker deleted): only those still here.
+    if (std::find(workers_.begin(), workers_.end(), watch.victim) == workers_.end()) continue;
+    Worker* victim = watch.victim;
+    if (victim->ticks.load(std::memory_order_relaxed) != watch.ticks) continue;
+    std::uint32_t full = kSlotFull;
+    if (!victim->next_state.compare_exchange_strong(full, kSlotClaimed, std::memory_order_acquire,
+                                                    std::memory_order_relaxed)) {
+      continue;
+    }
+    out = std::move(victim->next);
+    victim->next.Reset();
+    victim->next_state.store(kSlotEmpty, std::memory_order_release);
+    self->watched.clear();
+    return true;
+  }
+  return false;
+}
+
 bool ThreadPool::TakeWork(Worker* self, Task& out) {
-  const bool global_first = ++self->ticks % kGlobalCheckInterval == 0;
+  const std::uint32_t ticks = self->ticks.load(std::memory_order_relaxed) + 1;
+  self->ticks.store(ticks, std::memory_order_relaxed);
+  const bool global_first = ticks % kGlobalCheckInterval == 0;
   if (global_first && TakeGlobal(out)) return true;
   if (TakeOwn(self, out)) return true;
   if (!global_first && TakeGlobal(out)) return true;
-  if (local_queued_.load(std::memory_order_relaxed) == 0) return false;
+  if (local_queued_.load(std::memory_order_relaxed) == 0 && self->watched.empty()) return false;
   MutexLock lock(mu_);
-  return StealLocked(self, out);
+  return StealLocked(self, out) || RescueLocked(self, out);
+}
+
+bool ThreadPool::WatchSlotsLocked(Worker* self) {
+  // Count ourselves blind first, then look (see the file comment); watchers_ drops only after
+  // blind_sleepers_ rose, so a filler never sees neither while we are about to sleep.
+  blind_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  const bool was_watching = self->watching;
+  StopWatchingLocked(self);
+  const std::int64_t now = MonotonicNanos();
+  std::vector<Worker::Watch> old;
+  old.swap(self->watched);
+  std::uint32_t sum = 0;
+  for (Worker* w : workers_) {
+    if (w == self) continue;
+    const std::uint32_t ticks = w->ticks.load(std::memory_order_relaxed);
+    sum += ticks;
+    if (w->next_state.load(std::memory_order_seq_cst) != kSlotFull) continue;
+    std::int64_t since = now;
+    for (const Worker::Watch& o : old) {
+      if (o.victim == w && o.ticks == ticks) since = o.since;
+    }
+    self->watched.push_back({w, ticks, since});
+  }
+  // A watcher stays one while the pool is busy, so that steady hand-offs wake no one.
+  // One such watcher is enough.
+  const bool busy =
+      was_watching && sum != self->ticks_sum && slot_watchers_.load(std::memory_order_relaxed) == 0;
+  self->ticks_sum = sum;
+  if (self->watched.empty() && !busy) return false;
+  self->watching = true;
+  slot_watchers_.fetch_add(1, std::memory_order_seq_cst);
+  blind_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  return true;
+}
+
+void ThreadPool::StopWatchingLocked(Worker* self) {
+  if (!self->watching) return;
+  self->watching = false;
+  slot_watchers_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void ThreadPool::FlushLocalLocked(Worker* worker) {
@@ -342,10 +486,11 @@ void ThreadPool::FlushLocalLocked(Worker* worker) {
     worker->queued.store(0, std::memory_order_relaxed);
     local_queued_.fetch_sub(moved, std::memory_order_relaxed);
   }
-  if (worker->next) {
+  std::uint32_t full = kSlotFull;
+  if (worker->next_state.compare_exchange_strong(full, kSlotEmpty, std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
     PushLocked(std::move(worker->next));
     worker->next.Reset();
-    worker->has_next.store(false, std::memory_order_relaxed);
   }
   worker->next_streak = 0;
 }
@@ -371,6 +516,7 @@ void ThreadPool::StartThreadsLocked(std::size_t n) {
 }
 
 void ThreadPool::NotifyStateLocked() {
+  idle_hint_.store(idle_ - stop_idle_, std::memory_order_relaxed);
   if (options_.observer != nullptr) {
     options_.observer->OnStateChanged(active_, idle_ - stop_idle_);
   }
@@ -410,7 +556,8 @@ ThreadPool::ScopedBlockingWait::ScopedBlockingWait() : pool_(tls_worker_of) {
   {
     MutexLock lock(pool_->mu_);
     // What this worker queued for itself may be what it is about to wait for.
-    if (self->next || self->queued.load(std::memory_order_relaxed) != 0) {
+    if (self->next_state.load(std::memory_order_relaxed) != kSlotEmpty ||
+        self->queued.load(std::memory_order_relaxed) != 0) {
       pool_->FlushLocalLocked(self);
       wake = pool_->ShouldWakeLocked();
     }
@@ -477,6 +624,18 @@ void ThreadPool::WorkerMain(Worker* self) {
         }
         active = true;
         NotifyStateLocked();
+        if (self->watching) {
+          // A busy worker watches no more; look once more, after saying so, so that a slot
+          // filled meanwhile by a worker that counted on us still gets a watcher.
+          StopWatchingLocked(self);
+          const bool any_full = std::any_of(workers_.begin(), workers_.end(), [&](Worker* w) {
+            return w != self && w->next_state.load(std::memory_order_seq_cst) == kSlotFull;
+          });
+          if (any_full && blind_sleepers_.load(std::memory_order_seq_cst) != 0 &&
+              ShouldWakeLocked()) {
+            work_cv_.NotifyOne();
+          }
+        }
       }
       core_internal::RunCatching(
           task, [&] { return "pool '" + options_.name + "': a task"; }, SourceLocation::current());
@@ -546,19 +705,26 @@ void ThreadPool::WorkerMain(Worker* self) {
       mu_.Release();
       continue;
     }
+    // Full run-next slots of others: sleep with a bound, to come back for them.
+    const bool watch = WatchSlotsLocked(self);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     if (local_queued_.load(std::memory_order_seq_cst) != 0) {
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      if (!watch) blind_sleepers_.fetch_sub(1, std::memory_order_relaxed);
       mu_.Release();
       continue;
     }
     const std::int64_t slept_at = MonotonicNanos();
+    constexpr std::chrono::nanoseconds kRescueWait{kRescueAfterNs};
     bool timed_out = false;
-    if (options_.idle_timeout.count() > 0) {
+    if (watch && (options_.idle_timeout.count() == 0 || options_.idle_timeout > kRescueWait)) {
+      (void)work_cv_.WaitFor(mu_, kRescueWait);  // not an idle timeout
+    } else if (options_.idle_timeout.count() > 0) {
       timed_out = !work_cv_.WaitFor(mu_, options_.idle_timeout);
     } else {
       work_cv_.Wait(mu_);
     }
+    if (!watch) blind_sleepers_.fetch_sub(1, std::memory_order_relaxed);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
     if (wakeups_pending_ > 0) --wakeups_pending_;
     // Work that came within a spin budget of going to sleep would have been caught spinning.
@@ -573,6 +739,7 @@ void ThreadPool::WorkerMain(Worker* self) {
     mu_.Release();
   }
   // Leave (mu_ held): hand the thread object to the next control call to join.
+  StopWatchingLocked(self);
   auto it = std::find(workers_.begin(), workers_.end(), self);
   if (it != workers_.end()) workers_.erase(it);
   finished_.push_back(std::move(self->thread));
@@ -666,7 +833,7 @@ std::size_t ThreadPool::QueueSize() const {
   std::size_t n = count_;
   for (const Worker* w : workers_) {
     n += w->queued.load(std::memory_order_relaxed) +
-         (w->has_next.load(std::memory_order_relaxed) ? 1 : 0);
+         (w->next_state.load(std::memory_order_relaxed) != kSlotEmpty ? 1 : 0);
   }
   return n;
 }
@@ -676,7 +843,9 @@ bool ThreadPool::HasQueuedWork() const noexcept {
       local_queued_.load(std::memory_order_relaxed) != 0) {
     return true;
   }
-  return tls_worker_of == this && static_cast<const Worker*>(tls_worker)->next;
+  return tls_worker_of == this &&
+         static_cast<const Worker*>(tls_worker)->next_state.load(std::memory_order_relaxed) !=
+             kSlotEmpty;
 }
 
 bool ThreadPool::IsWorkerThread() const noexcept {

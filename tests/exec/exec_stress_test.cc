@@ -10,7 +10,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <latch>
+#include <memory>
 #include <random>
 #include <thread>
 #include <utility>
@@ -25,7 +27,9 @@
 #include "plexus/exec/task_processor.h"
 #include "plexus/exec/thread_pool.h"
 #include "plexus/exec/timer_heap.h"
+#include "plexus/sync/cond_var.h"
 #include "plexus/sync/group_lock.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 namespace {
@@ -337,6 +341,66 @@ TEST(ExecStress, PushStormFromOutsideAndHandOffsInsideLoseNoWakeUp) {
   EXPECT_TRUE(WaitUntil([&] { return ran.load() == expected.load(); }))
       << ran.load() << " of " << expected.load() << " tasks ran";
   processors.clear();
+  pool->Shutdown();
+}
+
+// Task processors hand work to each other from inside the pool while some of the handing
+// tasks block (on a future or a CondVar) until the work they handed off has run: every
+// blocked worker's run-next slot must be rescued by another worker, whatever it is doing.
+TEST(ExecStress, TasksBlockedOnTheirHandOffsAreAllRescued) {
+  auto pool = ThreadPool::Create({.name = "rescue-storm", .initial_size = 4});
+  constexpr int kPairs = 6;
+  constexpr int kBlockingPairs = 2;  // fewer than the threads: someone is left to rescue
+  const int rounds = Scaled(300);
+  std::vector<Ref<TaskProcessor>> from;
+  std::vector<Ref<TaskProcessor>> to;
+  for (int i = 0; i < kPairs; ++i) {
+    from.push_back(TaskProcessor::Create({.pool = pool}));
+    to.push_back(TaskProcessor::Create({.pool = pool}));
+  }
+  Mutex mu;
+  CondVar cv;
+  std::atomic<std::int64_t> ran{0};
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < kPairs; ++i) {
+      TaskProcessor* target = to[static_cast<std::size_t>(i)].get();
+      const bool blocks = i < kBlockingPairs;
+      const bool on_future = (r + i) % 2 == 0;
+      ASSERT_TRUE(from[static_cast<std::size_t>(i)]->Push([&, target, blocks, on_future] {
+        if (!blocks) {
+          target->Push([&] { ran.fetch_add(1); });
+          ran.fetch_add(1);
+          return;
+        }
+        if (on_future) {
+          // Shared: set_value may still be returning when the waiter wakes and leaves.
+          auto handed_ran = std::make_shared<std::promise<void>>();
+          std::future<void> handed_done = handed_ran->get_future();
+          target->Push([&ran, handed_ran] {
+            ran.fetch_add(1);
+            handed_ran->set_value();
+          });
+          handed_done.wait();
+        } else {
+          bool handed_ran = false;
+          target->Push([&] {
+            ran.fetch_add(1);
+            MutexLock lock(mu);
+            handed_ran = true;
+            cv.NotifyAll();
+          });
+          MutexLock lock(mu);
+          while (!handed_ran) cv.Wait(mu);
+        }
+        ran.fetch_add(1);
+      }));
+    }
+  }
+  const std::int64_t expected = std::int64_t{2} * kPairs * rounds;
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == expected; }))
+      << ran.load() << " of " << expected << " tasks ran";
+  from.clear();
+  to.clear();
   pool->Shutdown();
 }
 

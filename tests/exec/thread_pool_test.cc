@@ -27,6 +27,8 @@
 #include "plexus/core/misuse.h"
 #include "plexus/exec/task.h"
 #include "plexus/exec/task_processor.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
 
 namespace plexus {
 namespace {
@@ -567,8 +569,11 @@ TEST(ThreadPool, ATaskProcessorMadeReadyByATaskRunsNextOnThatTasksWorker) {
     }));
     ASSERT_TRUE(WaitUntil([&] { return done.load() == i + 1; }));
   }
-  // The run-next slot is never stolen: the hand-off stays on the pusher's thread every time.
-  EXPECT_EQ(same_thread.load(), kRounds);
+  // A pusher that does not block takes its hand-off back as soon as it returns. Only a pusher
+  // that loses its CPU between the hand-off and its return for longer than the rescue delay
+  // looks stuck to an idle worker, which then runs the hand-off itself: on a loaded machine a
+  // few rounds may go so, never most of them.
+  EXPECT_GT(same_thread.load(), kRounds / 2);
   EXPECT_EQ(pool->QueueSize(), 0u);
 }
 
@@ -580,7 +585,6 @@ TEST(ThreadPool, WorkDisplacedFromTheRunNextSlotIsStolenWhileItsWorkerIsBusy) {
   std::atomic<bool> stolen_ran{false};
   std::thread::id origin_thread;
   std::thread::id stolen_thread;
-  std::thread::id next_thread;
   std::atomic<int> done{0};
   ASSERT_TRUE(origin->Push([&] {
     origin_thread = std::this_thread::get_id();
@@ -590,10 +594,7 @@ TEST(ThreadPool, WorkDisplacedFromTheRunNextSlotIsStolenWhileItsWorkerIsBusy) {
       stolen_ran.store(true);
       done.fetch_add(1);
     });
-    next->Push([&] {
-      next_thread = std::this_thread::get_id();
-      done.fetch_add(1);
-    });
+    next->Push([&] { done.fetch_add(1); });
     // This worker stays busy until the other one took the displaced turn: only a steal (after
     // a wake-up, should the other worker sleep) can end this wait.
     while (!stolen_ran.load()) std::this_thread::yield();
@@ -601,7 +602,66 @@ TEST(ThreadPool, WorkDisplacedFromTheRunNextSlotIsStolenWhileItsWorkerIsBusy) {
   }));
   ASSERT_TRUE(WaitUntil([&] { return done.load() == 3; }));
   EXPECT_NE(stolen_thread, origin_thread);
-  EXPECT_EQ(next_thread, origin_thread);
+  // `next` runs on the origin's worker when its task returns, unless that task kept the worker
+  // so long (the other worker slow to wake on a loaded machine) that `next` was rescued.
+}
+
+TEST(ThreadPool, ATaskBlockedOnAFutureOfItsHandOffHasTheRunNextSlotRescued) {
+  auto pool = ThreadPool::Create({.name = "rescue-future", .initial_size = 2});
+  auto waiter = TaskProcessor::Create({.pool = pool});
+  auto handed = TaskProcessor::Create({.pool = pool});
+  std::promise<std::thread::id> handed_ran;
+  std::future<std::thread::id> handed_thread = handed_ran.get_future();
+  std::promise<bool> result;
+  auto rescued_elsewhere = result.get_future();
+  ASSERT_TRUE(waiter->Push([&] {
+    // `handed` lands in this worker's run-next slot; only the other worker can run it now.
+    handed->Push([&] { handed_ran.set_value(std::this_thread::get_id()); });
+    result.set_value(handed_thread.get() != std::this_thread::get_id());
+  }));
+  ASSERT_TRUE(WaitFor(rescued_elsewhere));
+  EXPECT_TRUE(rescued_elsewhere.get());
+}
+
+TEST(ThreadPool, ATaskBlockedOnACondVarForItsHandOffHasTheRunNextSlotRescued) {
+  auto pool = ThreadPool::Create({.name = "rescue-condvar", .initial_size = 2});
+  auto waiter = TaskProcessor::Create({.pool = pool});
+  auto handed = TaskProcessor::Create({.pool = pool});
+  Mutex mu;
+  CondVar cv;
+  bool handed_ran = false;
+  std::promise<void> result;
+  auto done = result.get_future();
+  ASSERT_TRUE(waiter->Push([&] {
+    handed->Push([&] {
+      MutexLock lock(mu);
+      handed_ran = true;
+      cv.NotifyAll();
+    });
+    {
+      MutexLock lock(mu);
+      while (!handed_ran) cv.Wait(mu);
+    }
+    result.set_value();
+  }));
+  ASSERT_TRUE(WaitFor(done));
+}
+
+TEST(ThreadPool, AGrowablePoolRescuesAHandOffWhenEveryWorkerIsBusy) {
+  // One thread, growing on demand: the hand-off must reach a thread that can run it.
+  auto pool = ThreadPool::Create({.name = "rescue-grow", .initial_size = 1, .auto_increment = 1});
+  auto waiter = TaskProcessor::Create({.pool = pool});
+  auto handed = TaskProcessor::Create({.pool = pool});
+  std::promise<void> handed_ran;
+  std::future<void> handed_done = handed_ran.get_future();
+  std::promise<void> result;
+  auto done = result.get_future();
+  ASSERT_TRUE(waiter->Push([&] {
+    handed->Push([&] { handed_ran.set_value(); });
+    handed_done.wait();
+    result.set_value();
+  }));
+  ASSERT_TRUE(WaitFor(done));
 }
 
 TEST(ThreadPool, PushAndWaitFromAWorkerHandsItsRunNextSlotToTheOthers) {

@@ -5,8 +5,8 @@
 // ThreadPool is an elastic pool of worker threads: Asterisk's threadpool (main/threadpool.c)
 // with its options and its listener, and the engine under plexus's task processors
 // (task_processor.h), which share a pool M:N. Its scheduler follows the work-stealing runtimes
-// (Tokio, Go): a global FIFO queue takes pushes, and each worker has a private "run next"
-// slot and a run queue of its own, which task processors made ready by a task use, so that a
+// (Tokio, Go): a global FIFO queue takes pushes, and each worker has a "run next" slot and a
+// run queue of its own, which task processors made ready by a task use, so that a
 // hand-off between serializers runs on the same thread without waking another; idle workers
 // steal from the others' run queues.
 //
@@ -33,9 +33,14 @@
 // and work is queued with no idle thread to take it, the pool lends itself one more thread
 // (above max_size); the loan ends, and one thread leaves, when a blocked worker resumes.
 //
-// The run-next slot is private to its worker: a task processor made ready by a task waits for
-// that task to return. A task that then blocks (other than in TaskProcessor::PushAndWait or
-// Shutdown, which hand the slot to the other workers first) delays it for as long.
+// The run-next slot belongs to its worker: a task processor made ready by a task normally
+// waits for that task to return. A task that then blocks (other than in
+// TaskProcessor::PushAndWait or Shutdown, which hand the slot to the other workers first) on
+// work handed off so -- a future, a CondVar -- delays it only until an idle worker sees that
+// the slot's owner has not moved on for a while (a fraction of a millisecond) and takes the
+// slot over. A pool of one thread that cannot grow has no other worker to do so: there, as
+// with any pool whose every thread waits, a task that waits for work queued behind itself
+// waits forever.
 //
 // Observer contract: callbacks are made with the pool's lock held, so they arrive in the
 // order the state changed; they must be quick and must not call back into the pool.
@@ -147,9 +152,11 @@ class ThreadPool final : public RefCounted {
   void LastReferenceDropped() const override;
 
   // For a task processor made ready by the running task: called on a worker of this pool (not
-  // blocked, the pool without an observer), `task` takes the worker's run-next slot and runs
-  // when the current task returns, without waking anyone; a task it displaces goes to the
-  // worker's run queue, where idle workers may steal it. Anywhere else it is Push.
+  // blocked, the pool without an observer, and, in a pool that may grow, some worker idle),
+  // `task` takes the worker's run-next slot and runs when the current task returns (or, should
+  // that task look stuck, on an idle worker that rescues it), waking no one unless every
+  // sleeper sleeps without watching the slots; a task it displaces goes to the worker's run
+  // queue, where idle workers may steal it. Anywhere else it is Push.
   bool PushRunNext(Task task) PLEXUS_EXCLUDES(mu_);
 
   void WorkerMain(Worker* self) PLEXUS_EXCLUDES(mu_);
@@ -159,6 +166,17 @@ class ThreadPool final : public RefCounted {
   bool TakeOwn(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
   bool TakeGlobal(Task& out) PLEXUS_EXCLUDES(mu_);
   bool StealLocked(Worker* self, Task& out) PLEXUS_REQUIRES(mu_);
+  // Takes over the run-next slot of a worker that `self` saw stuck in one task (its slot full
+  // and its take count unchanged for kRescueAfterNs).
+  bool RescueLocked(Worker* self, Task& out) PLEXUS_REQUIRES(mu_);
+  // Called by an idle worker about to sleep: notes the full run-next slots of the others.
+  // Returns whether it must sleep with a bounded wait to come back for them.
+  bool WatchSlotsLocked(Worker* self) PLEXUS_REQUIRES(mu_);
+  // Called by a worker that just filled its run-next slot: wakes a sleeper when every idle
+  // worker sleeps without watching the slots.
+  void WakeForSlot() PLEXUS_EXCLUDES(mu_);
+  // Stops `self` counting as a slot watcher.
+  void StopWatchingLocked(Worker* self) PLEXUS_REQUIRES(mu_);
   // Moves a worker's run-next slot and run queue to the global queue.
   void FlushLocalLocked(Worker* worker) PLEXUS_REQUIRES(mu_);
   // Whether a sleeper should be woken for new work: none is spinning and a sleeper has no
@@ -202,6 +220,15 @@ class ThreadPool final : public RefCounted {
   // Idle workers blocked on work_cv_ (changed under mu_, read without it by pushes to a run
   // queue).
   std::atomic<std::size_t> sleepers_{0};
+  // Sleepers that did not see a full run-next slot and sleep without a bound ("blind"), and
+  // idle workers that sleep with a bound to come back for a full slot ("watchers"). A worker
+  // that fills its slot while some sleep blind and none watches wakes one (see the file
+  // comment of thread_pool.cc).
+  std::atomic<std::size_t> blind_sleepers_{0};
+  std::atomic<std::size_t> slot_watchers_{0};
+  // idle_ - stop_idle_, readable without the lock: a pool that may grow keeps a hand-off in
+  // the run-next slot only while some worker is idle (one that will watch the slot).
+  std::atomic<std::size_t> idle_hint_{0};
   // stop_active_, readable without the lock by a worker after each task.
   std::atomic<std::size_t> stop_active_hint_{0};
   std::size_t active_ PLEXUS_GUARDED_BY(mu_) = 0;
