@@ -290,7 +290,9 @@ Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunctio
 }
 
 // No reader is inside this cache (each holds a reference): the limbo goes at once.
-Cache::~Cache() { bus_internal::CacheRegistry::Get().Remove(this); }
+Cache::~Cache() {
+  bus_internal::CacheRegistry::Get().Remove(this);
+}
 
 CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id, std::size_t& hash) const {
   hash = bus_internal::HashKey(type, id);

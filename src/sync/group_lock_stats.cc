@@ -96,7 +96,6 @@ GroupLockInfo GroupLockRegistryAccess::Read(const GroupLock& group) {
   return info;
 }
 
-
 }  // namespace sync_internal
 
 std::vector<GroupLockInfo> ListGroupLocks() {
