@@ -50,7 +50,8 @@ struct CallEvent {
   std::int64_t sent_ns = 0;
 };
 
-// The call-detail record. Times are wall-clock microseconds; the rest follows from the seed.
+// The call-detail record. Times are wall-clock microseconds; the rest follows from the random seed
+// (--seed).
 struct CallEnded {
   std::uint64_t call_id = 0;
   std::uint32_t device = 0;

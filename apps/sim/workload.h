@@ -1,5 +1,6 @@
-// The workload: what each call will do, decided from the seed alone, so that one seed gives
-// the same calls (devices, outcomes, talk times, refreshes) however the threads interleave.
+// The workload: what each call will do, decided from the random seed (--seed) alone, so that one
+// seed gives the same calls (devices, outcomes, talk times, refreshes) however the threads
+// interleave.
 
 #pragma once
 

@@ -1,4 +1,4 @@
-// PlanCall: the workload follows from the seed alone.
+// PlanCall: the workload follows from the random seed alone.
 
 #include "workload.h"
 
