@@ -14,8 +14,9 @@ packages=(
   libcpp-httplib-dev prometheus-cpp-dev prometheus chromium
   libcli11-dev libsqlite3-dev
   # The cluster layer (plexus::cluster) and its tests: the NATS C client, a NATS server for the
-  # tests and benchmarks to start, and libFuzzer for the wire decoder's fuzz target (clang).
-  libnats-dev nats-server libfuzzer-16-dev
+  # tests and benchmarks to start, and clang's runtimes for the wire decoder's fuzz target
+  # (libFuzzer with ASan and UBSan: -fsanitize=fuzzer,address,undefined).
+  libnats-dev nats-server libclang-rt-16-dev
 )
 
 missing=()
