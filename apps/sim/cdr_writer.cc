@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cstdio>
+#include <utility>
 
 namespace sim {
 
@@ -46,6 +47,17 @@ std::string CdrWriter::Open(const std::string& path, std::uint32_t queue_limit) 
     db_ = nullptr;
     return message;
   }
+  for (const auto& [sql, statement] :
+       {std::pair{"BEGIN", &begin_}, std::pair{"COMMIT", &commit_},
+        std::pair{"ROLLBACK", &rollback_}, std::pair{kInsert, &insert_}}) {
+    if (sqlite3_prepare_v2(db_, sql, -1, statement, nullptr) != SQLITE_OK) {
+      std::string message = sqlite3_errmsg(db_);
+      FinalizeStatements();
+      sqlite3_close(db_);
+      db_ = nullptr;
+      return message;
+    }
+  }
   writer_ = plexus::TaskProcessor::Create({.name = "sim/cdr-writer",
                                            .dedicated_thread = true,
                                            .high_water = queue_limit,
@@ -58,12 +70,26 @@ void CdrWriter::Submit(std::vector<CallEnded> batch) {
   writer_->Push([this, b = std::move(batch)] { Write(b); });
 }
 
+namespace {
+// Runs a prepared statement that returns no rows, ready to run again.
+bool Step(sqlite3_stmt* statement) {
+  const bool done = sqlite3_step(statement) == SQLITE_DONE;
+  sqlite3_reset(statement);
+  return done;
+}
+}  // namespace
+
+void CdrWriter::FinalizeStatements() {
+  for (sqlite3_stmt** statement : {&begin_, &commit_, &rollback_, &insert_}) {
+    sqlite3_finalize(*statement);
+    *statement = nullptr;
+  }
+}
+
 void CdrWriter::Write(const std::vector<CallEnded>& batch) {
-  sqlite3_stmt* insert = nullptr;
-  if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db_, kInsert, -1, &insert, nullptr) != SQLITE_OK) {
+  sqlite3_stmt* insert = insert_;
+  if (!Step(begin_)) {
     failures_.fetch_add(batch.size(), std::memory_order_relaxed);
-    sqlite3_finalize(insert);
     return;
   }
   std::uint64_t ok = 0;
@@ -87,9 +113,8 @@ void CdrWriter::Write(const std::vector<CallEnded>& batch) {
     if (sqlite3_step(insert) == SQLITE_DONE) ++ok;
     sqlite3_reset(insert);
   }
-  sqlite3_finalize(insert);
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (!Step(commit_)) {
+    (void)Step(rollback_);
     ok = 0;
   }
   written_.fetch_add(ok, std::memory_order_relaxed);
@@ -104,6 +129,7 @@ std::int64_t CdrWriter::Close() {
     writer_ = nullptr;
   }
   if (db_ == nullptr) return -1;
+  FinalizeStatements();
   std::int64_t rows = -1;
   sqlite3_stmt* count = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM cdr", -1, &count, nullptr) == SQLITE_OK &&

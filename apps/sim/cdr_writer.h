@@ -17,6 +17,7 @@
 #include "plexus/exec/task_processor.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace sim {
 
@@ -47,9 +48,15 @@ class CdrWriter {
 
  private:
   void Write(const std::vector<CallEnded>& batch);
+  void FinalizeStatements();
 
   std::string path_;
   sqlite3* db_ = nullptr;  // used by the writer's thread only, between Open and Close
+  // Prepared once by Open (a batch's transaction would otherwise parse four statements).
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
+  sqlite3_stmt* rollback_ = nullptr;
+  sqlite3_stmt* insert_ = nullptr;
   plexus::Ref<plexus::TaskProcessor> writer_;
   std::atomic<std::uint64_t> written_{0};
   std::atomic<std::uint64_t> failures_{0};

@@ -194,6 +194,7 @@ struct CallOps {
     auto* c = new Call{&e, plan, static_cast<std::size_t>(plan.id % e.shards_.size())};
     c->t0 = Clock::now();
     Bump(e.counters_.started);
+    if (e.config_.calls_counter != nullptr) e.config_.calls_counter->Add();
     const std::int64_t now = e.counters_.in_flight.fetch_add(1, std::memory_order_relaxed) + 1;
     std::int64_t peak = e.counters_.peak_in_flight.load(std::memory_order_relaxed);
     while (now > peak && !e.counters_.peak_in_flight.compare_exchange_weak(

@@ -33,6 +33,7 @@
 #include "plexus/exec/task_processor.h"
 #include "plexus/exec/thread_pool.h"
 #include "plexus/exec/timer_heap.h"
+#include "plexus/ops/counter.h"
 #include "workload.h"
 
 namespace sim {
@@ -40,6 +41,8 @@ namespace sim {
 struct EngineConfig {
   std::uint32_t shards = 8;
   std::uint32_t queue_limit = 4096;  // a shard's high water (low water: half)
+  // Counts the calls set up, for the operator view's calls-per-second chart; may be null.
+  plexus::ops::Counter* calls_counter = nullptr;
 };
 
 enum Disposition : std::size_t { kAnswered, kNoAnswer, kBusy, kFailed, kCutShort, kDispositions };

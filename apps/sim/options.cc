@@ -44,6 +44,14 @@ Parsed ParseOptions(int argc, char** argv) {
       ->check(CLI::Range(4u, 10'000'000u));
   app.add_option("--checks", o.checks,
                  "reference debugging and lock-order validation (true/false)");
+  app.add_option("--stop-grace", o.stop_grace,
+                 "seconds the calls in flight may run on after a stop signal before they are "
+                 "cut short")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.footer(
+      "Exit status: 0 when every invariant held, 1 when one failed (the report names it), 2 "
+      "after a bad flag. SIGINT or SIGTERM stops new calls, drains and reports; a second one "
+      "during the drain exits at once with status 130, without a report.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -25,6 +25,7 @@ struct Options {
   std::uint64_t max_in_flight = 100'000;  // admission limit
   std::uint32_t queue_limit = 4096;       // queue high water / the stream's capacity
   bool checks = true;                     // reference debugging and lock-order validation
+  double stop_grace = 0;  // seconds the calls in flight may run on after a stop signal
 };
 
 // The options, or the exit status to leave with: 0 after --help, 2 after a bad flag (a

@@ -14,6 +14,7 @@
 #include "plexus/bus/cache_pattern.h"
 #include "plexus/core/ref_debug.h"
 #include "plexus/exec/thread_pool.h"
+#include "plexus/ops/counter.h"
 #include "plexus/sync/lock_order.h"
 #include "progress.h"
 #include "report.h"
@@ -119,8 +120,13 @@ int Run(const Options& options) {
     Consumers consumers(calls->GetTopic(), pool,
                         {.devices = options.devices, .queue_limit = options.queue_limit}, cdr,
                         events);
+    // The operator view charts it (calls per second); counted whether or not the view is on,
+    // at the cost of one relaxed increment a call.
+    plexus::ops::Counter calls_counter("calls", "Calls set up by the simulator.");
     CallEngine engine(pool, calls,
-                      {.shards = 2 * options.threads, .queue_limit = options.queue_limit});
+                      {.shards = 2 * options.threads,
+                       .queue_limit = options.queue_limit,
+                       .calls_counter = &calls_counter});
     Generator generator(options, engine,
                         [&] { return engine.Congested() || consumers.Congested(); });
     const char* phase = "calls";
@@ -148,9 +154,25 @@ int Run(const Options& options) {
     phase = "draining";
     const auto calls_done = [&] { return engine.Counters().in_flight.load() == 0; };
     bool drained = false;
-    if (!StopRequested())
+    if (!StopRequested()) {
       drained = WaitFor([&] { return calls_done() || StopRequested(); }, kDrainGrace, progress) &&
                 calls_done();
+    }
+    if (StopRequested()) {
+      // Said once the drain starts, so that whoever stops the run can tell its second signal
+      // lands on a drain (and exits at once) rather than before one.
+      std::fprintf(stderr,
+                   "\nplexus_sim: draining %lld calls in flight (%.3g s to finish on their own; "
+                   "a second signal exits at once with status %d)\n",
+                   static_cast<long long>(engine.Counters().in_flight.load()), options.stop_grace,
+                   kSecondSignalStatus);
+      if (options.stop_grace > 0) {
+        drained = WaitFor(calls_done,
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(options.stop_grace)),
+                          progress);
+      }
+    }
     f.interrupted = StopRequested();
     if (!drained) {
       engine.HangUpAll();

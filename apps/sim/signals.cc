@@ -17,7 +17,7 @@ extern "C" void OnStopSignal(int) {
     (void)!write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
     return;
   }
-  _exit(130);
+  _exit(kSecondSignalStatus);
 }
 
 }  // namespace

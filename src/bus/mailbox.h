@@ -139,6 +139,7 @@ class Mailbox {
   std::uint32_t MaxDepth() const noexcept { return max_depth_.load(std::memory_order_relaxed); }
   bool Alerted() const PLEXUS_EXCLUDES(mu_);
   std::uint32_t HighWater() const noexcept { return high_water_; }
+  std::uint32_t LowWater() const noexcept { return low_water_; }
 
  private:
   struct Segment;

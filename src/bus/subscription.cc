@@ -434,6 +434,8 @@ SubscriptionStats SubscriptionCore::Stats() const {
   s.subscribed = subscribed_.load(std::memory_order_relaxed);
   s.depth = mailbox_.Depth();
   s.alerted = mailbox_.Alerted();
+  s.high_water = mailbox_.HighWater();
+  s.low_water = mailbox_.LowWater();
   s.done = final_done_.load(std::memory_order_relaxed);
   if (mode_ == DeliveryMode::kSynchronous) s.done = final_started_.load() && !s.subscribed;
   return s;

@@ -674,6 +674,8 @@ TaskProcessorStats TaskProcessor::Stats() const {
   }
   s.executing = executing_.load(std::memory_order_relaxed);
   s.alerted = alerted_.load(std::memory_order_relaxed);
+  s.high_water = high_water_.load(std::memory_order_relaxed);
+  s.low_water = low_water_.load(std::memory_order_relaxed);
   s.suspended = suspended_.load(std::memory_order_relaxed);
   s.busy = std::chrono::nanoseconds(busy_ns_.load(std::memory_order_relaxed));
   return s;

@@ -81,6 +81,8 @@ json SubscriptionsJson(const OpsSnapshot& s) {
                     {"depth", sub.depth},
                     {"max_depth", sub.max_depth},
                     {"alerted", sub.alerted},
+                    {"high_water", sub.high_water},
+                    {"low_water", sub.low_water},
                     {"subscribed", sub.subscribed},
                     {"done", sub.done}});
   }
@@ -100,6 +102,8 @@ json TaskProcessorsJson(const OpsSnapshot& s) {
                    {"max_depth", tp.max_depth},
                    {"executing", tp.executing},
                    {"alerted", tp.alerted},
+                   {"high_water", tp.high_water},
+                   {"low_water", tp.low_water},
                    {"suspended", tp.suspended},
                    {"busy_seconds", Seconds(tp.busy)}});
   }
@@ -174,6 +178,14 @@ json RefsJson(const OpsSnapshot& s) {
   }
   return {
       {"taken_at_ms", UnixMillis(s.taken_at)}, {"enabled", s.ref_debugging}, {"objects", objects}};
+}
+
+json CountersJson(const OpsSnapshot& s) {
+  json counters = json::array();
+  for (const CounterStats& c : s.counters) {
+    counters.push_back({{"name", c.name}, {"help", c.help}, {"value", c.value}});
+  }
+  return {{"taken_at_ms", UnixMillis(s.taken_at)}, {"counters", counters}};
 }
 
 }  // namespace plexus::ops

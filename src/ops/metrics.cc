@@ -106,6 +106,12 @@ void AddSubscriptions(const OpsSnapshot& s, Families& f) {
             static_cast<double>(sub.max_depth));
     f.Gauge("plexus_subscription_alerted", "1 while the queue is above its high-water mark.", l,
             sub.alerted ? 1 : 0);
+    f.Gauge("plexus_subscription_queue_high_water",
+            "Queue depth at which the subscription's alert is raised.", l,
+            static_cast<double>(sub.high_water));
+    f.Gauge("plexus_subscription_queue_low_water",
+            "Queue depth at which the subscription's alert is cleared.", l,
+            static_cast<double>(sub.low_water));
   }
 }
 
@@ -130,6 +136,12 @@ void AddTaskProcessors(const OpsSnapshot& s, Families& f) {
             static_cast<double>(tp.max_depth));
     f.Gauge("plexus_taskprocessor_alerted", "1 while the queue is above its high-water mark.", l,
             tp.alerted ? 1 : 0);
+    f.Gauge("plexus_taskprocessor_queue_high_water",
+            "Queue depth at which the task processor's alert is raised.", l,
+            static_cast<double>(tp.high_water));
+    f.Gauge("plexus_taskprocessor_queue_low_water",
+            "Queue depth at which the task processor's alert is cleared.", l,
+            static_cast<double>(tp.low_water));
   }
 }
 
@@ -173,6 +185,16 @@ void AddLocksAndRefs(const OpsSnapshot& s, Families& f) {
   }
 }
 
+// One family for every program counter, told apart by a label: a counter's name is free text
+// chosen by the program, which need not make a valid metric name.
+void AddCounters(const OpsSnapshot& s, Families& f) {
+  for (const CounterStats& c : s.counters) {
+    f.Counter("plexus_app_events_total",
+              "Counters the program registered with the operator view (plexus::ops::Counter).",
+              {{"counter", c.name}}, static_cast<double>(c.value));
+  }
+}
+
 }  // namespace
 
 std::vector<MetricFamily> ToMetricFamilies(const OpsSnapshot& snapshot) {
@@ -182,6 +204,7 @@ std::vector<MetricFamily> ToMetricFamilies(const OpsSnapshot& snapshot) {
   AddTaskProcessors(snapshot, f);
   AddPoolAndTimers(snapshot, f);
   AddLocksAndRefs(snapshot, f);
+  AddCounters(snapshot, f);
   return f.Take();
 }
 

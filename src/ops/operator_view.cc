@@ -230,6 +230,7 @@ std::unique_ptr<OperatorView> OperatorView::Start(OperatorViewOptions options) {
   ServeJson(server, "/api/locks", SnapshotParts::kGroupLocks | SnapshotParts::kLockOrder,
             &LocksJson);
   ServeJson(server, "/api/refs", SnapshotParts::kRefs, &RefsJson);
+  ServeJson(server, "/api/counters", SnapshotParts::kCounters, &CountersJson);
 
   if (port == 0) {
     port = server.bind_to_any_port(impl->host);

@@ -16,6 +16,7 @@ OpsSnapshot TakeSnapshot(SnapshotParts parts) {
   if (Has(parts, SnapshotParts::kLockOrder)) {
     s.recent_lock_order_violations = RecentLockOrderViolations();
   }
+  if (Has(parts, SnapshotParts::kCounters)) s.counters = ListCounters();
   s.ref_debugging = RefDebuggingEnabled();
   if (Has(parts, SnapshotParts::kRefs) && s.ref_debugging) s.tracked_objects = LiveTrackedObjects();
 

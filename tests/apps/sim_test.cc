@@ -277,5 +277,46 @@ TEST(Sim, OP05_SigtermStopsDrainsAndReports) {
   StopsCleanlyOn(SIGTERM);
 }
 
+// A second signal during the drain exits at once with status 130. The drain is made as long
+// as the flags allow (calls that talk for an hour, a day's grace to finish on their own), so
+// an exit with that status, and without the report, can only be the second signal's.
+void SecondSignalExitsAtOnce(int signal) {
+  SimChild child({"--rate=300", "--duration=600", "--talk-ms=3600000", "--stop-grace=86400",
+                  "--threads=2", "--report=json"});
+  ASSERT_TRUE(child.WaitForStderrLine([](const std::string& line) {
+    const std::size_t at = line.find("calls up");
+    return at != std::string::npos && std::stol(line.substr(at + 8)) > 0;
+  })) << child.Err();
+  child.Signal(signal);
+  long in_flight = -1;
+  ASSERT_TRUE(child.WaitForStderrLine([&](const std::string& line) {
+    const std::string said = "plexus_sim: draining ";
+    const std::size_t at = line.find(said);
+    if (at == std::string::npos) return false;
+    in_flight = std::stol(line.substr(at + said.size()));
+    return true;
+  })) << child.Err();
+  EXPECT_GT(in_flight, 0) << "nothing left to drain: " << child.Err();
+  child.Signal(signal);
+  EXPECT_EQ(child.Wait(), 130) << child.Out() << child.Err();
+  EXPECT_EQ(child.Out(), "") << "a report means the drain ended first";
+}
+
+TEST(Sim, OP05_SecondSigintDuringTheDrainExitsAtOnce) {
+  SecondSignalExitsAtOnce(SIGINT);
+}
+TEST(Sim, OP05_SecondSigtermDuringTheDrainExitsAtOnce) {
+  SecondSignalExitsAtOnce(SIGTERM);
+}
+
+TEST(Sim, OP05_HelpSaysWhatASecondSignalDoes) {
+  const SimResult r = RunSim({"--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("--stop-grace"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("a second one during the drain exits at once with status 130"),
+            std::string::npos)
+      << r.out;
+}
+
 }  // namespace
 }  // namespace sim_test

@@ -19,6 +19,7 @@
 #include "plexus/bus/bus.h"
 #include "plexus/exec/task_processor.h"
 #include "plexus/exec/timer_heap.h"
+#include "plexus/ops/counter.h"
 #include "plexus/ops/operator_view.h"
 
 namespace plexus::ops {
@@ -33,7 +34,7 @@ struct Workload {
         topic, [](const Message&, bool) {},
         SubscriptionOptions{.mode = DeliveryMode::kSynchronous});
     for (int i = 0; i < 17; ++i) topic->Publish(plexus_test::IntType(), i);
-    tp = TaskProcessor::Create({.name = "op07/tp"});
+    tp = TaskProcessor::Create({.name = "op07/tp", .high_water = 40, .low_water = 30});
     for (int i = 0; i < 5; ++i) tp->PushAndWait([] {});
     heap = TimerHeap::Create("op07.heap");
     std::promise<void> fired;
@@ -48,6 +49,7 @@ struct Workload {
   Subscription sub;
   Ref<TaskProcessor> tp;
   Ref<TimerHeap> heap;
+  Counter calls{"op07.calls", "metrics test"};
 };
 
 // A parser written to the text format's specification (version 0.0.4), by hand rather than
@@ -123,6 +125,7 @@ std::string Key(const std::string& name, const std::string& labels) {
 
 TEST(Metrics, OP07_CountersEqualTheStatisticsApi) {
   Workload w;
+  w.calls.Add(12);
   auto view = OperatorView::Start();
   ASSERT_NE(view, nullptr);
   // The workload is quiet: what the APIs say now is what /metrics must say.
@@ -151,6 +154,8 @@ TEST(Metrics, OP07_CountersEqualTheStatisticsApi) {
     EXPECT_EQ(samples.at(Key("plexus_subscription_queued_messages_total", l)), s.queued);
     EXPECT_EQ(samples.at(Key("plexus_subscription_callbacks_total", l)), s.dispatched);
     EXPECT_EQ(samples.at(Key("plexus_subscription_queue_max_depth", l)), s.max_depth);
+    EXPECT_EQ(samples.at(Key("plexus_subscription_queue_high_water", l)), s.high_water);
+    EXPECT_EQ(samples.at(Key("plexus_subscription_queue_low_water", l)), s.low_water);
     ++checked;
   }
   for (const TaskProcessorStats& tp : tps) {
@@ -158,6 +163,8 @@ TEST(Metrics, OP07_CountersEqualTheStatisticsApi) {
     const std::string l = "taskprocessor=\"op07/tp\"";
     EXPECT_EQ(samples.at(Key("plexus_taskprocessor_tasks_processed_total", l)), tp.processed);
     EXPECT_EQ(samples.at(Key("plexus_taskprocessor_queue_max_depth", l)), tp.max_depth);
+    EXPECT_EQ(samples.at(Key("plexus_taskprocessor_queue_high_water", l)), 40);
+    EXPECT_EQ(samples.at(Key("plexus_taskprocessor_queue_low_water", l)), 30);
     EXPECT_DOUBLE_EQ(samples.at(Key("plexus_taskprocessor_busy_seconds_total", l)),
                      std::chrono::duration<double>(tp.busy).count());
     EXPECT_EQ(tp.processed, 5u);
@@ -171,6 +178,7 @@ TEST(Metrics, OP07_CountersEqualTheStatisticsApi) {
     EXPECT_EQ(samples.at(Key("plexus_timer_pending", l)), h.pending);
     ++checked;
   }
+  EXPECT_EQ(samples.at(Key("plexus_app_events_total", "counter=\"op07.calls\"")), 12);
   EXPECT_EQ(checked, 4);
   EXPECT_EQ(samples.at("plexus_lock_order_violations_total"), LockOrderViolationCount());
 }

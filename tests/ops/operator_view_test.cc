@@ -15,9 +15,12 @@
 
 #include "bus/bus_test_support.h"
 #include "core/test_support.h"
+#include "exec/exec_test_support.h"
 #include "gtest/gtest.h"
 #include "ops/ops_test_support.h"
 #include "plexus/bus/bus.h"
+#include "plexus/exec/task_processor.h"
+#include "plexus/ops/counter.h"
 
 namespace plexus::ops {
 namespace {
@@ -55,7 +58,8 @@ TEST(OperatorView, OP06_EveryEndpointAnswers) {
       {"/api/taskprocessors", "taskprocessors"},
       {"/api/timers", "timer_heaps"},
       {"/api/locks", "group_locks"},
-      {"/api/refs", "objects"}};
+      {"/api/refs", "objects"},
+      {"/api/counters", "counters"}};
   for (const auto& [path, member] : documents) {
     SCOPED_TRACE(path);
     const HttpResponse r = Get(port, path);
@@ -107,6 +111,84 @@ TEST(OperatorView, StopIsIdempotentAndClosesThePort) {
   view->Stop();
   view->Stop();
   EXPECT_EQ(plexus_test::ConnectLoopback(port), -1);
+}
+
+// The item of `list` whose `field` is `value`, or null.
+const nlohmann::json* Find(const nlohmann::json& list, const char* field,
+                           const std::string& value) {
+  for (const nlohmann::json& item : list) {
+    if (item[field] == value) return &item;
+  }
+  return nullptr;
+}
+
+// The alert levels shown are those each queue reports, and follow it when they change: the
+// view and its page keep no levels of their own.
+TEST(OperatorView, OP06_AlertLevelsComeFromTheQueuesStatistics) {
+  Ref<TaskProcessor> tp =
+      TaskProcessor::Create({.name = "op06/levels", .high_water = 3, .low_water = 1});
+  Ref<Topic> topic = Topic::Create("op06.levels");
+  Subscription sub = Subscription::Create(
+      topic, [](const Message&, bool) {}, SubscriptionOptions{.high_water = 7, .low_water = 2});
+  auto view = OperatorView::Start();
+  ASSERT_NE(view, nullptr);
+  plexus_test::Gate gate;
+  tp->Push(gate.waiter());
+  ASSERT_TRUE(gate.WaitForArrivals(1));
+  for (int i = 0; i < 3; ++i) tp->Push([] {});  // three waiting: at the high-water mark
+
+  auto processor = [&] {
+    const nlohmann::json j = nlohmann::json::parse(Get(view->Port(), "/api/taskprocessors").body);
+    const nlohmann::json* p = Find(j["taskprocessors"], "name", "op06/levels");
+    return p != nullptr ? *p : nlohmann::json();
+  };
+  nlohmann::json p = processor();
+  ASSERT_FALSE(p.is_null());
+  EXPECT_EQ(p["high_water"], 3);
+  EXPECT_EQ(p["low_water"], 1);
+  EXPECT_EQ(p["depth"], 3);
+  EXPECT_EQ(p["alerted"], true);
+
+  // Raised levels: the same depth is no longer an alert, and the JSON says why.
+  tp->SetAlertLevels(/*low_water=*/5, /*high_water=*/10);
+  p = processor();
+  EXPECT_EQ(p["high_water"], 10);
+  EXPECT_EQ(p["low_water"], 5);
+  EXPECT_EQ(p["depth"], 3);
+  EXPECT_EQ(p["alerted"], false);
+  EXPECT_EQ(tp->Stats().high_water, 10u);
+
+  const nlohmann::json subs = nlohmann::json::parse(Get(view->Port(), "/api/subscriptions").body);
+  const nlohmann::json* s = Find(subs["subscriptions"], "topic", "op06.levels");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ((*s)["high_water"], 7);
+  EXPECT_EQ((*s)["low_water"], 2);
+  EXPECT_EQ((*s)["high_water"], sub.Stats().high_water);
+
+  gate.Open();
+  sub.UnsubscribeAndJoin();
+}
+
+// A program's own counters are served beside plexus's statistics, while they live.
+TEST(OperatorView, OP06_ProgramCountersAreServed) {
+  auto view = OperatorView::Start();
+  ASSERT_NE(view, nullptr);
+  {
+    Counter calls("op06.calls", "calls set up");
+    calls.Add(41);
+    calls.Add();
+    const nlohmann::json j = nlohmann::json::parse(Get(view->Port(), "/api/counters").body);
+    const nlohmann::json* c = Find(j["counters"], "name", "op06.calls");
+    ASSERT_NE(c, nullptr) << j;
+    EXPECT_EQ((*c)["value"], 42);
+    EXPECT_EQ((*c)["help"], "calls set up");
+    EXPECT_TRUE(j.contains("taken_at_ms"));
+    EXPECT_NE(Get(view->Port(), "/metrics")
+                  .body.find("plexus_app_events_total{counter=\"op06.calls\"} 42"),
+              std::string::npos);
+  }
+  const nlohmann::json j = nlohmann::json::parse(Get(view->Port(), "/api/counters").body);
+  EXPECT_EQ(Find(j["counters"], "name", "op06.calls"), nullptr) << j;
 }
 
 // -----------------------------------------------------------------------------------------

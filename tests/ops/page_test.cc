@@ -18,6 +18,7 @@
 #include "ops/ops_test_support.h"
 #include "plexus/bus/bus.h"
 #include "plexus/exec/task_processor.h"
+#include "plexus/ops/counter.h"
 #include "plexus/ops/operator_view.h"
 #include "plexus/sync/group_lock.h"
 #include "plexus/sync/mutex.h"
@@ -73,7 +74,7 @@ std::string Text(const json& j) {
 
 // What the JSON says for a data-k key; empty when the key names nothing.
 std::string Expected(const std::string& key, const json& topics, const json& tps, const json& subs,
-                     const json& locks) {
+                     const json& locks, const json& counters) {
   std::vector<std::string> part;
   std::stringstream ss(key);
   for (std::string p; std::getline(ss, p, '|');) part.push_back(p);
@@ -95,6 +96,7 @@ std::string Expected(const std::string& key, const json& topics, const json& tps
   if (part[0] == "tp") item = find(tps["taskprocessors"], "name", part[1]);
   if (part[0] == "sub") item = find(subs["subscriptions"], "id", part[1]);
   if (part[0] == "lock") item = find(locks["group_locks"], "address", part[1]);
+  if (part[0] == "counter") item = find(counters["counters"], "name", part[1]);
   if (item == nullptr) return {};
   if (part[0] == "lock" && part[2] == "chain") return std::to_string((*item)["chain"].size());
   return Text((*item)[part[2]]);
@@ -112,7 +114,11 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
       busy, [](const Message&, bool) {}, SubscriptionOptions{.mode = DeliveryMode::kSynchronous});
   for (int i = 0; i < 30; ++i) busy->Publish(plexus_test::IntType(), i);
   for (int i = 0; i < 3; ++i) quiet->Publish(plexus_test::IntType(), i);
-  Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "op08/queue"});
+  Ref<TaskProcessor> tp =
+      TaskProcessor::Create({.name = "op08/queue", .high_water = 2, .low_water = 1});
+  // The program's own counter, which the page charts per second.
+  Counter calls("op08.calls", "calls set up");
+  calls.Add(1234);
   plexus_test::Gate gate;
   tp->Push(gate.waiter());
   ASSERT_TRUE(gate.WaitForArrivals(1));
@@ -136,6 +142,7 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
   const json tps = json::parse(plexus_test::Get(view->Port(), "/api/taskprocessors").body);
   const json subs = json::parse(plexus_test::Get(view->Port(), "/api/subscriptions").body);
   const json locks = json::parse(plexus_test::Get(view->Port(), "/api/locks").body);
+  const json counters = json::parse(plexus_test::Get(view->Port(), "/api/counters").body);
   group->Release();  // the page and the JSON were read while it was held
   ASSERT_EQ(chromium_status, 0) << plexus_test::ReadFile(err_file);
 
@@ -145,7 +152,7 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
   int compared = 0;
   for (const auto& [key, value] : shown) {
     SCOPED_TRACE(key);
-    const std::string expected = Expected(key, topics, tps, subs, locks);
+    const std::string expected = Expected(key, topics, tps, subs, locks, counters);
     if (expected.empty()) continue;  // not of this workload
     EXPECT_EQ(value, expected);
     ++compared;
@@ -156,6 +163,13 @@ TEST(OperatorPage, OP08_RenderedNumbersMatchTheJsonEndpoints) {
   EXPECT_EQ(shown.at("topic|" + std::to_string(quiet->Id()) + "|published"),
             std::to_string(quiet->Stats().published));
   EXPECT_EQ(shown.at("tp|op08/queue|depth"), "2");
+  // The levels the task processor reports, and the alert they raise (depth 2 at high water 2).
+  EXPECT_EQ(shown.at("tp|op08/queue|high_water"), "2");
+  EXPECT_NE(dom.find("<td class=\"alert\">op08/queue</td>"), std::string::npos) << dom;
+  EXPECT_EQ(shown.at("counter|op08.calls|value"), "1234");
+  // The chart follows the program's counter (the first by name: this test's only one).
+  EXPECT_NE(dom.find("<span id=\"chart-title\">op08.calls</span>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("data-series=\"op08.calls\""), std::string::npos);
   char address[32];
   std::snprintf(address, sizeof address, "%p", static_cast<const void*>(group.get()));
   EXPECT_EQ(shown.at(std::string("lock|") + address + "|chain"), "1");

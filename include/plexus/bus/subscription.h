@@ -114,6 +114,8 @@ struct SubscriptionStats {
   std::size_t depth = 0;         // messages waiting (and being handled)
   std::size_t max_depth = 0;
   bool alerted = false;
+  std::uint32_t high_water = 0;  // the alert is raised at this depth...
+  std::uint32_t low_water = 0;   // ...and cleared at this one
   bool subscribed = false;
   bool done = false;  // the final message was handled
 };

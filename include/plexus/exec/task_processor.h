@@ -115,6 +115,8 @@ struct TaskProcessorStats {
   std::size_t max_depth = 0;    // the most tasks ever waiting at once
   bool executing = false;       // a task is running now
   bool alerted = false;
+  std::uint32_t high_water = 0;      // the alert is raised at this depth...
+  std::uint32_t low_water = 0;       // ...and cleared at this one
   std::uint32_t suspended = 0;       // suspension count
   std::chrono::nanoseconds busy{0};  // total time spent running tasks
 };

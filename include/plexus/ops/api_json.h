@@ -24,5 +24,6 @@ nlohmann::json TaskProcessorsJson(const OpsSnapshot& snapshot);  // /api/taskpro
 nlohmann::json TimersJson(const OpsSnapshot& snapshot);          // /api/timers
 nlohmann::json LocksJson(const OpsSnapshot& snapshot);           // /api/locks
 nlohmann::json RefsJson(const OpsSnapshot& snapshot);            // /api/refs
+nlohmann::json CountersJson(const OpsSnapshot& snapshot);        // /api/counters
 
 }  // namespace plexus::ops

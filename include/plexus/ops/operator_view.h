@@ -7,7 +7,9 @@
 // "stasis show topics" show at its console):
 //
 //   /                    one self-contained page (script included, no external assets):
-//                        busiest topics, queue depths, alerts, a message-rate chart, group locks
+//                        busiest topics, queue depths against their alert levels, alerts,
+//                        per-second charts of the program's counters (or, without any, of
+//                        the messages published), group locks
 //   /metrics             Prometheus text exposition (plexus/ops/metrics.h)
 //   /api/topics          JSON (plexus/ops/api_json.h), rendered from the same snapshot
 //   /api/subscriptions   structs the statistics APIs return
@@ -15,6 +17,7 @@
 //   /api/timers
 //   /api/locks           live group locks with holders and chains; lock-order reports
 //   /api/refs            tracked objects and their holders (reference debugging on)
+//   /api/counters        the program's own counters (plexus/ops/counter.h)
 //
 // Any other path is 404; any method other than GET (and HEAD) is 405.
 //

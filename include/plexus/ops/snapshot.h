@@ -4,9 +4,9 @@
 //
 // OpsSnapshot gathers what the statistics APIs of every layer report (the bus's topics and
 // subscriptions, task processors and the shared pool, timer heaps, alerts, group locks,
-// lock-order reports, tracked references) into one value. The operator view renders both its
-// Prometheus page and its JSON from such a value, so the two can never disagree with each
-// other or with the listings they were copied from.
+// lock-order reports, tracked references), and the program's own counters, into one value. The
+// operator view renders both its Prometheus page and its JSON from such a value, so the two can
+// never disagree with each other or with the listings they were copied from.
 //
 // Taking a snapshot calls the listings one after another: each listing is consistent in
 // itself, the snapshot as a whole is not an atomic cut across layers.
@@ -26,6 +26,7 @@
 #include "plexus/core/ref_debug.h"
 #include "plexus/exec/task_processor.h"
 #include "plexus/exec/timer_heap.h"
+#include "plexus/ops/counter.h"
 #include "plexus/sync/group_lock_stats.h"
 #include "plexus/sync/lock_order.h"
 
@@ -42,9 +43,10 @@ enum class SnapshotParts : unsigned {
   kGroupLocks = 1u << 4,  // every live group lock: costs a walk of all of them
   kLockOrder = 1u << 5,   // the recent lock-order reports
   kRefs = 1u << 6,        // every tracked object with its holders (ref debugging on only)
+  kCounters = 1u << 7,    // the program's own counters (plexus/ops/counter.h)
   // What /metrics needs: the listings with counters, not the per-object lock and ref lists.
-  kMetrics = kTopics | kSubscriptions | kTaskProcessors | kTimers,
-  kAll = 0x7f,
+  kMetrics = kTopics | kSubscriptions | kTaskProcessors | kTimers | kCounters,
+  kAll = 0xff,
 };
 constexpr SnapshotParts operator|(SnapshotParts a, SnapshotParts b) {
   return static_cast<SnapshotParts>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
@@ -71,6 +73,7 @@ struct OpsSnapshot {
   std::vector<GroupLockInfo> group_locks;
   std::vector<LockOrderViolation> recent_lock_order_violations;
   std::vector<TrackedObject> tracked_objects;
+  std::vector<CounterStats> counters;
 
   PoolSnapshot shared_pool;
   std::size_t live_topics = 0;
