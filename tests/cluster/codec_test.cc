@@ -161,8 +161,8 @@ TEST(Codec, CL08_FrameRefusalsPassThrough) {
 
 TEST(Codec, CL08_UnknownType) {
   const CodecRegistry codecs = Registry();
-  const DecodedMessage got =
-      DecodeMessage(codecs, RawFrame("NoSuchType", Encoding::kJson, "{}"), {}, kNodeB);
+  const std::string bytes = RawFrame("NoSuchType", Encoding::kJson, "{}");
+  const DecodedMessage got = DecodeMessage(codecs, bytes, {}, kNodeB);  // views into `bytes`
   EXPECT_EQ(got.reason, RejectReason::kUnknownType);
   EXPECT_EQ(got.frame.type_name, "NoSuchType");  // the frame is there for the log line
   EXPECT_FALSE(got.message);
