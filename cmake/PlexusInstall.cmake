@@ -14,6 +14,13 @@ if(TARGET plexus_ops)
 else()
   set(PLEXUS_HAS_OPS OFF)
 endif()
+# plexus::cluster links libnats privately (a static library's consumers still link it) and
+# nlohmann-json publicly; the package config finds both when the layer was built.
+if(TARGET plexus_cluster)
+  set(PLEXUS_HAS_CLUSTER ON)
+else()
+  set(PLEXUS_HAS_CLUSTER OFF)
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/plexusConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/plexusConfig.cmake
                               INSTALL_DESTINATION ${PLEXUS_CMAKE_DIR})
@@ -29,6 +36,9 @@ foreach(target IN LISTS PLEXUS_EXPORTED_TARGETS)
 endforeach()
 if(PLEXUS_HAS_OPS)
   string(APPEND PLEXUS_PC_LIBS "-lprometheus-cpp-core -lcpp-httplib ")
+endif()
+if(PLEXUS_HAS_CLUSTER)
+  string(APPEND PLEXUS_PC_LIBS "-lnats ")
 endif()
 # The prefix is computed from the .pc file's own location, so an installed tree can be moved
 # (and `cmake --install --prefix` elsewhere than the configured prefix works).

@@ -13,6 +13,10 @@ packages=(
   # promtool and a Prometheus server to scrape it, a headless browser to render its page.
   libcpp-httplib-dev prometheus-cpp-dev prometheus chromium
   libcli11-dev libsqlite3-dev
+  # The cluster layer (plexus::cluster) and its tests: the NATS C client, a NATS server for the
+  # tests and benchmarks to start, and clang's runtimes for the wire decoder's fuzz target
+  # (libFuzzer with ASan and UBSan: -fsanitize=fuzzer,address,undefined).
+  libnats-dev nats-server libclang-rt-16-dev
 )
 
 missing=()

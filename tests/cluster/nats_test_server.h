@@ -52,19 +52,22 @@ class NatsServer {
   bool Restart(std::chrono::milliseconds ready_within = std::chrono::seconds(20));
 
  private:
+  friend class NatsCluster;  // waits for every member's routes once all are up
   NatsServer() = default;
   Options options_;
-  std::string dir_;
+  std::string dir_;    // config and log; removed with the server
+  int http_port_ = 0;  // monitoring (/healthz, /routez)
   pid_t pid_ = -1;
   bool Launch(std::chrono::milliseconds ready_within);
+  bool WaitReady(std::chrono::milliseconds ready_within);
+  void DumpLog(const std::string& why) const;
 };
 
 class NatsCluster {
  public:
   // `n` servers (n1..nN) routed to each other, every one ready with n-1 routes.
-  static std::unique_ptr<NatsCluster> Start(int n = 3,
-                                            std::chrono::milliseconds ready_within =
-                                                std::chrono::seconds(30));
+  static std::unique_ptr<NatsCluster> Start(
+      int n = 3, std::chrono::milliseconds ready_within = std::chrono::seconds(30));
   NatsServer& Server(int i) { return *servers_.at(i); }
   int size() const noexcept { return static_cast<int>(servers_.size()); }
   std::vector<std::string> Urls() const;  // in server order

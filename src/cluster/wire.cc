@@ -1,0 +1,153 @@
+#include "plexus/cluster/wire.h"
+
+#include <cstring>
+
+namespace plexus::cluster {
+namespace {
+
+constexpr std::size_t kNodeOffset = 4;
+constexpr std::size_t kSeqOffset = 12;
+constexpr std::size_t kTimestampOffset = 20;
+constexpr std::size_t kTypeLengthOffset = 28;
+static_assert(kFrameFixedBytes == kTypeLengthOffset + 1);
+
+void PutLittle(std::string& out, std::uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+std::uint64_t GetLittle(const unsigned char* p, int bytes) noexcept {
+  std::uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value |= std::uint64_t{p[i]} << (8 * i);
+  return value;
+}
+
+NodeId NodeAt(const unsigned char* p) noexcept {
+  NodeId::Bytes b{};
+  std::memcpy(b.data(), p, b.size());
+  for (std::uint8_t byte : b) {
+    if (byte != 0) return NodeId(b);
+  }
+  return NodeId::None();  // all zero: the frame names no node
+}
+
+// Reads a length-prefixed field at `*pos`, advancing it; false when the frame is too short.
+bool ReadField(std::string_view bytes, std::size_t& pos, int length_bytes, std::size_t limit,
+               std::string_view& field, bool& over_limit) noexcept {
+  if (bytes.size() - pos < static_cast<std::size_t>(length_bytes)) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data()) + pos;
+  const std::uint64_t length = GetLittle(p, length_bytes);
+  pos += static_cast<std::size_t>(length_bytes);
+  if (length > limit) {
+    over_limit = true;
+    return true;
+  }
+  if (bytes.size() - pos < length) return false;
+  field = bytes.substr(pos, static_cast<std::size_t>(length));
+  pos += static_cast<std::size_t>(length);
+  return true;
+}
+
+}  // namespace
+
+std::string_view RejectReasonName(RejectReason reason) noexcept {
+  switch (reason) {
+    case RejectReason::kNone:
+      return "none";
+    case RejectReason::kTruncated:
+      return "truncated";
+    case RejectReason::kBadMagic:
+      return "bad_magic";
+    case RejectReason::kUnsupportedVersion:
+      return "unsupported_version";
+    case RejectReason::kUnknownEncoding:
+      return "unknown_encoding";
+    case RejectReason::kOversized:
+      return "oversized";
+    case RejectReason::kTypeNameTooLong:
+      return "type_name_too_long";
+    case RejectReason::kIdTooLong:
+      return "id_too_long";
+    case RejectReason::kTrailingBytes:
+      return "trailing_bytes";
+    case RejectReason::kUnknownType:
+      return "unknown_type";
+    case RejectReason::kPayloadRefused:
+      return "payload_refused";
+    case RejectReason::kClaimsLocalNode:
+      return "claims_local_node";
+    case RejectReason::kNoNode:
+      return "no_node";
+    case RejectReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+void EncodeFrame(const Frame& frame, std::string& out) {
+  out.reserve(out.size() + kFrameFixedBytes + frame.type_name.size() + 2 + frame.id.size() + 4 +
+              frame.payload.size());
+  out.push_back('P');
+  out.push_back('X');
+  out.push_back(static_cast<char>(kWireVersion));
+  out.push_back(static_cast<char>(frame.encoding));
+  if (frame.node.IsNone()) {
+    out.append(6, '\0');
+  } else {
+    for (std::uint8_t b : frame.node.bytes()) out.push_back(static_cast<char>(b));
+  }
+  PutLittle(out, 0, 2);  // flags
+  PutLittle(out, frame.seq, 8);
+  PutLittle(out, static_cast<std::uint64_t>(frame.timestamp_ns), 8);
+  PutLittle(out, frame.type_name.size(), 1);
+  out.append(frame.type_name);
+  PutLittle(out, frame.id.size(), 2);
+  out.append(frame.id);
+  PutLittle(out, frame.payload.size(), 4);
+  out.append(frame.payload);
+}
+
+RejectReason DecodeFrame(std::string_view bytes, const WireLimits& limits, Frame& frame) noexcept {
+  // Magic and version first, so that a foreign message is named as such even when short.
+  if (bytes.size() >= 2 && (bytes[0] != 'P' || bytes[1] != 'X')) return RejectReason::kBadMagic;
+  if (bytes.size() >= 3 && static_cast<std::uint8_t>(bytes[2]) != kWireVersion) {
+    return RejectReason::kUnsupportedVersion;
+  }
+  if (bytes.size() > limits.max_frame_bytes) return RejectReason::kOversized;
+  if (bytes.size() < kFrameFixedBytes) return RejectReason::kTruncated;
+
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (p[3] > static_cast<std::uint8_t>(Encoding::kBinary)) return RejectReason::kUnknownEncoding;
+  frame.encoding = static_cast<Encoding>(p[3]);
+  frame.node = NodeAt(p + kNodeOffset);
+  // The flags (offset 10) are reserved: ignored, so that a later version may set them.
+  frame.seq = GetLittle(p + kSeqOffset, 8);
+  frame.timestamp_ns = static_cast<std::int64_t>(GetLittle(p + kTimestampOffset, 8));
+
+  std::size_t pos = kTypeLengthOffset;
+  bool over = false;
+  if (!ReadField(bytes, pos, 1, limits.max_type_name_bytes, frame.type_name, over)) {
+    return RejectReason::kTruncated;
+  }
+  if (over || frame.type_name.empty()) return RejectReason::kTypeNameTooLong;
+  frame.id = {};
+  if (!ReadField(bytes, pos, 2, limits.max_id_bytes, frame.id, over)) {
+    return RejectReason::kTruncated;
+  }
+  if (over) return RejectReason::kIdTooLong;
+  // The payload is bounded by the frame (checked against max_frame_bytes above).
+  frame.payload = {};
+  if (!ReadField(bytes, pos, 4, bytes.size(), frame.payload, over) || over) {
+    return RejectReason::kTruncated;
+  }
+  if (pos != bytes.size()) return RejectReason::kTrailingBytes;
+  return RejectReason::kNone;
+}
+
+NodeId PeekFrameNode(std::string_view bytes) noexcept {
+  if (bytes.size() < kNodeOffset + 6 || bytes[0] != 'P' || bytes[1] != 'X') {
+    return NodeId::None();
+  }
+  return NodeAt(reinterpret_cast<const unsigned char*>(bytes.data()) + kNodeOffset);
+}
+
+}  // namespace plexus::cluster
