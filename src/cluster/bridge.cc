@@ -136,7 +136,7 @@ natsConnection* BridgeCore::Connect(bool send_asap, const char* role) {
 }
 
 bool BridgeCore::Start() {
-  data_ = Connect(/*send_asap=*/false, "data");
+  data_ = Connect(options_.send_asap, "data");
   if (data_ == nullptr) return false;
   ctl_ = Connect(/*send_asap=*/true, "ctl");
   if (ctl_ == nullptr) return false;
@@ -462,6 +462,14 @@ RequestResult BridgeCore::Request(const NodeId& node, std::string_view service,
   return result;
 }
 
+bool BridgeCore::Flush(std::chrono::milliseconds timeout) {
+  {
+    MutexLock lock(mu_);
+    if (stopping_) return false;
+  }
+  return natsConnection_FlushTimeout(data_, timeout.count()) == NATS_OK;
+}
+
 void BridgeCore::Stop(bool orderly, SourceLocation where) {
   if (InCallback::Active()) {
     ReportMisuse("Bridge::Stop from a callback of the bridge", where);
@@ -624,6 +632,10 @@ RequestResult Bridge::Request(const NodeId& node, std::string_view service,
                               std::string_view payload, std::chrono::milliseconds timeout,
                               SourceLocation where) {
   return core_->Request(node, service, payload, timeout, where);
+}
+
+bool Bridge::Flush(std::chrono::milliseconds timeout) {
+  return core_->Flush(timeout);
 }
 
 void Bridge::Stop(SourceLocation where) {

@@ -102,6 +102,7 @@ class BridgeCore {
   RequestResult Request(const NodeId& node, std::string_view service, std::string_view payload,
                         std::chrono::milliseconds timeout, SourceLocation where);
   void Stop(bool orderly, SourceLocation where);
+  bool Flush(std::chrono::milliseconds timeout);
 
   const BridgeOptions& options() const noexcept { return options_; }
   std::string SubjectFor(std::string_view name) const;
