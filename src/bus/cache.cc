@@ -38,6 +38,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -58,9 +60,48 @@ namespace plexus {
 namespace bus_internal {
 namespace {
 
+std::uint64_t Load64(const char* p) noexcept {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+std::uint64_t Load32(const char* p) noexcept {
+  std::uint32_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+// Ids are short (Asterisk's uniqueids are 15-20 bytes) and every read and write hashes one:
+// eight bytes per multiply, the tail read as one (overlapping) word, instead of a general
+// byte-string hash, which costs a read several times over. The multiplies and folds spread the
+// changing last digits over the low bits (the slot) and the high ones (the shard).
+std::size_t HashId(std::string_view id) noexcept {
+  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
+  const char* p = id.data();
+  std::size_t n = id.size();
+  std::uint64_t h = (n + 1) * kMul;
+  auto mix = [&h](std::uint64_t w) {
+    h = (h ^ w) * kMul;
+    h ^= h >> 32;
+  };
+  if (n >= 8) {
+    const char* const last = p + n - 8;
+    for (; p < last; p += 8) mix(Load64(p));
+    mix(Load64(last));
+  } else if (n >= 4) {
+    mix(Load32(p) | (Load32(p + n - 4) << 32));
+  } else if (n > 0) {
+    mix(static_cast<unsigned char>(p[0]) |
+        (std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8) |
+        (std::uint64_t{static_cast<unsigned char>(p[n - 1])} << 16));
+  }
+  h *= 0xD6E8FEB86659FD93ull;
+  return h ^ (h >> 29);
+}
+
 std::size_t HashKey(const MessageType* type, std::string_view id) noexcept {
   // The type's dense id rather than its address: addresses share their low bits.
-  return std::hash<std::string_view>{}(id) ^ (std::size_t{type->Id()} * 0x9E3779B97F4A7C15ull);
+  return HashId(id) ^ (std::size_t{type->Id()} * 0x9E3779B97F4A7C15ull);
 }
 
 // Marks a slot whose entry was removed: a probe goes on past it, an insert may reuse it.
@@ -188,9 +229,12 @@ struct alignas(64) CacheShard {
     limbo.push_back(Retired{EpochDomain::Get().Current(), std::move(entry), std::move(t)});
   }
 
+  // Whether a write should try to empty the limbo (CollectRipe).
+  bool LimboFull() const PLEXUS_REQUIRES(writer) { return limbo.size() >= kLimboBatch; }
+
   // Moves what no reader can reach any more out of the limbo into `ripe`.
   void CollectRipe(Ripe& ripe) PLEXUS_REQUIRES(writer) {
-    if (limbo.size() < kLimboBatch) return;
+    if (!LimboFull()) return;
     std::size_t n = 0;
     EpochDomain& domain = EpochDomain::Get();
     // Stamps only grow along the limbo: stop at the first one still reachable.
@@ -309,14 +353,15 @@ Cache::~Cache() {
   bus_internal::CacheRegistry::Get().Remove(this);
 }
 
-CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id, std::size_t& hash) const {
+inline CacheShard& Cache::ShardFor(const MessageType* type, std::string_view id,
+                                   std::size_t& hash) const {
   hash = bus_internal::HashKey(type, id);
   // The high bits of a remix pick the shard; the table's slots use the hash's low bits.
   return shards_[(hash * 0x9E3779B97F4A7C15ull) >> (64 - 6)];
 }
 static_assert(Cache::kShards == 64, "ShardFor takes 6 bits");
 
-const CacheEntry* Cache::Find(const MessageType* type, std::string_view id) const {
+inline const CacheEntry* Cache::Find(const MessageType* type, std::string_view id) const {
   std::size_t hash;
   const CacheShard& shard = ShardFor(type, id, hash);
   const CacheTable* t = shard.table.load(std::memory_order_seq_cst);
@@ -332,7 +377,14 @@ const CacheEntry* Cache::Find(const MessageType* type, std::string_view id) cons
 }
 
 Ref<Message> Cache::Get(const MessageType* type, std::string_view id, SourceLocation where) const {
-  return GetByNode(type, id, local_node_, where);
+  if (type == nullptr) [[unlikely]] {
+    ReportMisuse("Cache::Get: null message type", where);
+    return nullptr;
+  }
+  EpochGuard guard;
+  const CacheEntry* e = Find(type, id);
+  // The local snapshot (ForNode's answer for the local node), with one increment in the epoch.
+  return e != nullptr ? e->local_ : nullptr;
 }
 
 Ref<Message> Cache::GetByNode(const MessageType* type, std::string_view id, const NodeId& node,
@@ -426,7 +478,13 @@ CacheChange Cache::Put(const Ref<Message>& snapshot, std::string id, SourceLocat
     return {};
   }
   if (snapshot->Node().IsNone()) return {};
-  return Write(&snapshot->Type(), std::move(id), snapshot->Node(), snapshot, where);
+  return Write(&snapshot->Type(), id, snapshot->Node(), snapshot, /*with_id=*/true, where);
+}
+
+CacheChange Cache::PutFromTopic(const Ref<Message>& snapshot, std::string_view id,
+                                SourceLocation where) {
+  // The caching topic checked the snapshot, its node and the id.
+  return Write(&snapshot->Type(), id, snapshot->Node(), snapshot, /*with_id=*/false, where);
 }
 
 CacheChange Cache::Clear(const MessageType* type, std::string_view id, const NodeId& node,
@@ -440,7 +498,7 @@ CacheChange Cache::Clear(const MessageType* type, std::string_view id, const Nod
     return {};
   }
   if (node.IsNone()) return {};
-  return Write(type, std::string(id), node, nullptr, where);
+  return Write(type, id, node, nullptr, /*with_id=*/true, where);
 }
 
 bool Cache::BeingRemoved(const NodeId& node) const {
@@ -450,13 +508,15 @@ bool Cache::BeingRemoved(const NodeId& node) const {
          removals_->nodes.end();
 }
 
-CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& node,
-                         const Ref<Message>& snapshot, SourceLocation where) {
+CacheChange Cache::Write(const MessageType* type, std::string_view id, const NodeId& node,
+                         const Ref<Message>& snapshot, bool with_id, SourceLocation where) {
   if (bus_internal::tl_aggregating == this) {
     ReportMisuse("Cache: a write from the cache's own aggregate function", where);
     return {};
   }
-  Ripe ripe = bus_internal::TakeRipeBuffer();  // let go after the lock
+  // What the limbo gives up is let go after the lock. Most writes give up nothing (the limbo
+  // is emptied in batches): they leave this thread's buffer where it is.
+  Ripe ripe;
   CacheChange change;
   std::size_t hash;
   CacheShard& shard = ShardFor(type, id, hash);
@@ -464,19 +524,25 @@ CacheChange Cache::Write(const MessageType* type, std::string id, const NodeId& 
     MutexLock writer(shard.writer);
     // The registry is read under the shard's writer mutex: a removal registered the node
     // before it walked this shard (see the file comment).
-    if (snapshot == nullptr || !BeingRemoved(node)) {
-      change = WriteLocked(shard, type, id, hash, node, snapshot, where);
-      shard.CollectRipe(ripe);
+    if (snapshot == nullptr || removals_->count.load(std::memory_order_relaxed) == 0 ||
+        !BeingRemoved(node)) {
+      change = WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);
+      if (shard.LimboFull()) {
+        ripe = bus_internal::TakeRipeBuffer();
+        shard.CollectRipe(ripe);
+      }
     }
   }
-  CacheShard::Release(ripe);
-  bus_internal::GiveBackRipeBuffer(std::move(ripe));
+  if (ripe.capacity() != 0) {
+    CacheShard::Release(ripe);
+    bus_internal::GiveBackRipeBuffer(std::move(ripe));
+  }
   return change;
 }
 
 PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     CacheShard& shard, const MessageType* type, std::string_view id, std::size_t hash,
-    const NodeId& node, const Ref<Message>& snapshot, SourceLocation where) {
+    const NodeId& node, const Ref<Message>& snapshot, bool with_id, SourceLocation where) {
   // (The analysis cannot name the caller's shard: Write and RemoveNode hold its `writer`.)
   CacheChange change;
   CacheTable* t = shard.table.load(std::memory_order_relaxed);
@@ -523,7 +589,7 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     }
   }
   change.type = type;
-  change.id.assign(id);
+  if (with_id) change.id.assign(id);
   change.new_snapshot = snapshot;
   change.old_aggregate = next->aggregate_;
   if (next->Empty()) {
@@ -609,7 +675,8 @@ std::size_t Cache::RemoveNode(const NodeId& node,
         // Copied out: the write retires `e`.
         const MessageType* type = e->type_;
         const std::string id = e->id_;
-        changes.push_back(WriteLocked(shard, type, id, e->hash_, node, nullptr, where));
+        changes.push_back(
+            WriteLocked(shard, type, id, e->hash_, node, nullptr, /*with_id=*/true, where));
       }
       shard.CollectRipe(ripe);
     }
@@ -735,7 +802,7 @@ void CachingCore::Handle(const Message& m) {
     return;
   }
   // The message is alive for the callback; the cache takes its own reference.
-  CacheChange change = cache->Put(Ref<Message>(const_cast<Message*>(&m)), std::move(id), created);
+  CacheChange change = cache->PutFromTopic(Ref<Message>(const_cast<Message*>(&m)), id, created);
   if (!change.SnapshotChanged()) {
     not_cacheable.fetch_add(1, std::memory_order_relaxed);  // its node is being removed
     return;

@@ -1,30 +1,27 @@
 #include "epoch.h"
 
 #include <cstdint>
+#include <type_traits>
 
 namespace plexus::bus_internal {
+constinit EpochDomain EpochDomain::instance_;
+static_assert(std::is_trivially_destructible_v<EpochDomain>);
+
+constinit thread_local EpochReader tl_epoch_reader;
+
 namespace {
 
-// A thread's slot and how deep its guards are nested; the slot goes back to the domain when the
-// thread exits (never inside a guard: a guard lives on the stack of a function that returns).
-struct ThreadState {
-  EpochDomain::Slot* slot = nullptr;
-  std::uint32_t depth = 0;
-  ~ThreadState() {
-    if (slot != nullptr) slot->in_use.store(false, std::memory_order_release);
-    slot = nullptr;
+// Hands this thread's slot back to the domain when the thread exits (never inside a guard: a
+// guard lives on the stack of a function that returns).
+struct SlotReturn {
+  ~SlotReturn() {
+    EpochReader& r = tl_epoch_reader;
+    if (r.slot != nullptr) r.slot->in_use.store(false, std::memory_order_release);
+    r.slot = nullptr;
   }
 };
 
-thread_local ThreadState tl_state;
-
 }  // namespace
-
-EpochDomain& EpochDomain::Get() noexcept {
-  // Never destroyed: threads that exit after static destruction still hand their slot back.
-  static EpochDomain* const domain = new EpochDomain();
-  return *domain;
-}
 
 EpochDomain::Slot* EpochDomain::Acquire() noexcept {
   for (Slot* s = slots_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
@@ -46,8 +43,14 @@ EpochDomain::Slot* EpochDomain::Acquire() noexcept {
 }
 
 EpochDomain::Slot& EpochDomain::ThisThread() noexcept {
-  if (tl_state.slot == nullptr) tl_state.slot = Get().Acquire();
-  return *tl_state.slot;
+  EpochReader& r = tl_epoch_reader;
+  if (r.slot == nullptr) {
+    // Registers the slot's return for this thread's exit (its first use does).
+    static thread_local SlotReturn slot_return;
+    (void)slot_return;
+    r.slot = Get().Acquire();
+  }
+  return *r.slot;
 }
 
 std::uint64_t EpochDomain::TryAdvance() noexcept {
@@ -64,20 +67,6 @@ std::uint64_t EpochDomain::TryAdvance() noexcept {
 bool EpochDomain::SafeToFree(std::uint64_t stamp) noexcept {
   if (epoch_.load(std::memory_order_seq_cst) >= stamp + 2) return true;
   return TryAdvance() >= stamp + 2;
-}
-
-EpochGuard::EpochGuard() noexcept {
-  ThreadState& t = tl_state;
-  if (t.depth++ != 0) return;
-  if (t.slot == nullptr) t.slot = &EpochDomain::ThisThread();
-  // Announce before loading anything the guard protects (see epoch.h, "Ordering").
-  t.slot->announced.store(EpochDomain::Get().Current(), std::memory_order_seq_cst);
-}
-
-EpochGuard::~EpochGuard() {
-  ThreadState& t = tl_state;
-  if (--t.depth != 0) return;
-  t.slot->announced.store(0, std::memory_order_release);
 }
 
 }  // namespace plexus::bus_internal

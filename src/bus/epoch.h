@@ -31,7 +31,7 @@ namespace plexus::bus_internal {
 class EpochDomain {
  public:
   // The process-wide domain.
-  static EpochDomain& Get() noexcept;
+  static EpochDomain& Get() noexcept { return instance_; }
 
   // The epoch to stamp an object unlinked just before this call with.
   std::uint64_t Current() const noexcept { return epoch_.load(std::memory_order_seq_cst); }
@@ -53,18 +53,45 @@ class EpochDomain {
   static Slot& ThisThread() noexcept;
 
  private:
-  EpochDomain() = default;
+  constexpr EpochDomain() = default;
   Slot* Acquire() noexcept;
+
+  // Constant-initialized and trivially destructible: never torn down, so threads that exit
+  // after static destruction still hand their slot back; and reached without a guard check.
+  static EpochDomain instance_;
 
   std::atomic<std::uint64_t> epoch_{1};
   std::atomic<Slot*> slots_{nullptr};
 };
 
-// A read-side section: objects loaded inside it stay allocated until it ends.
+// A thread's slot and how deep its guards are nested. Plain data, constant-initialized, so a
+// guard reaches it with one thread-pointer-relative access (no TLS wrapper, no init check);
+// the slot goes back to the domain through a separate thread_local registered with the slot.
+struct EpochReader {
+  EpochDomain::Slot* slot = nullptr;
+  std::uint32_t depth = 0;
+};
+extern constinit thread_local EpochReader tl_epoch_reader
+    __attribute__((tls_model("initial-exec")));
+
+// A read-side section: objects loaded inside it stay allocated until it ends. Inline: it is
+// most of a cache read's fixed cost.
 class EpochGuard {
  public:
-  EpochGuard() noexcept;
-  ~EpochGuard();
+  EpochGuard() noexcept {
+    EpochReader& r = tl_epoch_reader;
+    if (r.depth++ != 0) return;
+    if (r.slot == nullptr) [[unlikely]] {
+      EpochDomain::ThisThread();
+    }
+    // Announce before loading anything the guard protects (see "Ordering" above).
+    r.slot->announced.store(EpochDomain::Get().Current(), std::memory_order_seq_cst);
+  }
+  ~EpochGuard() {
+    EpochReader& r = tl_epoch_reader;
+    if (--r.depth != 0) return;
+    r.slot->announced.store(0, std::memory_order_release);
+  }
   EpochGuard(const EpochGuard&) = delete;
   EpochGuard& operator=(const EpochGuard&) = delete;
 };

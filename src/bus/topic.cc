@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <new>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,14 +20,83 @@ namespace bus_internal {
 // What a fan-out walks: the topic's subscriptions and forward targets, immutable once published
 // (copy on write), so that a subscribe or unsubscribe made by a synchronous callback in the
 // middle of a fan-out does not disturb it.
-struct TopicSnapshot {
-  std::vector<Ref<SubscriptionCore>> subscribers;
-  // Those of `subscribers` that hear the others' subscription changes (subscription.h): a
-  // notice visits these only, so N subscriptions made one after another cost N deliveries of
-  // notices, not N(N+1)/2.
-  std::vector<Ref<SubscriptionCore>> listeners;
-  std::vector<Ref<Topic>> forwards;
+//
+// One block: this header, then the subscriptions, the listeners (those of the subscriptions
+// that hear the others' subscription changes, subscription.h: a notice visits these only, so N
+// subscriptions made one after another cost N deliveries of notices, not N(N+1)/2), then the
+// forward targets, each element holding a reference. A topic with one subscription and one
+// forward (a state's topic) pays one 32-byte block here, not a header and three vectors; a
+// fan-out reads the elements where the header is.
+class alignas(Ref<SubscriptionCore>) TopicSnapshot {
+ public:
+  using Sub = Ref<SubscriptionCore>;
+  using Fwd = Ref<Topic>;
+
+  // What an edit changes; rebuilt into a snapshot by Make. Edits are rare (subscribe,
+  // unsubscribe, forward), so their vectors are temporary.
+  struct Draft {
+    std::vector<Sub> subscribers;
+    std::vector<Sub> listeners;
+    std::vector<Fwd> forwards;
+  };
+
+  static TopicSnapshot* Make(const Draft& d) {
+    const std::size_t subs = d.subscribers.size() + d.listeners.size();
+    void* raw = ::operator new(sizeof(TopicSnapshot) + subs * sizeof(Sub) +
+                               d.forwards.size() * sizeof(Fwd));
+    auto* s = new (raw) TopicSnapshot(static_cast<std::uint32_t>(d.subscribers.size()),
+                                      static_cast<std::uint32_t>(d.listeners.size()),
+                                      static_cast<std::uint32_t>(d.forwards.size()));
+    Sub* sub = s->SubsBegin();
+    for (const Sub& x : d.subscribers) new (sub++) Sub(x);
+    for (const Sub& x : d.listeners) new (sub++) Sub(x);
+    Fwd* fwd = s->FwdsBegin();
+    for (const Fwd& x : d.forwards) new (fwd++) Fwd(x);
+    return s;
+  }
+
+  static void Destroy(TopicSnapshot* s) noexcept {
+    if (s == nullptr) return;
+    Sub* sub = s->SubsBegin();
+    for (std::uint32_t i = 0; i < s->subscribers_ + s->listeners_; ++i) sub[i].~Sub();
+    Fwd* fwd = s->FwdsBegin();
+    for (std::uint32_t i = 0; i < s->forwards_; ++i) fwd[i].~Fwd();
+    s->~TopicSnapshot();
+    ::operator delete(s);
+  }
+
+  Draft ToDraft() const {
+    Draft d;
+    d.subscribers.assign(Subscribers().begin(), Subscribers().end());
+    d.listeners.assign(Listeners().begin(), Listeners().end());
+    d.forwards.assign(Forwards().begin(), Forwards().end());
+    return d;
+  }
+
+  std::span<const Sub> Subscribers() const noexcept { return {SubsBegin(), subscribers_}; }
+  std::span<const Sub> Listeners() const noexcept {
+    return {SubsBegin() + subscribers_, listeners_};
+  }
+  std::span<const Fwd> Forwards() const noexcept { return {FwdsBegin(), forwards_}; }
+
+ private:
+  TopicSnapshot(std::uint32_t subscribers, std::uint32_t listeners, std::uint32_t forwards)
+      : subscribers_(subscribers), listeners_(listeners), forwards_(forwards) {}
+  ~TopicSnapshot() = default;
+
+  Sub* SubsBegin() const noexcept {
+    return std::launder(reinterpret_cast<Sub*>(const_cast<TopicSnapshot*>(this) + 1));
+  }
+  Fwd* FwdsBegin() const noexcept {
+    return std::launder(reinterpret_cast<Fwd*>(SubsBegin() + subscribers_ + listeners_));
+  }
+
+  const std::uint32_t subscribers_;
+  const std::uint32_t listeners_;
+  const std::uint32_t forwards_;
 };
+static_assert(sizeof(TopicSnapshot) % alignof(Ref<SubscriptionCore>) == 0);
+static_assert(sizeof(Ref<SubscriptionCore>) == sizeof(Ref<Topic>));
 
 }  // namespace bus_internal
 
@@ -43,8 +114,8 @@ Topic::Topic(std::string_view name, std::string_view description)
 
 Topic::~Topic() {
   bus_internal::TopicRegistry::Get().Remove(this);
-  delete snapshot_;
-  for (TopicSnapshot* s : retired_) delete s;
+  TopicSnapshot::Destroy(snapshot_);
+  for (TopicSnapshot* s : retired_) TopicSnapshot::Destroy(s);
 }
 
 Ref<Topic> Topic::Create(std::string_view name, std::string_view description,
@@ -140,7 +211,8 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     if (snapshot == nullptr) return;
     ++fanout_depth_;
     std::uint32_t delivered = 0;
-    for (const Ref<SubscriptionCore>& sub : notice ? snapshot->listeners : snapshot->subscribers) {
+    for (const Ref<SubscriptionCore>& sub :
+         notice ? snapshot->Listeners() : snapshot->Subscribers()) {
       if (sub.get() == exclude) [[unlikely]] {
         continue;
       }
@@ -167,10 +239,10 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     result.delivered += delivered;
     deliveries_.store(deliveries_.load(std::memory_order_relaxed) + delivered,
                       std::memory_order_relaxed);
-    for (const Ref<Topic>& target : snapshot->forwards) next.push_back(target);
+    for (const Ref<Topic>& target : snapshot->Forwards()) next.push_back(target);
     if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
   }
-  for (TopicSnapshot* s : to_free) delete s;
+  for (TopicSnapshot* s : to_free) TopicSnapshot::Destroy(s);
   for (const Ref<SubscriptionCore>& sub : alerted) sub->ReportAlertChanges();
 }
 
@@ -180,17 +252,16 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
 
 template <class Edit>
 bool Topic::EditSnapshotLocked(Edit edit) {
-  auto next =
-      snapshot_ ? std::make_unique<TopicSnapshot>(*snapshot_) : std::make_unique<TopicSnapshot>();
-  if (!edit(*next)) return false;
-  TopicSnapshot* old = std::exchange(snapshot_, next.release());
+  TopicSnapshot::Draft draft = snapshot_ ? snapshot_->ToDraft() : TopicSnapshot::Draft{};
+  if (!edit(draft)) return false;
+  TopicSnapshot* old = std::exchange(snapshot_, TopicSnapshot::Make(draft));
   if (old == nullptr) return true;
   // A fan-out on this thread may still walk the old one (a synchronous callback subscribed or
   // unsubscribed): free it once the outermost fan-out ends.
   if (fanout_depth_ > 0) {
     retired_.push_back(old);
   } else {
-    delete old;
+    TopicSnapshot::Destroy(old);
   }
   return true;
 }
@@ -210,7 +281,7 @@ bool EraseOne(std::vector<Ref<T>>& list, const U* item) {
 }  // namespace
 
 void Topic::AddSubscriberLocked(SubscriptionCore* core, bool listens) {
-  EditSnapshotLocked([&](TopicSnapshot& s) {
+  EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
     s.subscribers.emplace_back(core);
     if (listens) s.listeners.emplace_back(core);
     return true;
@@ -220,7 +291,7 @@ void Topic::AddSubscriberLocked(SubscriptionCore* core, bool listens) {
 }
 
 bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
-  if (!EditSnapshotLocked([&](TopicSnapshot& s) {
+  if (!EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
         if (!EraseOne(s.subscribers, core)) return false;
         EraseOne(s.listeners, core);
         return true;
@@ -233,7 +304,7 @@ bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
 }
 
 void Topic::SetListenerLocked(SubscriptionCore* core, bool listens) {
-  EditSnapshotLocked([&](TopicSnapshot& s) {
+  EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
     const bool listed =
         std::any_of(s.listeners.begin(), s.listeners.end(),
                     [core](const Ref<SubscriptionCore>& r) { return r.get() == core; });
@@ -249,12 +320,13 @@ void Topic::SetListenerLocked(SubscriptionCore* core, bool listens) {
 
 bool Topic::HasForwardLocked(const Topic* to) const {
   if (snapshot_ == nullptr) return false;
-  return std::any_of(snapshot_->forwards.begin(), snapshot_->forwards.end(),
+  const auto forwards = snapshot_->Forwards();
+  return std::any_of(forwards.begin(), forwards.end(),
                      [to](const Ref<Topic>& t) { return t.get() == to; });
 }
 
 void Topic::AddForwardLocked(Topic* to) {
-  EditSnapshotLocked([&](TopicSnapshot& s) {
+  EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
     s.forwards.emplace_back(to);
     return true;
   });
@@ -262,7 +334,7 @@ void Topic::AddForwardLocked(Topic* to) {
 }
 
 bool Topic::RemoveForwardLocked(Topic* to) {
-  if (!EditSnapshotLocked([&](TopicSnapshot& s) { return EraseOne(s.forwards, to); })) {
+  if (!EditSnapshotLocked([&](TopicSnapshot::Draft& s) { return EraseOne(s.forwards, to); })) {
     return false;
   }
   receivers_.fetch_sub(1, std::memory_order_release);

@@ -881,6 +881,55 @@ TEST(Cache, CA10_TablesGrowAndShrinkUnderInsertsAndClears) {
   }
 }
 
+// The key hash reads ids a word at a time, the tail as one overlapping word: ids of every length
+// from empty-but-one to several words, and ids that differ in one byte only (at every position),
+// are all kept apart and found again.
+TEST(Cache, IdsOfEveryLengthAndEveryDifferingByteAreKeptApart) {
+  auto cache = Cache::Create(&CacheableId);
+  std::vector<std::string> ids;
+  for (std::size_t length = 1; length <= 40; ++length) {
+    const std::string base(length, 'a');
+    ids.push_back(base);
+    for (std::size_t at = 0; at < length; ++at) {
+      std::string other = base;
+      other[at] = 'b';
+      ids.push_back(other);
+    }
+  }
+  ids.push_back("1700000000.1");
+  ids.push_back("1700000000.10");
+  ids.push_back(std::string("a\0b", 3));
+  ids.push_back(std::string("a\0c", 3));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    cache->Put(Make(ids[i], static_cast<int>(i)), ids[i]);
+  }
+  ASSERT_EQ(cache->Size(), ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(ValueOf(cache->Get(Cacheable(), ids[i])), static_cast<int>(i)) << i;
+  }
+  EXPECT_EQ(cache->Get(Cacheable(), std::string(41, 'a')), nullptr);
+  EXPECT_EQ(cache->Get(Cacheable(), "1700000000.100"), nullptr);
+}
+
+// A caching topic's write and a direct Put report the same change (the topic's own path does
+// not copy the id into the change, and publishes the same update).
+TEST(Cache, CachingTopicUpdatesMatchDirectPuts) {
+  Fixture f(DeliveryMode::kSynchronous);
+  const Ref<Message> first = Make("7", 1);
+  const Ref<Message> second = Make("7", 2);
+  f.topic->Publish(first);
+  f.topic->Publish(second);
+  const std::vector<Ref<Message>> updates = f.Updates();
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_EQ(UpdateOf(updates[1]).type, Cacheable().get());
+  EXPECT_EQ(UpdateOf(updates[1]).old_snapshot, first);
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, second);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "7"), second);
+  const CacheChange direct = f.cache->Put(Make("7", 3), "7");
+  EXPECT_EQ(direct.id, "7");
+  EXPECT_EQ(direct.old_snapshot, second);
+}
+
 // --- Cache pattern order ---------------------------------------------------------------------
 
 // On "all", the raw message comes before the cache update made from it.

@@ -152,6 +152,54 @@ TEST(BusUnit, PublishResultCountsEachOutcome) {
   EXPECT_EQ(picky.Count(), 0u);
 }
 
+// A topic's snapshot keeps its subscriptions, its listeners and its forward targets side by side
+// in one block: each list stays whole and apart while members come and go in any order.
+TEST(BusUnit, SubscriptionsListenersAndForwardsStayApartAcrossEdits) {
+  Ref<Topic> topic = Topic::Create("unit-snapshot");
+  std::vector<Ref<Topic>> targets;
+  std::vector<Recorder> target_recorders;
+  std::vector<Subscription> target_subs;
+  std::vector<Forward> forwards;
+  for (int i = 0; i < 3; ++i) {
+    targets.push_back(Topic::Create("unit-snapshot-target"));
+    target_recorders.push_back(Recorder::IgnoringChanges());
+    SubscriptionOptions sync;
+    sync.mode = DeliveryMode::kSynchronous;
+    target_subs.push_back(
+        Subscription::Create(targets.back(), target_recorders.back().Handler(), sync));
+    forwards.push_back(ForwardAll(topic, targets.back()));
+  }
+  std::vector<Recorder> recorders;
+  std::vector<Subscription> subs;
+  for (int i = 0; i < 6; ++i) {
+    SubscriptionOptions options;
+    options.mode = DeliveryMode::kSynchronous;
+    options.subscription_changes = i % 2 == 0;  // every other one listens to the others
+    recorders.push_back(Recorder::IgnoringChanges());
+    subs.push_back(Subscription::Create(topic, recorders.back().Handler(), options));
+  }
+  EXPECT_EQ(topic->Stats().subscribers, 6u);
+  EXPECT_EQ(topic->Stats().forwards_out, 3u);
+  EXPECT_EQ(topic->Publish(IntType(), 1).delivered, 9u);  // six here, three through forwards
+  // Out of the middle: a listener, a forward, a plain one.
+  subs[2].Unsubscribe();
+  forwards[1].Cancel();
+  subs[3].Unsubscribe();
+  EXPECT_EQ(topic->Stats().subscribers, 4u);
+  EXPECT_EQ(topic->Stats().forwards_out, 2u);
+  EXPECT_EQ(topic->Publish(IntType(), 2).delivered, 6u);
+  for (int i : {0, 1, 4, 5}) EXPECT_EQ(recorders[static_cast<std::size_t>(i)].Count(), 2u) << i;
+  for (int i : {2, 3}) EXPECT_EQ(recorders[static_cast<std::size_t>(i)].Count(), 1u) << i;
+  EXPECT_EQ(target_recorders[0].Count(), 2u);
+  EXPECT_EQ(target_recorders[1].Count(), 1u);
+  EXPECT_EQ(target_recorders[2].Count(), 2u);
+  for (Subscription& s : subs) s.Unsubscribe();
+  for (Forward& f : forwards) f.Cancel();
+  EXPECT_EQ(topic->Stats().subscribers, 0u);
+  EXPECT_EQ(topic->Stats().forwards_out, 0u);
+  EXPECT_EQ(topic->Publish(IntType(), 3).delivered, 0u);
+}
+
 // -----------------------------------------------------------------------------------------
 // BUS06 Publish and wait
 // -----------------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ class Topic;
 namespace bus_internal {
 struct CacheShard;
 struct CacheRemovals;
+class CachingCore;
 }  // namespace bus_internal
 
 // One object's cached state, as the aggregate function sees it (and as a reader can take it
@@ -264,13 +265,18 @@ class Cache final : public RefCounted {
                                      std::size_t& hash) const;
   // The entry of (type, id), or null; the caller is inside an epoch guard.
   const CacheEntry* Find(const MessageType* type, std::string_view id) const;
+  friend class bus_internal::CachingCore;
+  // Put for a caching topic: the change's `id` is left empty (an update carries the type and
+  // the snapshots only), which spares the publish a copy of the id.
+  CacheChange PutFromTopic(const Ref<Message>& snapshot, std::string_view id, SourceLocation where);
   // Stores `snapshot` as `node`'s snapshot of (type, id), or removes `node`'s if it is null.
-  CacheChange Write(const MessageType* type, std::string id, const NodeId& node,
-                    const Ref<Message>& snapshot, SourceLocation where);
+  // `with_id`: copy the id into the change.
+  CacheChange Write(const MessageType* type, std::string_view id, const NodeId& node,
+                    const Ref<Message>& snapshot, bool with_id, SourceLocation where);
   // Write's body, under the shard's writer mutex.
   CacheChange WriteLocked(bus_internal::CacheShard& shard, const MessageType* type,
                           std::string_view id, std::size_t hash, const NodeId& node,
-                          const Ref<Message>& snapshot, SourceLocation where);
+                          const Ref<Message>& snapshot, bool with_id, SourceLocation where);
   // Whether a RemoveNode of `node` is under way.
   bool BeingRemoved(const NodeId& node) const;
 

@@ -67,7 +67,7 @@ Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to,
                    SourceLocation where = SourceLocation::current());
 namespace bus_internal {
 class SubscriptionCore;
-struct TopicSnapshot;
+class TopicSnapshot;
 struct WaitTicket;
 template <class T>
 class LiveRegistry;
