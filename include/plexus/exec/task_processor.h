@@ -202,6 +202,9 @@ class TaskProcessor final : public RefCounted {
   static constexpr std::int64_t kBusySampleTurns = 8;
   BusyClock StartBusyClock() noexcept;
   void StopBusyClock(BusyClock clock) noexcept;
+  // At the end of a batch: waits briefly for a push; false when none came, or other work of
+  // the pool waits for the thread, or the task processor was suspended.
+  bool PollForPushes() const noexcept;
   // The one way out of a turn that found nothing to run (or found the processor suspended):
   // ends it, wakes shutdown waiters, restores `outer` as the current processor, and frees the
   // processor when its last reference went from inside the turn.
@@ -235,6 +238,8 @@ class TaskProcessor final : public RefCounted {
   bool free_after_turn_ PLEXUS_GUARDED_BY(mu_) = false;
   std::atomic<bool> alerted_{false};
   std::atomic<bool> executing_{false};
+  // Owned by the running turn: whether the last wait for more pushes at a turn's end paid off.
+  bool poll_paid_ = false;
 
   const std::string name_;
   Ref<ThreadPool> pool_;
