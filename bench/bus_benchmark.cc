@@ -69,6 +69,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -569,14 +570,26 @@ void BM_Bus_Memory(benchmark::State& state) {
 // Registration
 // -----------------------------------------------------------------------------
 
-BENCHMARK(BM_Bus_Fanout_Pool)->Arg(1)->Arg(4)->Arg(16)->MinTime(kThroughputMinTime)->UseRealTime();
+// PLEXUS_BENCH_ITERATIONS=<n> gives the pool fan-out and hand-off rows a fixed iteration count
+// instead of their minimum time, so that callgrind instruction counts are reproducible.
+void ThroughputLength(benchmark::internal::Benchmark* b) {
+  const char* text = std::getenv("PLEXUS_BENCH_ITERATIONS");
+  const long long iterations = text == nullptr ? 0 : std::atoll(text);
+  if (iterations > 0) {
+    b->Iterations(static_cast<benchmark::IterationCount>(iterations));
+  } else {
+    b->MinTime(kThroughputMinTime);
+  }
+}
+
+BENCHMARK(BM_Bus_Fanout_Pool)->Arg(1)->Arg(4)->Arg(16)->UseRealTime()->Apply(ThroughputLength);
 BENCHMARK(BM_Bus_Fanout_Dedicated)
     ->Arg(1)
     ->Arg(4)
     ->Arg(16)
     ->MinTime(kThroughputMinTime)
     ->UseRealTime();
-BENCHMARK(BM_MoodycamelQueue_Handoff)->MinTime(kThroughputMinTime)->UseRealTime();
+BENCHMARK(BM_MoodycamelQueue_Handoff)->UseRealTime()->Apply(ThroughputLength);
 BENCHMARK(BM_Bus_Fanout_Sync)->Arg(1)->Arg(4)->Arg(16)->MinTime(kThroughputMinTime)->UseRealTime();
 BENCHMARK(BM_Bus_Fanout_SyncPremade)
     ->Arg(1)

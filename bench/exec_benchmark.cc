@@ -54,6 +54,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -380,10 +381,25 @@ void BM_TimerHeap_Fire(benchmark::State& state) {
   heap = nullptr;
 }
 
-BENCHMARK(BM_TaskProcessor_PushRun)->UseRealTime();
-BENCHMARK(BM_AsioStrand_PostRun)->UseRealTime();
-BENCHMARK(BM_TaskProcessor_PingPong)->Arg(kPingPongPairs)->UseRealTime();
-BENCHMARK(BM_AsioStrand_PingPong)->Arg(kPingPongPairs)->UseRealTime();
+// PLEXUS_BENCH_ITERATIONS=<n> fixes the iteration count of the push/run and ping-pong rows, so
+// that instruction counts under callgrind are reproducible and comparable between builds.
+void FixedIterationsFromEnvironment(benchmark::internal::Benchmark* b) {
+  const char* text = std::getenv("PLEXUS_BENCH_ITERATIONS");
+  if (text == nullptr) return;
+  const long long iterations = std::atoll(text);
+  if (iterations > 0) b->Iterations(static_cast<benchmark::IterationCount>(iterations));
+}
+
+BENCHMARK(BM_TaskProcessor_PushRun)->UseRealTime()->Apply(FixedIterationsFromEnvironment);
+BENCHMARK(BM_AsioStrand_PostRun)->UseRealTime()->Apply(FixedIterationsFromEnvironment);
+BENCHMARK(BM_TaskProcessor_PingPong)
+    ->Arg(kPingPongPairs)
+    ->UseRealTime()
+    ->Apply(FixedIterationsFromEnvironment);
+BENCHMARK(BM_AsioStrand_PingPong)
+    ->Arg(kPingPongPairs)
+    ->UseRealTime()
+    ->Apply(FixedIterationsFromEnvironment);
 BENCHMARK(BM_ThreadPool_Push)->UseRealTime();
 BENCHMARK(BM_AsioThreadPool_Post)->UseRealTime();
 BENCHMARK(BM_TaskProcessor_Create_Destroy)->UseRealTime();

@@ -6,7 +6,9 @@
 //
 // The queue is a list of segments of kSegmentSlots references, recycled through a short list of
 // spares, so steady-state delivery allocates nothing. The first segment is made by the first
-// push: a mailbox that never receives a message (a synchronous subscription's) costs no segment.
+// push: a mailbox that never receives a message (a synchronous subscription's) costs no segment,
+// and that first one has a single slot, so a mailbox idle after one message (a subscription
+// that has handled its subscribe notice) keeps a small block rather than a full segment.
 //
 // Thread-safety contract:
 //   * Producer side (Push, PushFinal): any thread. Producers serialize on the mailbox lock
@@ -164,7 +166,7 @@ class Mailbox {
   const bool drop_oldest_;  // kDropOldest (else a bounded mailbox is kRejectNew)
   bool closed_ PLEXUS_GUARDED_BY(mu_) = false;  // the final message was queued
   bool alerted_ PLEXUS_GUARDED_BY(mu_) = false;
-  // The next free slot of tail_; kSegmentSlots: full (or no segment yet).
+  // The next free slot of tail_ (its slot count: full).
   std::uint8_t tail_slot_ PLEXUS_GUARDED_BY(mu_);
   std::atomic<bool> scheduled_{false};     // a turn is queued on the pool or running
   std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock

@@ -234,7 +234,10 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
 void SubscriptionCore::ScheduleTurn() {
   // The turn holds a reference, so the subscription outlives its last queued callback.
   AddRef(SourceLocation::current(), &pool_);
-  if (!pool_->Push([this] { RunTurn(); })) {
+  // Made ready by a task of its own pool (a callback or task that publishes), the turn runs
+  // next on that task's worker: no wake-up, the message still warm in its cache. From any
+  // other thread this is Push.
+  if (!pool_->PushRunNext([this] { RunTurn(); })) {
     // The pool was shut down under the subscription: its messages can no longer run.
     Log(LogLevel::kError, "bus subscription '" + id_ + "': its pool refused a turn");
     mailbox_.CancelTurn();

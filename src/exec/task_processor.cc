@@ -6,7 +6,10 @@
 // steady state allocates nothing), runs up to `batch_limit_` tasks from it without any lock,
 // and either queues itself again behind other pool work (fairness) or, finding nothing left,
 // ends (`scheduled_ = false`). The empty -> non-empty transition of an idle task processor is
-// the only push that touches the pool.
+// the only push that touches the pool; that push puts its task straight into `draining_`
+// (owned by no turn while none is scheduled), so the turn it queues starts without the lock: a
+// hand-off between idle serializers costs one lock pair for the push and one for the turn's
+// end, and a turn reads the clock only when it is one of those sampled for the busy time.
 //
 // Waiting for a turn to end (Shutdown, the last reference) uses one process-wide condition
 // and a generation count that every turn end with waiters advances: turns end often, but
@@ -25,6 +28,7 @@
 #include <unordered_map>
 
 #include "plexus/core/clock.h"
+#include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
@@ -38,6 +42,9 @@ namespace plexus {
 namespace {
 
 thread_local TaskProcessor* tls_current = nullptr;
+
+// Polls of an empty queue before a turn ends (each a CPU pause: a few microseconds in all).
+constexpr int kEndOfTurnPolls = 512;
 
 // Where waiters for the end of a turn (of any task processor) sleep. A waiter reads
 // `generation` while it still holds its task processor's lock, and a turn end with waiters
@@ -182,6 +189,10 @@ class TaskProcessorRegistry {
 Mutex& TaskProcessor::RegistryMutex() {
   return TaskProcessorRegistry::Get().mu;
 }
+
+// 100 000 idle task processors are a design point: with its allocation header, an idle one
+// fits in 256 bytes (task_processor.h, the member order).
+static_assert(sizeof(TaskProcessor) <= 256 - 8, "an idle task processor fits in 256 bytes");
 
 // -----------------------------------------------------------------------------
 // Creation and destruction
@@ -330,12 +341,20 @@ bool TaskProcessor::TryPush(Task& task) {
   {
     MutexLock lock(mu_);
     if (shut_down_) return false;
-    incoming_.push_back(std::move(task));
     depth = depth_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (depth > max_depth_) max_depth_ = static_cast<std::uint32_t>(depth);
     if (!scheduled_ && suspended_.load(std::memory_order_relaxed) == 0) {
       scheduled_ = true;
       schedule = true;
+    }
+    if (schedule && incoming_.empty() && next_ == draining_.size()) {
+      // No turn owns draining_ (none is scheduled) and nothing older waits: hand the task
+      // straight to the turn about to be queued, which then starts without taking mu_.
+      draining_.clear();
+      next_ = 0;
+      draining_.push_back(std::move(task));
+    } else {
+      incoming_.push_back(std::move(task));
     }
   }
   if (PLEXUS_UNLIKELY(depth >= high_water_.load(std::memory_order_relaxed)) &&
@@ -420,15 +439,41 @@ void TaskProcessor::EndTurnLocked() {
   }
 }
 
+TaskProcessor::BusyClock TaskProcessor::StartBusyClock() noexcept {
+  // One turn in kBusySampleTurns per thread is timed and counted that many times (and every
+  // task processor's first turn once, so that one that ran at all shows some busy time): a
+  // hand-off's turn is a few hundred instructions, and two clock reads were a tenth of it.
+  thread_local std::uint32_t turns = 0;
+  if ((++turns & static_cast<std::uint32_t>(kBusySampleTurns - 1)) == 0)
+    return {MonotonicNanos(), kBusySampleTurns};
+  if (processed_.load(std::memory_order_relaxed) == 0) return {MonotonicNanos(), 1};
+  return {0, 0};
+}
+
+void TaskProcessor::StopBusyClock(BusyClock clock) noexcept {
+  if (clock.weight == 0) return;
+  const std::int64_t busy = (MonotonicNanos() - clock.started) * clock.weight;
+  // One writer at a time (turns never overlap): a plain store, not a read-modify-write.
+  busy_ns_.store(busy_ns_.load(std::memory_order_relaxed) + busy, std::memory_order_relaxed);
+}
+
 void TaskProcessor::RunTurn() {
   TaskProcessor* const outer = tls_current;
   tls_current = this;
-  const std::int64_t started = MonotonicNanos();
+  const BusyClock started = StartBusyClock();
   std::uint32_t budget = batch_limit_;
   for (;;) {
     if (next_ == draining_.size()) {
       draining_.clear();
       next_ = 0;
+      // About to give the thread back: a turn that ran several tasks (a producer is streaming)
+      // or whose last wait paid off first waits a moment for more, unless other work waits for
+      // the thread. A producer that keeps pushing then never pays for a new turn (a push to
+      // the pool and a wake-up); a task processor fed one task at a time does not wait.
+      if (depth_.load(std::memory_order_relaxed) == 0 &&
+          (budget + 1 < batch_limit_ || poll_paid_)) {
+        poll_paid_ = PollForPushes();
+      }
       mu_.Acquire();
       if (incoming_.empty() || suspended_.load(std::memory_order_relaxed) > 0) break;
       incoming_.swap(draining_);
@@ -442,7 +487,7 @@ void TaskProcessor::RunTurn() {
     }
     if (budget == 0) {
       // Fairness: let the pool's other work run, and come back behind it.
-      busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
+      StopBusyClock(started);
       tls_current = outer;
       ScheduleTurn(/*yielding=*/true);
       return;
@@ -469,8 +514,17 @@ void TaskProcessor::RunTurn() {
   FinishTurn(started, outer);
 }
 
-void TaskProcessor::FinishTurn(std::int64_t started, TaskProcessor* outer) {
-  busy_ns_.fetch_add(MonotonicNanos() - started, std::memory_order_relaxed);
+bool TaskProcessor::PollForPushes() const noexcept {
+  for (int i = 0; i < kEndOfTurnPolls; ++i) {
+    if (depth_.load(std::memory_order_relaxed) != 0) return true;
+    if (pool_->HasQueuedWork() || suspended_.load(std::memory_order_relaxed) > 0) return false;
+    core_internal::CpuRelax();
+  }
+  return depth_.load(std::memory_order_relaxed) != 0;
+}
+
+void TaskProcessor::FinishTurn(BusyClock started, TaskProcessor* outer) {
+  StopBusyClock(started);
   const bool free_self = free_after_turn_;
   EndTurnLocked();
   mu_.Release();

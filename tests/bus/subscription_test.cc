@@ -9,6 +9,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plexus/bus/bus.h"
+#include "plexus/exec/thread_pool.h"
 
 namespace plexus {
 namespace {
@@ -206,6 +208,45 @@ TEST_P(SubscriptionModes, BUS19_ThrowingFinalCallbackStillCompletesTheJoin) {
   EXPECT_TRUE(rec.IsComplete());
   EXPECT_TRUE(sub.IsDone());
   EXPECT_EQ(sub.Stats().failed, 1u);
+}
+
+// A subscription made ready by a callback running on a worker of its pool (a callback that
+// publishes) runs its turn next on that worker, taking the worker's run-next slot, rather than
+// queueing behind the pool's other work and waking another thread.
+TEST(BusUnit, ASubscriptionMadeReadyByACallbackRunsNextOnThatCallbacksWorker) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "bus-run-next", .initial_size = 2});
+  SubscriptionOptions options;
+  options.pool = pool;
+  Ref<Topic> first = Topic::Create("unit-run-next-first");
+  Ref<Topic> second = Topic::Create("unit-run-next-second");
+  constexpr int kRounds = 200;
+  std::atomic<int> same_thread{0};
+  std::atomic<int> done{0};
+  std::atomic<std::thread::id> publisher{};
+  Subscription relay = Subscribe(
+      first, IntType(),
+      [&](const int& value, const Message&) {
+        publisher.store(std::this_thread::get_id());
+        second->Publish(IntType(), value);
+      },
+      options);
+  Subscription sink = Subscribe(
+      second, IntType(),
+      [&](const int&, const Message&) {
+        if (std::this_thread::get_id() == publisher.load()) same_thread.fetch_add(1);
+        done.fetch_add(1);
+      },
+      options);
+  for (int i = 0; i < kRounds; ++i) {
+    first->Publish(IntType(), i);
+    ASSERT_TRUE(plexus_test::WaitUntil([&] { return done.load() == i + 1; }));
+  }
+  // As for task processors (thread_pool_test.cc): a publisher that loses its CPU for longer
+  // than the rescue delay may see an idle worker take the hand-off over, never most rounds.
+  EXPECT_GT(same_thread.load(), kRounds / 2);
+  EXPECT_TRUE(relay.UnsubscribeAndJoin());
+  EXPECT_TRUE(sink.UnsubscribeAndJoin());
+  pool->Shutdown();
 }
 
 }  // namespace

@@ -705,6 +705,56 @@ TEST(TaskProcessor, EXE17_ShutdownWithDiscardReportsTheDiscardedCountAfterTheRun
   EXPECT_EQ(tp->Shutdown(ShutdownMode::kDiscard), 0u);  // idempotent
 }
 
+// The push that makes an idle task processor ready hands its task straight to the turn it
+// queues. Suspended before that turn starts, the task stays with it: a discarding shutdown
+// still finds it (and never runs it), whether the turn has already come and gone or not.
+TEST(TaskProcessor, ShutdownWithDiscardFindsTheTaskHandedToAQueuedTurn) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "handed-turn", .initial_size = 1});
+  Ref<TaskProcessor> blocker = TaskProcessor::Create({.pool = pool});
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool});
+  Gate gate;
+  ASSERT_TRUE(blocker->Push([w = gate.waiter()] { w.Wait(); }));
+  ASSERT_TRUE(gate.WaitForArrivals(1));  // the pool's only worker is busy
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(tp->Push([&ran] { ran.fetch_add(1); }));  // its turn waits for the worker
+  tp->Suspend();
+  gate.Open();
+  EXPECT_EQ(tp->Shutdown(ShutdownMode::kDiscard), 1u);
+  EXPECT_EQ(ran.load(), 0);
+  const TaskProcessorStats s = tp->Stats();
+  EXPECT_EQ(s.discarded, 1u);
+  EXPECT_EQ(s.processed, 0u);
+  EXPECT_EQ(s.depth, 0u);
+  blocker = nullptr;
+  tp = nullptr;
+  pool->Shutdown();
+}
+
+// A producer that streams tasks while the turn drains them: the turn may wait a moment for
+// more before it gives its thread back. Order, counts and the end state are as without it.
+TEST(TaskProcessor, AStreamingProducersTasksRunInOrderAndTheProcessorEndsIdle) {
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stream", .initial_size = 1});
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool});
+  constexpr int kTasks = 20'000;
+  std::vector<int> order;
+  order.reserve(kTasks);
+  std::atomic<int> done{0};
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_TRUE(tp->Push([&order, &done, i] {
+      order.push_back(i);
+      done.store(i + 1, std::memory_order_release);
+    }));
+  }
+  ASSERT_TRUE(WaitUntil([&] { return done.load(std::memory_order_acquire) == kTasks; }));
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(kTasks));
+  for (int i = 0; i < kTasks; ++i) ASSERT_EQ(order[static_cast<std::size_t>(i)], i);
+  EXPECT_TRUE(WaitUntil([&] { return !tp->Stats().executing && pool->ActiveCount() == 0; }));
+  EXPECT_EQ(tp->Depth(), 0u);
+  EXPECT_GT(tp->Stats().busy.count(), 0);
+  tp = nullptr;
+  pool->Shutdown();
+}
+
 TEST(TaskProcessor, ShutdownWithDrainRunsTheTasksOfASuspendedProcessor) {
   Recorder ran;
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "shutdown/drain"});

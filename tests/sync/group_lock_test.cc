@@ -3,6 +3,7 @@
 #include <atomic>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -743,6 +744,72 @@ TEST(GroupLock, GL09_TryAcquireWithABusyChainedLock) {
   } else {
     ADD_FAILURE() << "TryAcquire failed with every lock free";
   }
+  EXPECT_TRUE(before.IsFree());
+  EXPECT_TRUE(after.IsFree());
+  EXPECT_EQ(before.foreign_unlocks() + after.foreign_unlocks(), 0);
+}
+
+// The uncontended chained path takes the own lock first and only tries the locks chained
+// before it, so it never registers as a waiter: the word sees one CAS per acquire and one per
+// release, and the chained lock its own two operations (four locked read-modify-writes for a
+// pair with one std::mutex chained, where the ordered walk costs six). Registration is the
+// observable part: a walker is counted by WaiterCount while it takes the chained locks.
+TEST(GroupLock, GL06_UncontendedChainedAcquireDoesNotRegisterAsWaiter) {
+  EventLog log;
+  InstrumentedLock before("-1", &log);
+  InstrumentedLock after("+1", &log);
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  g.Chain(before, -1);
+  g.Chain(after, 1);
+  std::vector<std::uint32_t> waiters;
+  for (InstrumentedLock* l : {&before, &after}) {
+    l->set_on_lock([&waiters, &g] { waiters.push_back(g.WaiterCount()); });
+  }
+  log.Clear();
+  g.Acquire();
+  EXPECT_TRUE(before.HeldByCurrentThread());
+  EXPECT_TRUE(after.HeldByCurrentThread());
+  EXPECT_EQ(g.HoldCount(), 1u);
+  EXPECT_EQ(g.WaiterCount(), 0u);
+  EXPECT_EQ(g.Release(), Liveness::kAlive);
+  for (InstrumentedLock* l : {&before, &after}) l->set_on_lock(nullptr);
+  EXPECT_THAT(waiters, ElementsAre(0u, 0u));
+  EXPECT_THAT(log.Events(), ElementsAre("lock -1", "lock +1", "unlock +1", "unlock -1"));
+  EXPECT_EQ(g.WaiterCount(), 0u);
+  EXPECT_TRUE(before.IsFree());
+  EXPECT_TRUE(after.IsFree());
+  EXPECT_EQ(before.failed_tries(), 0);
+}
+
+// A lock chained before the own lock is busy: the uncontended path lets go of the own lock
+// (it may not wait for that lock out of order) and the acquisition walks the chain in order,
+// waiting as a registered waiter, while the group's own lock stays free for others to try.
+TEST(GroupLock, GL06_BusyLockChainedBeforeTheOwnLockFallsBackToTheOrderedWalk) {
+  EventLog log;
+  InstrumentedLock before("-1", &log);
+  InstrumentedLock after("+1", &log);
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  g.Chain(before, -1);
+  g.Chain(after, 1);
+  std::optional<BusyLock> busy(std::in_place, before);
+  std::atomic<bool> acquired{false};
+  std::thread walker([&] {
+    g.Acquire();
+    acquired.store(true);
+    EXPECT_TRUE(before.HeldByCurrentThread());
+    EXPECT_TRUE(after.HeldByCurrentThread());
+    (void)g.Release();
+  });
+  WaitUntil([&] { return g.WaiterCount() == 1u; });  // walking: registered, waiting on -1
+  EXPECT_FALSE(acquired.load());
+  EXPECT_TRUE(after.IsFree());
+  EXPECT_GE(before.failed_tries(), 1);  // the uncontended path tried it once
+  busy.reset();                         // let go of -1: the walker proceeds
+  walker.join();
+  EXPECT_TRUE(acquired.load());
+  EXPECT_EQ(g.WaiterCount(), 0u);
   EXPECT_TRUE(before.IsFree());
   EXPECT_TRUE(after.IsFree());
   EXPECT_EQ(before.foreign_unlocks() + after.foreign_unlocks(), 0);

@@ -115,10 +115,12 @@ struct TaskProcessorStats {
   std::size_t max_depth = 0;    // the most tasks ever waiting at once
   bool executing = false;       // a task is running now
   bool alerted = false;
-  std::uint32_t high_water = 0;      // the alert is raised at this depth...
-  std::uint32_t low_water = 0;       // ...and cleared at this one
-  std::uint32_t suspended = 0;       // suspension count
-  std::chrono::nanoseconds busy{0};  // total time spent running tasks
+  std::uint32_t high_water = 0;  // the alert is raised at this depth...
+  std::uint32_t low_water = 0;   // ...and cleared at this one
+  std::uint32_t suspended = 0;   // suspension count
+  // Total time spent running tasks, estimated: one turn in eight per pool thread is timed and
+  // counted eight times (and each task processor's first turn is timed once).
+  std::chrono::nanoseconds busy{0};
 };
 
 class TaskProcessor final : public RefCounted {
@@ -193,10 +195,22 @@ class TaskProcessor final : public RefCounted {
 
   // The job a pool thread runs while the task processor has work.
   void RunTurn() PLEXUS_EXCLUDES(mu_);
+  // Busy time, sampled (see TaskProcessorStats::busy): a turn's start and how many times its
+  // duration counts (0: the turn is not timed).
+  struct BusyClock {
+    std::int64_t started;
+    std::int64_t weight;
+  };
+  static constexpr std::int64_t kBusySampleTurns = 8;
+  BusyClock StartBusyClock() noexcept;
+  void StopBusyClock(BusyClock clock) noexcept;
+  // At the end of a batch: waits briefly for a push; false when none came, or other work of
+  // the pool waits for the thread, or the task processor was suspended.
+  bool PollForPushes() const noexcept;
   // The one way out of a turn that found nothing to run (or found the processor suspended):
   // ends it, wakes shutdown waiters, restores `outer` as the current processor, and frees the
   // processor when its last reference went from inside the turn.
-  void FinishTurn(std::int64_t started, TaskProcessor* outer) PLEXUS_RELEASE(mu_);
+  void FinishTurn(BusyClock started, TaskProcessor* outer) PLEXUS_RELEASE(mu_);
   // Queues a turn: on the calling worker's run-next slot, or (`yielding`, a turn that used up
   // its batch) behind the pool's other work.
   void ScheduleTurn(bool yielding = false) PLEXUS_EXCLUDES(mu_);
@@ -226,6 +240,8 @@ class TaskProcessor final : public RefCounted {
   bool free_after_turn_ PLEXUS_GUARDED_BY(mu_) = false;
   std::atomic<bool> alerted_{false};
   std::atomic<bool> executing_{false};
+  // Owned by the running turn: whether the last wait for more pushes at a turn's end paid off.
+  bool poll_paid_ = false;
 
   const std::string name_;
   Ref<ThreadPool> pool_;

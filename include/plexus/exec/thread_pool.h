@@ -65,6 +65,10 @@
 
 namespace plexus {
 
+namespace bus_internal {
+class SubscriptionCore;
+}  // namespace bus_internal
+
 // Receives a pool's notifications (see the contract above). The default implementations
 // ignore them.
 class ThreadPoolObserver {
@@ -130,7 +134,10 @@ class ThreadPool final : public RefCounted {
 
  private:
   struct Worker;
+  // The serializers of the library: both hand a turn made ready by a running task to that
+  // task's worker (PushRunNext).
   friend class TaskProcessor;
+  friend class bus_internal::SubscriptionCore;
 
   // Marks the calling worker (of any pool; nothing on other threads) as blocked for its
   // lifetime, so that its pool lends itself a thread when every running worker is blocked.
@@ -151,7 +158,8 @@ class ThreadPool final : public RefCounted {
   ~ThreadPool() override;
   void LastReferenceDropped() const override;
 
-  // For a task processor made ready by the running task: called on a worker of this pool (not
+  // For a serializer (a task processor, a bus subscription) made ready by the running task:
+  // called on a worker of this pool (not
   // blocked, the pool without an observer, and, in a pool that may grow, some worker idle),
   // `task` takes the worker's run-next slot and runs when the current task returns (or, should
   // that task look stuck, on an idle worker that rescues it), waking no one unless every

@@ -17,7 +17,9 @@
 //   * Chained locks: external Lockables (a std::mutex, a plexus::Mutex, another GroupLock)
 //     with a position. Positions <= 0 are taken before the group's own lock, positive ones
 //     after; Acquire takes them all in ascending position (equal positions in the order they
-//     were chained) and Release lets them go in reverse.
+//     were chained) and Release lets them go in reverse, the group's own lock last. (An
+//     uncontended Acquire may take the own lock first and only try the locks chained before
+//     it, falling back to the ordered walk if one is busy: it never blocks out of order.)
 //   * ReplaceWith, forced Destroy, Dump, and reference debugging with source locations.
 //
 // Example:
@@ -328,6 +330,10 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   }
 
   void AcquireSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // With the own lock just taken (owner set), takes the chained locks: those before the own
+  // lock without blocking (they are out of order here), those after it in order. On a busy
+  // one it lets go of everything, own lock included, and returns false.
+  bool TakeChainHoldingOwn(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   void AcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryAcquireSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryAcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
@@ -412,15 +418,16 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   GroupLock* registry_next_ = nullptr;
 };
 
-// Fast paths, inline: an uncontended, unchained, unvalidated acquire/release is one CAS each
-// plus the owner bookkeeping. While the process has never started a second thread, the CAS
-// becomes a plain store, as glibc's own mutexes do (and libstdc++'s shared_ptr for its
-// counts): no other thread exists that could observe the word.
+// Fast paths, inline: an uncontended, unvalidated acquire/release is one CAS each plus the
+// owner bookkeeping (and the chained locks' own operations, see TakeChainHoldingOwn). While the
+// process has never started a second thread, the CAS becomes a plain store, as glibc's own mutexes
+// do (and libstdc++'s shared_ptr for its counts): no other thread exists that could observe the
+// word.
 
 inline void GroupLock::Acquire(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   const ThreadToken me = CurrentThreadToken();
   if (owner_.load(std::memory_order_relaxed) == me) return AcquireRecursive(where);
-  if (PLEXUS_LIKELY(!NeedsSlowPath())) {
+  if (PLEXUS_LIKELY(!sync_internal::LockOrderOn())) {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (PLEXUS_LIKELY((w & (kLocked | kDestroyed)) == 0 && w >= kRef)) {
       bool locked = true;
@@ -431,14 +438,14 @@ inline void GroupLock::Acquire(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANA
                                                std::memory_order_relaxed);
       }
       if (PLEXUS_LIKELY(locked)) {
-        if (PLEXUS_LIKELY(chain_.load(std::memory_order_relaxed) == nullptr)) {
-          owner_.store(me, std::memory_order_relaxed);
-          depth_ = 1;
-          validated_ = false;
-          return;
-        }
-        // A chain appeared between the check and the lock: undo, take the chained path.
-        (void)ReleaseOwnLock(false);
+        owner_.store(me, std::memory_order_relaxed);
+        depth_ = 1;
+        validated_ = false;
+        // The chain cannot change while the own lock is held: read it now, stable.
+        if (PLEXUS_LIKELY(chain_.load(std::memory_order_relaxed) == nullptr)) return;
+        if (PLEXUS_LIKELY(TakeChainHoldingOwn(where))) return;
+        // A lock chained before the own one was busy: let go (TakeChainHoldingOwn did)
+        // and walk the chain in order, waiting where needed.
       }
     }
   }
