@@ -508,36 +508,61 @@ bool Cache::BeingRemoved(const NodeId& node) const {
          removals_->nodes.end();
 }
 
+namespace {
+
+// Lets go of what a write took out of its shard's limbo, after the write's lock (declared before
+// the lock, so destroyed after it). Most writes take nothing (the limbo is emptied in batches):
+// they leave the thread's buffer where it is.
+struct LetGoAfterTheLock {
+  LetGoAfterTheLock() = default;
+  LetGoAfterTheLock(const LetGoAfterTheLock&) = delete;
+  LetGoAfterTheLock& operator=(const LetGoAfterTheLock&) = delete;
+  ~LetGoAfterTheLock() {
+    if (ripe.capacity() == 0) return;
+    CacheShard::Release(ripe);
+    bus_internal::GiveBackRipeBuffer(std::move(ripe));
+  }
+  Ripe ripe;
+};
+
+// Takes what no reader can reach out of the shard's limbo once the write is done, still under
+// the shard's writer mutex (declared after the lock, so destroyed before it).
+struct CollectUnderTheLock {
+  CollectUnderTheLock(CacheShard& s, Ripe& r) : shard(s), ripe(r) {}
+  CollectUnderTheLock(const CollectUnderTheLock&) = delete;
+  CollectUnderTheLock& operator=(const CollectUnderTheLock&) = delete;
+  // (The analysis cannot see that the enclosing scope holds shard.writer.)
+  PLEXUS_NO_THREAD_SAFETY_ANALYSIS ~CollectUnderTheLock() {
+    if (!shard.LimboFull()) return;
+    ripe = bus_internal::TakeRipeBuffer();
+    shard.CollectRipe(ripe);
+  }
+  CacheShard& shard;
+  Ripe& ripe;
+};
+
+}  // namespace
+
 CacheChange Cache::Write(const MessageType* type, std::string_view id, const NodeId& node,
                          const Ref<Message>& snapshot, bool with_id, SourceLocation where) {
   if (bus_internal::tl_aggregating == this) {
     ReportMisuse("Cache: a write from the cache's own aggregate function", where);
     return {};
   }
-  // What the limbo gives up is let go after the lock. Most writes give up nothing (the limbo
-  // is emptied in batches): they leave this thread's buffer where it is.
-  Ripe ripe;
-  CacheChange change;
   std::size_t hash;
   CacheShard& shard = ShardFor(type, id, hash);
-  {
-    MutexLock writer(shard.writer);
-    // The registry is read under the shard's writer mutex: a removal registered the node
-    // before it walked this shard (see the file comment).
-    if (snapshot == nullptr || removals_->count.load(std::memory_order_relaxed) == 0 ||
-        !BeingRemoved(node)) {
-      change = WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);
-      if (shard.LimboFull()) {
-        ripe = bus_internal::TakeRipeBuffer();
-        shard.CollectRipe(ripe);
-      }
-    }
+  // The change is built in the caller's return slot (no move through a local): the limbo is
+  // emptied and let go by the destructors below, in that order, after it was made.
+  LetGoAfterTheLock after;
+  MutexLock writer(shard.writer);
+  CollectUnderTheLock collect(shard, after.ripe);
+  // The registry is read under the shard's writer mutex: a removal registered the node before
+  // it walked this shard (see the file comment).
+  if (snapshot != nullptr && removals_->count.load(std::memory_order_relaxed) != 0 &&
+      BeingRemoved(node)) {
+    return {};
   }
-  if (ripe.capacity() != 0) {
-    CacheShard::Release(ripe);
-    bus_internal::GiveBackRipeBuffer(std::move(ripe));
-  }
-  return change;
+  return WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);
 }
 
 PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(

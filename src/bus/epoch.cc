@@ -15,9 +15,10 @@ namespace {
 // guard lives on the stack of a function that returns).
 struct SlotReturn {
   ~SlotReturn() {
-    EpochReader& r = tl_epoch_reader;
-    if (r.slot != nullptr) r.slot->in_use.store(false, std::memory_order_release);
-    r.slot = nullptr;
+    if (tl_epoch_reader.slot != nullptr) {
+      tl_epoch_reader.slot->in_use.store(false, std::memory_order_release);
+    }
+    tl_epoch_reader.slot = nullptr;
   }
 };
 
@@ -43,14 +44,13 @@ EpochDomain::Slot* EpochDomain::Acquire() noexcept {
 }
 
 EpochDomain::Slot& EpochDomain::ThisThread() noexcept {
-  EpochReader& r = tl_epoch_reader;
-  if (r.slot == nullptr) {
+  if (tl_epoch_reader.slot == nullptr) {
     // Registers the slot's return for this thread's exit (its first use does).
     static thread_local SlotReturn slot_return;
     (void)slot_return;
-    r.slot = Get().Acquire();
+    tl_epoch_reader.slot = Get().Acquire();
   }
-  return *r.slot;
+  return *tl_epoch_reader.slot;
 }
 
 std::uint64_t EpochDomain::TryAdvance() noexcept {

@@ -78,19 +78,21 @@ extern constinit thread_local EpochReader tl_epoch_reader
 // most of a cache read's fixed cost.
 class EpochGuard {
  public:
+  // (The thread_local is named at each use rather than bound to a reference: with GCC 12's
+  // UndefinedBehaviorSanitizer, the reference to this initial-exec thread_local was reported as
+  // null where uninstrumented builds read it correctly.)
   EpochGuard() noexcept {
-    EpochReader& r = tl_epoch_reader;
-    if (r.depth++ != 0) return;
-    if (r.slot == nullptr) [[unlikely]] {
-      EpochDomain::ThisThread();
+    if (tl_epoch_reader.depth++ != 0) return;
+    EpochDomain::Slot* slot = tl_epoch_reader.slot;
+    if (slot == nullptr) [[unlikely]] {
+      slot = &EpochDomain::ThisThread();
     }
     // Announce before loading anything the guard protects (see "Ordering" above).
-    r.slot->announced.store(EpochDomain::Get().Current(), std::memory_order_seq_cst);
+    slot->announced.store(EpochDomain::Get().Current(), std::memory_order_seq_cst);
   }
   ~EpochGuard() {
-    EpochReader& r = tl_epoch_reader;
-    if (--r.depth != 0) return;
-    r.slot->announced.store(0, std::memory_order_release);
+    if (--tl_epoch_reader.depth != 0) return;
+    tl_epoch_reader.slot->announced.store(0, std::memory_order_release);
   }
   EpochGuard(const EpochGuard&) = delete;
   EpochGuard& operator=(const EpochGuard&) = delete;
