@@ -148,6 +148,9 @@ std::unique_ptr<NatsServer> NatsServer::Start(Options options,
   }
   server->dir_ = dir_template;
   if (options.client_port == 0) options.client_port = PickFreePort();
+  if (!options.cluster_name.empty() && options.cluster_port == 0) {
+    options.cluster_port = PickFreePort();
+  }
   server->options_ = std::move(options);
   if (!server->Launch(ready_within)) return nullptr;
   return server;
