@@ -243,7 +243,8 @@ using bus_internal::Ripe;
 
 Ref<Message> CacheEntry::ForNode(const NodeId& node) const {
   if (node.IsNone()) return aggregate_;
-  if (node == NodeId::Local()) return local_;
+  // The local snapshot carries its cache's local node (Put files snapshots by their node).
+  if (local_ != nullptr && local_->Node() == node) return local_;
   for (const NodeSnapshot& s : foreign_) {
     if (s.node == node) return s.snapshot;
   }
@@ -272,16 +273,30 @@ Ref<Cache> Cache::Create(IdFunction id, SourceLocation where) {
 
 Ref<Cache> Cache::Create(IdFunction id, AggregateFunction aggregate,
                          AggregatePublishFunction publish_aggregate, SourceLocation where) {
+  return Create(std::move(id), std::move(aggregate), std::move(publish_aggregate), NodeId::Local(),
+                where);
+}
+
+Ref<Cache> Cache::Create(IdFunction id, AggregateFunction aggregate,
+                         AggregatePublishFunction publish_aggregate, NodeId local_node,
+                         SourceLocation where) {
   if (!id) {
     ReportMisuse("Cache::Create: empty id function", where);
     return nullptr;
   }
+  if (local_node.IsNone()) {
+    ReportMisuse("Cache::Create: no local node", where);
+    return nullptr;
+  }
   return Ref<Cache>::Adopt(
-      new Cache(std::move(id), std::move(aggregate), std::move(publish_aggregate)), where);
+      new Cache(std::move(id), std::move(aggregate), std::move(publish_aggregate), local_node),
+      where);
 }
 
-Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate)
-    : id_(std::move(id)),
+Cache::Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate,
+             NodeId local_node)
+    : local_node_(local_node),
+      id_(std::move(id)),
       aggregate_(std::move(aggregate)),
       publish_aggregate_(std::move(publish_aggregate)),
       shards_(new CacheShard[kShards]),
@@ -317,7 +332,7 @@ const CacheEntry* Cache::Find(const MessageType* type, std::string_view id) cons
 }
 
 Ref<Message> Cache::Get(const MessageType* type, std::string_view id, SourceLocation where) const {
-  return GetByNode(type, id, NodeId::Local(), where);
+  return GetByNode(type, id, local_node_, where);
 }
 
 Ref<Message> Cache::GetByNode(const MessageType* type, std::string_view id, const NodeId& node,
@@ -372,7 +387,7 @@ std::vector<Ref<const CacheEntry>> Cache::DumpEntries(const MessageType* type) c
 }
 
 std::vector<Ref<Message>> Cache::Dump(const MessageType* type) const {
-  return DumpByNode(type, NodeId::Local());
+  return DumpByNode(type, local_node_);
 }
 
 std::vector<Ref<Message>> Cache::DumpByNode(const MessageType* type, const NodeId& node) const {
@@ -488,7 +503,7 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     next->foreign_ = old_entry->foreign_;
     next->aggregate_ = old_entry->aggregate_;
   }
-  if (node == NodeId::Local()) {
+  if (node == local_node_) {
     change.old_snapshot = std::exchange(next->local_, snapshot);
   } else {
     auto& foreign = next->foreign_;

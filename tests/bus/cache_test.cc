@@ -809,6 +809,37 @@ TEST(Cache, CA07_RemoveNodeOfTheCacheReportsEachChange) {
   EXPECT_TRUE(cache->Put(Make("3", 9, Foreign(1)), "3").SnapshotChanged());
 }
 
+// A cache made for another node (one of several in-process nodes) files that node's snapshots
+// as local and the process's own as foreign, in every query.
+TEST(Cache, CA07_LocalNodeIsPerCache) {
+  auto cache = Cache::Create(&CacheableId, nullptr, nullptr, Foreign(7));
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->LocalNode(), Foreign(7));
+  EXPECT_EQ(Cache::Create(&CacheableId)->LocalNode(), NodeId::Local());
+  cache->Put(Make("1", 1, Foreign(7)), "1");
+  cache->Put(Make("1", 2, NodeId::Local()), "1");
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), "1")), 1);
+  EXPECT_EQ(ValueOf(cache->GetByNode(Cacheable(), "1", Foreign(7))), 1);
+  EXPECT_EQ(ValueOf(cache->GetByNode(Cacheable(), "1", NodeId::Local())), 2);
+  Ref<const CacheEntry> e = cache->GetEntry(Cacheable(), "1");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(ValueOf(e->Local()), 1);
+  ASSERT_EQ(e->Foreign().size(), 1u);
+  EXPECT_EQ(e->Foreign()[0].node, NodeId::Local());
+  ASSERT_EQ(cache->Dump(Cacheable()).size(), 1u);
+  EXPECT_EQ(ValueOf(cache->Dump(Cacheable())[0]), 1);
+  // Removing the process's node leaves the cache's own local snapshot alone.
+  EXPECT_EQ(cache->RemoveNode(NodeId::Local()), 1u);
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), "1")), 1);
+  EXPECT_EQ(cache->RemoveNode(Foreign(7)), 1u);
+  EXPECT_EQ(cache->Size(), 0u);
+}
+
+TEST(Cache, CA07_LocalNodeNoneIsMisuse) {
+  ScopedMisuseAction guard(MisuseAction::kThrow);
+  EXPECT_THROW(Cache::Create(&CacheableId, nullptr, nullptr, NodeId::None()), UsageError);
+}
+
 // --- Readers ---------------------------------------------------------------------------------
 
 // An entry a reader holds is never reused, however many writes replace it afterwards.

@@ -7,7 +7,8 @@
 // cache's id function names the object ("" means: not cacheable). Entries are keyed by
 // (message type, id) and hold, side by side:
 //
-//   * the local snapshot (the message's NodeId is this node's),
+//   * the local snapshot (the message's NodeId is the cache's local node: NodeId::Local()
+//     unless Create was given another),
 //   * one snapshot per foreign node (messages that came over a bridge),
 //   * optionally an aggregate (NodeId::None()), computed by the aggregate function from the
 //     entry's snapshots each time one of them changes.
@@ -191,6 +192,15 @@ class Cache final : public RefCounted {
   static Ref<Cache> Create(IdFunction id, AggregateFunction aggregate,
                            AggregatePublishFunction publish_aggregate,
                            SourceLocation where = SourceLocation::current());
+  // As Create, with the node whose snapshots are this cache's local ones (the others are
+  // foreign): several nodes in one process (tests, simulators) each keep their own cache. The
+  // others take NodeId::Local(). NodeId::None() is misuse (reported, null returned).
+  static Ref<Cache> Create(IdFunction id, AggregateFunction aggregate,
+                           AggregatePublishFunction publish_aggregate, NodeId local_node,
+                           SourceLocation where = SourceLocation::current());
+
+  // The node whose snapshots are local here.
+  const NodeId& LocalNode() const noexcept { return local_node_; }
 
   // The id of `message` by the id function; throws what the id function throws.
   std::string IdOf(const Message& message) const { return id_(message); }
@@ -245,7 +255,8 @@ class Cache final : public RefCounted {
                          SourceLocation where = SourceLocation::current());
 
  private:
-  Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate);
+  Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate,
+        NodeId local_node);
   ~Cache() override;
 
   // The shard of (type, id); `hash` receives the key's hash.
@@ -263,6 +274,7 @@ class Cache final : public RefCounted {
   // Whether a RemoveNode of `node` is under way.
   bool BeingRemoved(const NodeId& node) const;
 
+  const NodeId local_node_;
   const IdFunction id_;
   const AggregateFunction aggregate_;
   const AggregatePublishFunction publish_aggregate_;

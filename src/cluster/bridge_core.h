@@ -1,0 +1,188 @@
+// The bridge's state, shared by its parts: bridge.cc (connections, topics in and out, services,
+// stop) and bridge_membership.cc (heartbeats, node expiry, resync and dumps).
+//
+// Thread safety: mu_ guards the tables; counters are atomics. libnats runs the message
+// callbacks on its delivery threads with a closure pointing at a TopicLink, a ServiceLink or
+// the core: each lives until Stop has waited for its subscription's completion callback.
+
+#pragma once
+
+#include <nats/nats.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "plexus/bus/subscription.h"
+#include "plexus/cluster/bridge.h"
+#include "plexus/sync/cond_var.h"
+#include "plexus/sync/mutex.h"
+
+namespace plexus::cluster::cluster_internal {
+
+class BridgeCore;
+
+// One bridged topic.
+struct TopicLink {
+  BridgeCore* core = nullptr;
+  Ref<Topic> topic;
+  Ref<CachingTopic> caching;
+  std::string key;      // the subject's last token
+  std::string subject;  // plexus.<cluster>.topic.<key>
+  Subscription out;     // the bus side: local messages to send
+  natsSubscription* in = nullptr;
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> encode_failures{0};
+  std::atomic<std::uint64_t> send_failures{0};
+  std::atomic<std::uint64_t> stale{0};
+
+  // Per node, the sequence number its last dump of this topic was taken at: a live frame of
+  // that node numbered below it is already reflected in the dump (or superseded), so it is
+  // dropped rather than delivered twice.
+  Mutex watermark_mu;
+  std::map<std::uint64_t, std::uint64_t> watermarks PLEXUS_GUARDED_BY(watermark_mu);
+  std::atomic<bool> has_watermarks{false};
+};
+
+// A node id as a map key.
+std::uint64_t NodeKey(const NodeId& node);
+
+// One served service.
+struct ServiceLink {
+  BridgeCore* core = nullptr;
+  std::string name;
+  std::string subject;
+  Bridge::ServiceHandler handler;
+  natsSubscription* sub = nullptr;
+};
+
+// What a node's heartbeat says.
+struct Heartbeat {
+  enum Kind : std::uint8_t { kBeat = 0, kBye = 1 };
+  Kind kind = kBeat;
+  NodeId node;
+  std::uint64_t incarnation = 0;
+  std::uint32_t interval_ms = 0;
+};
+std::string EncodeHeartbeat(const Heartbeat& hb);
+bool DecodeHeartbeat(std::string_view bytes, Heartbeat& hb);
+
+// "0a1b2c3d4e5f": a node id as one subject token.
+std::string NodeToken(const NodeId& node);
+// A topic name made a valid subject token.
+std::string SubjectToken(std::string_view name);
+
+// Marks the current thread as running a callback of the bridge (Stop from there is misuse).
+class InCallback {
+ public:
+  InCallback() noexcept;
+  ~InCallback();
+  InCallback(const InCallback&) = delete;
+  InCallback& operator=(const InCallback&) = delete;
+  static bool Active() noexcept;
+};
+
+class BridgeCore {
+ public:
+  explicit BridgeCore(BridgeOptions options);
+  ~BridgeCore();
+
+  // Connects both connections and subscribes the membership subjects; false (logged) if not.
+  bool Start();
+  bool AddTopic(const Ref<Topic>& topic, BridgeTopicOptions options, SourceLocation where);
+  bool Serve(std::string_view service, Bridge::ServiceHandler handler, SourceLocation where);
+  RequestResult Request(const NodeId& node, std::string_view service, std::string_view payload,
+                        std::chrono::milliseconds timeout, SourceLocation where);
+  void Stop(bool orderly, SourceLocation where);
+
+  const BridgeOptions& options() const noexcept { return options_; }
+  std::string SubjectFor(std::string_view name) const;
+  std::vector<NodeId> Nodes() const;
+  BridgeStats Stats() const;
+
+ private:
+  struct Peer {
+    NodeId node;
+    std::uint64_t incarnation = 0;
+    std::chrono::steady_clock::time_point last_seen;
+    std::chrono::milliseconds interval{0};
+  };
+
+  // --- bridge.cc -------------------------------------------------------------------------
+  natsConnection* Connect(bool send_asap, const char* role);
+  void SendLocal(TopicLink& link, const Message& message);
+  void Receive(TopicLink& link, std::string_view bytes);
+  void CountReject(RejectReason reason, const std::string& subject);
+  void Alert(const BridgeAlert& alert);
+  // Waits until `n` more subscriptions have completed (bounded), then forgets them.
+  void WaitForCompletions(int n);
+  static void OnTopicMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+  static void OnServiceRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+  static void OnComplete(void* closure);
+  static void OnError(natsConnection*, natsSubscription* sub, natsStatus err, void* closure);
+  static void OnDisconnected(natsConnection* nc, void* closure);
+  static void OnReconnected(natsConnection* nc, void* closure);
+
+  // --- bridge_membership.cc --------------------------------------------------------------
+  void MembershipLoop();
+  void SendHeartbeat(Heartbeat::Kind kind);
+  void OnHeartbeatBytes(std::string_view bytes);
+  void NodeGone(const NodeId& node);
+  void ResyncWith(const NodeId& node);
+  bool ResyncTopic(const NodeId& node, TopicLink& link);
+  // Whether `link`'s cache holds the snapshot `d` brings, unchanged.
+  bool AlreadyCached(const TopicLink& link, const DecodedMessage& d) const;
+  void AnswerDump(natsMsg* request);
+  static void OnHeartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+  static void OnDumpRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+
+  const BridgeOptions options_;
+  const std::string prefix_;      // plexus.<cluster>.
+  const std::string node_token_;  // NodeToken(options_.node)
+
+  natsConnection* data_ = nullptr;  // topic traffic (batched writes)
+  natsConnection* ctl_ = nullptr;   // heartbeats, resync, services (sent at once)
+  natsSubscription* hb_sub_ = nullptr;
+  natsSubscription* dump_sub_ = nullptr;
+
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ PLEXUS_GUARDED_BY(mu_) = false;
+  bool stopped_ PLEXUS_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<TopicLink>> topics_ PLEXUS_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<ServiceLink>> services_ PLEXUS_GUARDED_BY(mu_);
+  std::map<std::string, Peer> peers_ PLEXUS_GUARDED_BY(mu_);  // by NodeToken
+  std::vector<NodeId> to_resync_ PLEXUS_GUARDED_BY(mu_);
+  std::vector<NodeId> to_remove_ PLEXUS_GUARDED_BY(mu_);
+  std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);  // resyncs that failed
+  bool beat_now_ PLEXUS_GUARDED_BY(mu_) = false;
+  int completions_ PLEXUS_GUARDED_BY(mu_) = 0;  // subscriptions completed, not yet waited for
+  std::thread membership_;
+
+  std::atomic<std::uint64_t> seq_{0};
+  std::atomic<bool> data_down_{false};
+  std::atomic<bool> ctl_down_{false};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(RejectReason::kCount)> rejects_{};
+  std::array<std::atomic<std::int64_t>, static_cast<std::size_t>(RejectReason::kCount)>
+      reject_logged_ns_{};
+  std::atomic<std::uint64_t> slow_consumer_events_{0};
+  std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> disconnects_{0};
+  std::atomic<std::uint64_t> nodes_joined_{0};
+  std::atomic<std::uint64_t> nodes_left_{0};
+  std::atomic<std::uint64_t> resyncs_{0};
+  std::atomic<std::uint64_t> resync_failures_{0};
+  std::atomic<std::uint64_t> snapshots_resynced_{0};
+  std::atomic<std::uint64_t> dumps_served_{0};
+  std::atomic<std::uint64_t> requests_served_{0};
+};
+
+}  // namespace plexus::cluster::cluster_internal
