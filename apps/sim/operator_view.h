@@ -16,8 +16,8 @@ std::string ValidateListenAddress(const std::string& address);
 // of the handle goes.
 using OperatorViewHandle = std::shared_ptr<void>;
 
-// Switches the operator view on at `address` and says where on stderr ("operator view on
-// http://ADDR:PORT/"). Null, with a message on stderr, when it cannot start.
+// Switches the operator view on at `address` and says where on stderr ("plexus_sim: operator view
+// on http://ADDR:PORT"). Null, with a message on stderr, when it cannot start.
 OperatorViewHandle StartOperatorView(const std::string& address);
 
 }  // namespace sim
