@@ -158,6 +158,9 @@ class BridgedCluster final : public SimCluster {
       const plexus::cluster::BridgeStats s = bridge_->Stats();
       f.incarnation = s.incarnation;
       for (const plexus::NodeId& n : s.nodes) f.nodes.push_back(n.ToString());
+      for (const auto& p : s.peers) {
+        f.peers[p.node.ToString()] = {p.incarnation, p.since_heartbeat.count(), p.messages_in};
+      }
       f.nodes_joined = s.nodes_joined;
       f.nodes_left = s.nodes_left;
       for (const auto& t : s.topics) {
@@ -214,12 +217,17 @@ class BridgedCluster final : public SimCluster {
     nlohmann::json nodes = nlohmann::json::array();
     for (const auto& [n, alive] : known) {
       const auto it = f.snapshots_by_node.find(n);
+      const auto peer = f.peers.find(n);
+      const ClusterFigures::Peer p = peer == f.peers.end() ? ClusterFigures::Peer{} : peer->second;
       nodes.push_back({{"node", n},
                        {"alive", alive},
-                       {"snapshots", it == f.snapshots_by_node.end() ? 0 : it->second}});
+                       {"snapshots", it == f.snapshots_by_node.end() ? 0 : it->second},
+                       {"incarnation", std::to_string(p.incarnation)},
+                       {"last_heartbeat_ms_ago", p.since_heartbeat_ms},
+                       {"messages_in", p.messages_in}});
     }
     return nlohmann::json{{"node", f.node},
-                          {"incarnation", f.incarnation},
+                          {"incarnation", std::to_string(f.incarnation)},
                           {"nodes_alive", f.nodes.size()},
                           {"nodes", nodes},
                           {"nodes_joined", f.nodes_joined},

@@ -63,7 +63,13 @@ struct ClusterFigures {
   std::uint64_t local_in_use = 0;             // devices this node has in use, in its cache
   std::uint64_t foreign_snapshots = 0;        // the other nodes' snapshots in the cache
   std::map<std::string, std::uint64_t> snapshots_by_node;  // the same, per node
-  std::uint64_t in_use_anywhere = 0;                       // devices whose aggregate says in use
+  struct Peer {
+    std::uint64_t incarnation = 0;
+    std::int64_t since_heartbeat_ms = 0;
+    std::uint64_t messages_in = 0;
+  };
+  std::map<std::string, Peer> peers;  // the nodes alive, by id
+  std::uint64_t in_use_anywhere = 0;  // devices whose aggregate says in use
 };
 
 class SimCluster {

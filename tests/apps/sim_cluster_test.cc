@@ -101,6 +101,18 @@ TEST(Sim, CL05_SimulatorsShareDeviceStatesAndDropAKilledOne) {
   ASSERT_TRUE(Eventually([&] { return Node::SnapshotsOf(b->Cluster(), kIds[0], true) > 0; }))
       << b->Cluster();
 
+  // The per-node record: its incarnation, a recent heartbeat, and the frames it sent here.
+  ASSERT_TRUE(Eventually([&] {
+    const json cluster = a->Cluster();
+    for (const json& n : cluster["nodes"]) {
+      if (n["node"] == kIds[1]) {
+        return n["incarnation"] != "0" && n["last_heartbeat_ms_ago"].get<long>() >= 0 &&
+               n["messages_in"].get<long>() > 0;
+      }
+    }
+    return false;
+  })) << a->Cluster();
+
   // CL04 through the program: a third node, joining late, gets both others' snapshots.
   auto c = Node::Start(server->Url(), kIds[2]);
   ASSERT_TRUE(c);
