@@ -4,6 +4,7 @@
 #include "plexus/ops/section.h"
 
 #include <atomic>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -111,6 +112,42 @@ TEST(Section, MetricsTextOfNonObjectsIsEmpty) {
   EXPECT_EQ(SectionMetricsText("x", "{"), "");
   EXPECT_EQ(SectionMetricsText("x", R"({"a": 1.5})"),
             "# TYPE plexus_section_x_a gauge\nplexus_section_x_a 1.5\n");
+}
+
+// The page renders a section as tables: its scalar fields by name, an array of objects as a
+// table of its own, every value with a data-k attribute naming where it comes from.
+TEST(Section, ShownOnThePageAsTables) {
+  const std::string chromium = plexus_test::FindTool("chromium");
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (Debian package chromium)";
+  OperatorViewOptions options;
+  options.sections.push_back({.name = "cluster", .title = "Cluster of nodes", .json = [] {
+                                return std::string(
+                                    R"({"nodes_alive": 2, "rejected": {"bad-magic": 3},
+                 "nodes": [{"node": "02:00:00:00:00:01", "snapshots": 17},
+                           {"node": "02:00:00:00:00:02", "snapshots": 5}]})");
+                              }});
+  auto view = OperatorView::Start(options);
+  ASSERT_NE(view, nullptr);
+  const auto dir = plexus_test::TempDir("section-page");
+  const std::string dom_file = (dir / "dom.html").string();
+  const std::string err_file = (dir / "chromium.log").string();
+  // No sandbox: CI runs the tests as root, where Chromium's sandbox refuses to start.
+  const int status = plexus_test::Run(
+      {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+       "--no-first-run", "--user-data-dir=" + (dir / "profile").string(),
+       "--virtual-time-budget=4000", "--dump-dom", view->Url() + "/"},
+      dom_file, err_file);
+  ASSERT_EQ(status, 0) << plexus_test::ReadFile(err_file);
+  const std::string dom = plexus_test::ReadFile(dom_file);
+  ASSERT_NE(dom.find("data-section-refreshes="), std::string::npos) << dom;
+  EXPECT_NE(dom.find("<h2>Cluster of nodes</h2>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find(R"(data-k="section|cluster|nodes_alive">2<)"), std::string::npos) << dom;
+  EXPECT_NE(dom.find(R"(data-k="section|cluster|rejected">bad-magic: 3<)"), std::string::npos);
+  EXPECT_NE(dom.find(R"(data-k="section|cluster|nodes|0|snapshots">17<)"), std::string::npos);
+  EXPECT_NE(dom.find(R"(data-k="section|cluster|nodes|1|node">02:00:00:00:00:02<)"),
+            std::string::npos);
+  view.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
