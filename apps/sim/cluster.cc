@@ -17,6 +17,7 @@
 #include "plexus/bus/topic.h"
 #include "plexus/cluster/bridge.h"
 #include "plexus/cluster/codec.h"
+#include "plexus/sync/mutex.h"
 #endif
 
 namespace sim {
@@ -154,8 +155,14 @@ class BridgedCluster final : public SimCluster {
     ClusterFigures f;
     f.node = node_.ToString();
     f.device_states_published = published_.load(std::memory_order_relaxed);
-    if (bridge_ != nullptr) {
-      const plexus::cluster::BridgeStats s = bridge_->Stats();
+    std::optional<plexus::cluster::BridgeStats> stats;
+    {
+      plexus::MutexLock lock(mu_);
+      stats = final_stats_;
+    }
+    if (!stats && bridge_ != nullptr) stats = bridge_->Stats();
+    if (stats) {
+      const plexus::cluster::BridgeStats& s = *stats;
       f.incarnation = s.incarnation;
       for (const plexus::NodeId& n : s.nodes) f.nodes.push_back(n.ToString());
       for (const auto& p : s.peers) {
@@ -248,8 +255,19 @@ class BridgedCluster final : public SimCluster {
   }
 
   void Stop() override {
-    if (bridge_ != nullptr) bridge_->Stop();
-    if (caching_ != nullptr) caching_->UnsubscribeAndJoin();
+    if (bridge_ == nullptr) return;
+    {
+      plexus::MutexLock lock(mu_);
+      if (final_stats_) return;
+    }
+    // Taken before the bridge stops, which forgets the other nodes.
+    plexus::cluster::BridgeStats stats = bridge_->Stats();
+    {
+      plexus::MutexLock lock(mu_);
+      final_stats_ = std::move(stats);
+    }
+    bridge_->Stop();
+    caching_->UnsubscribeAndJoin();
   }
 
  private:
@@ -259,6 +277,8 @@ class BridgedCluster final : public SimCluster {
   plexus::Ref<plexus::CachingTopic> caching_;
   std::unique_ptr<plexus::cluster::Bridge> bridge_;
   std::atomic<std::uint64_t> published_{0};
+  mutable plexus::Mutex mu_;
+  std::optional<plexus::cluster::BridgeStats> final_stats_ PLEXUS_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -80,6 +80,8 @@ class SimCluster {
 
   // A device of this node went in use (or idle).
   virtual void Publish(std::uint32_t device, bool in_use) = 0;
+  // After Stop: the bridge's figures as they were when it stopped, and the cache's once every
+  // device state published before Stop was cached.
   virtual ClusterFigures Figures() const = 0;
   // The operator view's "cluster" section.
   virtual std::string Json() const = 0;

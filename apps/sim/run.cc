@@ -231,8 +231,8 @@ int Run(const Options& options) {
   }
   view.reset();
   if (cluster != nullptr) {
-    f.cluster = cluster->Figures();
     cluster->Stop();
+    f.cluster = cluster->Figures();
     cluster.reset();
   }
   // Everything the run made is gone: what is still alive leaked.
