@@ -101,7 +101,8 @@ BridgeCore::~BridgeCore() {
   Stop(/*orderly=*/true, SourceLocation::current());
 }
 
-natsConnection* BridgeCore::Connect(bool send_asap, const char* role) {
+natsConnection* BridgeCore::Connect(bool send_asap, ConnectionRole* connection_role) {
+  const char* role = connection_role->data ? "data" : "ctl";
   natsOptions* o = nullptr;
   natsConnection* nc = nullptr;
   std::vector<const char*> urls;
@@ -122,11 +123,20 @@ natsConnection* BridgeCore::Connect(bool send_asap, const char* role) {
   }
   if (s == NATS_OK) s = natsOptions_SetTimeout(o, options_.connect_timeout.count());
   if (s == NATS_OK) s = natsOptions_SetMaxPendingMsgs(o, options_.pending_msgs_limit);
-  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &BridgeCore::OnError, this);
-  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, &BridgeCore::OnDisconnected, this);
-  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &BridgeCore::OnReconnected, this);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &BridgeCore::OnError, connection_role);
+  if (s == NATS_OK) {
+    s = natsOptions_SetDisconnectedCB(o, &BridgeCore::OnDisconnected, connection_role);
+  }
+  if (s == NATS_OK) {
+    s = natsOptions_SetReconnectedCB(o, &BridgeCore::OnReconnected, connection_role);
+  }
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, &BridgeCore::OnClosed, connection_role);
   if (s == NATS_OK) s = natsConnection_Connect(&nc, o);
   natsOptions_Destroy(o);
+  if (s == NATS_OK) {
+    MutexLock lock(mu_);
+    ++connections_;
+  }
   if (s != NATS_OK) {
     Log(LogLevel::kError,
         std::string("cluster bridge: cannot connect (") + role + "): " + StatusText(s));
@@ -136,9 +146,9 @@ natsConnection* BridgeCore::Connect(bool send_asap, const char* role) {
 }
 
 bool BridgeCore::Start() {
-  data_ = Connect(/*send_asap=*/false, "data");
+  data_ = Connect(options_.send_asap, &data_role_);
   if (data_ == nullptr) return false;
-  ctl_ = Connect(/*send_asap=*/true, "ctl");
+  ctl_ = Connect(/*send_asap=*/true, &ctl_role_);
   if (ctl_ == nullptr) return false;
   hb_sub_ = SubscribeAsync(ctl_, prefix_ + "_node.hb", &BridgeCore::OnHeartbeat, this,
                            &BridgeCore::OnComplete, this, options_.pending_msgs_limit,
@@ -321,7 +331,7 @@ void BridgeCore::WaitForCompletions(int n) {
 }
 
 void BridgeCore::OnError(natsConnection*, natsSubscription* sub, natsStatus err, void* closure) {
-  auto* core = static_cast<BridgeCore*>(closure);
+  BridgeCore* core = static_cast<ConnectionRole*>(closure)->core;
   if (err != NATS_SLOW_CONSUMER) {
     Log(LogLevel::kWarning, "cluster bridge: " + StatusText(err));
     return;
@@ -343,20 +353,33 @@ void BridgeCore::OnError(natsConnection*, natsSubscription* sub, natsStatus err,
   core->Alert(alert);
 }
 
-void BridgeCore::OnDisconnected(natsConnection* nc, void* closure) {
-  auto* core = static_cast<BridgeCore*>(closure);
+void BridgeCore::OnDisconnected(natsConnection*, void* closure) {
+  const auto* role = static_cast<ConnectionRole*>(closure);
+  BridgeCore* core = role->core;
+  {
+    MutexLock lock(core->mu_);
+    if (core->stopping_) return;  // its own close
+  }
   core->disconnects_.fetch_add(1, std::memory_order_relaxed);
-  (nc == core->data_ ? core->data_down_ : core->ctl_down_).store(true);
+  (role->data ? core->data_down_ : core->ctl_down_).store(true);
   BridgeAlert alert;
   alert.kind = BridgeAlert::Kind::kDisconnected;
-  alert.subject = nc == core->data_ ? "data" : "control";
+  alert.subject = role->data ? "data" : "control";
   core->Alert(alert);
 }
 
-void BridgeCore::OnReconnected(natsConnection* nc, void* closure) {
-  auto* core = static_cast<BridgeCore*>(closure);
+void BridgeCore::OnClosed(natsConnection*, void* closure) {
+  BridgeCore* core = static_cast<ConnectionRole*>(closure)->core;
+  MutexLock lock(core->mu_);
+  ++core->closed_;
+  core->cv_.NotifyAll();
+}
+
+void BridgeCore::OnReconnected(natsConnection*, void* closure) {
+  const auto* role = static_cast<ConnectionRole*>(closure);
+  BridgeCore* core = role->core;
   core->reconnects_.fetch_add(1, std::memory_order_relaxed);
-  (nc == core->data_ ? core->data_down_ : core->ctl_down_).store(false);
+  (role->data ? core->data_down_ : core->ctl_down_).store(false);
   {
     // What was missed while away comes back by a resync with every known node; their
     // heartbeats were missed too, so the clocks restart.
@@ -371,7 +394,7 @@ void BridgeCore::OnReconnected(natsConnection* nc, void* closure) {
   }
   BridgeAlert alert;
   alert.kind = BridgeAlert::Kind::kReconnected;
-  alert.subject = nc == core->data_ ? "data" : "control";
+  alert.subject = role->data ? "data" : "control";
   core->Alert(alert);
 }
 
@@ -466,6 +489,14 @@ RequestResult BridgeCore::Request(const NodeId& node, std::string_view service,
   return result;
 }
 
+bool BridgeCore::Flush(std::chrono::milliseconds timeout) {
+  {
+    MutexLock lock(mu_);
+    if (stopping_) return false;
+  }
+  return natsConnection_FlushTimeout(data_, timeout.count()) == NATS_OK;
+}
+
 void BridgeCore::Stop(bool orderly, SourceLocation where) {
   if (InCallback::Active()) {
     ReportMisuse("Bridge::Stop from a callback of the bridge", where);
@@ -513,6 +544,17 @@ void BridgeCore::Stop(bool orderly, SourceLocation where) {
   if (ctl_ != nullptr) natsConnection_Close(ctl_);
   // No message callback runs past this point: each subscription's completion came.
   WaitForCompletions(static_cast<int>(subs.size()));
+  {
+    // Nor a connection callback: the closed callback is each connection's last.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    MutexLock lock(mu_);
+    while (closed_ < connections_) {
+      if (!cv_.WaitUntil(mu_, deadline) && closed_ < connections_) {
+        Log(LogLevel::kError, "cluster bridge: connections did not close in time");
+        break;
+      }
+    }
+  }
   for (natsSubscription* s : subs) natsSubscription_Destroy(s);
   if (data_ != nullptr) natsConnection_Destroy(data_);
   if (ctl_ != nullptr) natsConnection_Destroy(ctl_);
@@ -650,6 +692,10 @@ RequestResult Bridge::Request(const NodeId& node, std::string_view service,
                               std::string_view payload, std::chrono::milliseconds timeout,
                               SourceLocation where) {
   return core_->Request(node, service, payload, timeout, where);
+}
+
+bool Bridge::Flush(std::chrono::milliseconds timeout) {
+  return core_->Flush(timeout);
 }
 
 void Bridge::Stop(SourceLocation where) {

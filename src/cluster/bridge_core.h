@@ -102,6 +102,7 @@ class BridgeCore {
   RequestResult Request(const NodeId& node, std::string_view service, std::string_view payload,
                         std::chrono::milliseconds timeout, SourceLocation where);
   void Stop(bool orderly, SourceLocation where);
+  bool Flush(std::chrono::milliseconds timeout);
 
   const BridgeOptions& options() const noexcept { return options_; }
   std::string SubjectFor(std::string_view name) const;
@@ -109,6 +110,13 @@ class BridgeCore {
   BridgeStats Stats() const;
 
  private:
+  // What a connection's callbacks are given: they run on libnats' callback thread, which must
+  // not read data_ or ctl_ (Start and Stop write them).
+  struct ConnectionRole {
+    BridgeCore* core;
+    bool data;
+  };
+
   struct Peer {
     NodeId node;
     std::uint64_t incarnation = 0;
@@ -117,7 +125,7 @@ class BridgeCore {
   };
 
   // --- bridge.cc -------------------------------------------------------------------------
-  natsConnection* Connect(bool send_asap, const char* role);
+  natsConnection* Connect(bool send_asap, ConnectionRole* role);
   void SendLocal(TopicLink& link, const Message& message);
   void Receive(TopicLink& link, std::string_view bytes);
   void CountReject(RejectReason reason, const std::string& subject);
@@ -130,6 +138,7 @@ class BridgeCore {
   static void OnError(natsConnection*, natsSubscription* sub, natsStatus err, void* closure);
   static void OnDisconnected(natsConnection* nc, void* closure);
   static void OnReconnected(natsConnection* nc, void* closure);
+  static void OnClosed(natsConnection* nc, void* closure);
 
   // --- bridge_membership.cc --------------------------------------------------------------
   void MembershipLoop();
@@ -148,6 +157,8 @@ class BridgeCore {
   const std::string prefix_;      // plexus.<cluster>.
   const std::string node_token_;  // NodeToken(options_.node)
 
+  ConnectionRole data_role_{this, true};
+  ConnectionRole ctl_role_{this, false};
   natsConnection* data_ = nullptr;  // topic traffic (batched writes)
   natsConnection* ctl_ = nullptr;   // heartbeats, resync, services (sent at once)
   natsSubscription* hb_sub_ = nullptr;
@@ -165,6 +176,8 @@ class BridgeCore {
   std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);  // resyncs that failed
   bool beat_now_ PLEXUS_GUARDED_BY(mu_) = false;
   int completions_ PLEXUS_GUARDED_BY(mu_) = 0;  // subscriptions completed, not yet waited for
+  int connections_ PLEXUS_GUARDED_BY(mu_) = 0;  // made
+  int closed_ PLEXUS_GUARDED_BY(mu_) = 0;       // whose closed callback ran (their last)
   std::thread membership_;
 
   std::atomic<std::uint64_t> seq_{0};

@@ -209,6 +209,15 @@ TEST(Sim, OP06_TheSimulatorServesTheOperatorViewWhileItRuns) {
       plexus_test::Get(static_cast<std::uint16_t>(port), "/api/topics");
   EXPECT_EQ(topics.status, 200);
   EXPECT_NE(topics.body.find("\"calls\""), std::string::npos) << topics.body.substr(0, 2000);
+  // The calls set up, which the page charts per second.
+  EXPECT_NE(metrics.body.find("plexus_app_events_total{counter=\"calls\"}"), std::string::npos);
+  const json counters =
+      json::parse(plexus_test::Get(static_cast<std::uint16_t>(port), "/api/counters").body);
+  bool calls_counted = false;
+  for (const json& c : counters["counters"]) {
+    if (c["name"] == "calls") calls_counted = c["value"].get<std::uint64_t>() > 0;
+  }
+  EXPECT_TRUE(calls_counted) << counters;
   child.Signal(SIGINT);
   ASSERT_EQ(child.Wait(), 0) << child.Out() << child.Err();
   const json report = json::parse(child.Out(), nullptr, false);

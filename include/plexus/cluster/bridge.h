@@ -124,6 +124,9 @@ struct BridgeOptions {
   std::chrono::milliseconds connect_timeout{2000};
   // Resync requests (and Request's default).
   std::chrono::milliseconds request_timeout{2000};
+  // Topic traffic written at once rather than batched by libnats' flusher (which waits about a
+  // millisecond for more): lower latency, lower throughput. Control traffic is always at once.
+  bool send_asap = false;
 
   // Per inbound subscription, what NATS queues before it drops (slow consumer).
   int pending_msgs_limit = 65536;
@@ -237,6 +240,10 @@ class Bridge {
   RequestResult Request(const NodeId& node, std::string_view service, std::string_view payload,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(-1),
                         SourceLocation where = SourceLocation::current());
+
+  // Waits until the topic traffic handed to NATS so far has reached the server (at most
+  // `timeout`); false on timeout or when stopped.
+  bool Flush(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   // Stops the bridge (see the file comment). Idempotent.
   void Stop(SourceLocation where = SourceLocation::current());

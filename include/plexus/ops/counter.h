@@ -4,9 +4,9 @@
 //
 // Counter is a named, monotonic count that a program keeps of its own work (calls set up,
 // requests served, ...) and that the operator view shows beside plexus's statistics: in
-// /metrics as `plexus_app_events_total{counter="<name>"}`, in /api/counters, and as a
-// per-second chart on the page. The view has no notion of what a program does; this is how
-// the program tells it.
+// /metrics as `plexus_app_events_total{counter="<name>"}`, in /api/counters, and on the page
+// (each with its rate per second; the first by name is charted over the last minutes). The view has
+// no notion of what a program does; this is how the program tells it.
 //
 //   plexus::ops::Counter calls("calls", "Calls set up.");
 //   ...

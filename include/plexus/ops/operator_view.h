@@ -8,8 +8,8 @@
 //
 //   /                    one self-contained page (script included, no external assets):
 //                        busiest topics, queue depths against their alert levels, alerts,
-//                        per-second charts of the program's counters (or, without any, of
-//                        the messages published), group locks
+//                        a per-second chart of the program's first counter (or, without
+//                        one, of the messages published), group locks
 //   /metrics             Prometheus text exposition (plexus/ops/metrics.h)
 //   /api/topics          JSON (plexus/ops/api_json.h), rendered from the same snapshot
 //   /api/subscriptions   structs the statistics APIs return
