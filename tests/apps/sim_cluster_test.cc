@@ -90,6 +90,7 @@ void StopAndCheck(Node& node, const std::string& id) {
 }
 
 TEST(Sim, CL05_SimulatorsShareDeviceStatesAndDropAKilledOne) {
+  if (plexus::cluster::testing::NatsServerBinary().empty()) GTEST_SKIP() << "no nats-server";
   std::unique_ptr<NatsServer> server = NatsServer::Start({});
   ASSERT_NE(server, nullptr);
   auto a = Node::Start(server->Url(), kIds[0]);
