@@ -48,9 +48,10 @@
 //
 // Lifecycle: Create connects (or returns null, logging why). Stop, which the destructor calls:
 // the bridge's bus subscriptions are unsubscribed and joined (each gets its final message, and
-// what was published on a bridged topic before Stop is handed to NATS), "bye" is sent, the
-// membership thread is joined, the inbound NATS subscriptions are drained (what was received
-// is delivered), the outbound data is flushed, and the connections are closed and destroyed.
+// what was published on a bridged topic before Stop is handed to NATS), the membership thread
+// is joined, "bye" is sent, the inbound NATS subscriptions are drained (what was received is
+// delivered), the outbound data is flushed, and the connections are closed; once libnats has
+// run each subscription's completion and each connection's closed callback, they are destroyed.
 // Nothing of the bridge runs after Stop returns. libnats' own process-wide threads end only with
 // nats_CloseAndWait, which belongs at process end (after every bridge has stopped).
 //
