@@ -43,6 +43,7 @@ Consumers::Consumers(const plexus::Ref<plexus::Topic>& all,
           const std::uint32_t now = devices_.in_use.load(std::memory_order_relaxed) + 1;
           devices_.in_use.store(now, std::memory_order_relaxed);
           devices_.peak_in_use = std::max(devices_.peak_in_use, now);
+          if (config_.on_device_change) config_.on_device_change(s.device, true);
         }
       });
   device_router_.AddRoute(CallEventType(), [this](const CallEvent& e, const plexus::Message&) {
@@ -53,6 +54,7 @@ Consumers::Consumers(const plexus::Ref<plexus::Topic>& all,
     if (--devices_.calls_up[r.device] == 0) {
       devices_.in_use.store(devices_.in_use.load(std::memory_order_relaxed) - 1,
                             std::memory_order_relaxed);
+      if (config_.on_device_change) config_.on_device_change(r.device, false);
     }
   });
 

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "cdr_writer.h"
@@ -33,6 +34,8 @@ struct ConsumersConfig {
   std::uint32_t devices = 1;
   std::uint32_t queue_limit = 4096;  // high water of every router, capacity of the stream's
   std::size_t cdr_batch = 512;       // records per SQLite transaction, at most
+  // Called by the device router when a device goes in use (true) or idle (false); may be empty.
+  std::function<void(std::uint32_t device, bool in_use)> on_device_change;
 };
 
 // The device-state aggregate. Owned by the device router's callbacks.

@@ -45,11 +45,13 @@ std::string ValidateListenAddress(const std::string& address) {
 }
 
 // The one place where the operator view is switched on; it serves until the handle goes.
-OperatorViewHandle StartOperatorView(const std::string& address) {
+OperatorViewHandle StartOperatorView(const std::string& address,
+                                     std::vector<plexus::ops::Section> sections) {
   std::string host = address.substr(0, address.rfind(':'));
   if (host == "localhost") host = "127.0.0.1";
   std::shared_ptr<plexus::ops::OperatorView> view = plexus::ops::OperatorView::Start(
-      {.listen = host + ":" + address.substr(address.rfind(':') + 1)});
+      {.listen = host + ":" + address.substr(address.rfind(':') + 1),
+       .sections = std::move(sections)});
   if (view == nullptr) {
     std::fprintf(stderr, "plexus_sim: --listen=%s: the operator view could not start\n",
                  address.c_str());

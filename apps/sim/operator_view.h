@@ -5,6 +5,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "plexus/ops/section.h"
 
 namespace sim {
 
@@ -18,6 +21,8 @@ using OperatorViewHandle = std::shared_ptr<void>;
 
 // Switches the operator view on at `address` and says where on stderr ("plexus_sim: operator view
 // on http://ADDR:PORT"). Null, with a message on stderr, when it cannot start.
-OperatorViewHandle StartOperatorView(const std::string& address);
+// `sections`: the simulator's own parts of the view (the cluster's, with --nats).
+OperatorViewHandle StartOperatorView(const std::string& address,
+                                     std::vector<plexus::ops::Section> sections = {});
 
 }  // namespace sim

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "cluster.h"
 #include "operator_view.h"
 
 namespace sim {
@@ -48,6 +49,20 @@ Parsed ParseOptions(int argc, char** argv) {
                  "seconds the calls in flight may run on after a stop signal before they are "
                  "cut short")
       ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--nats", o.nats,
+                 "NATS servers (nats://HOST:PORT, comma-separated): share device states with the "
+                 "other simulators there")
+      ->check(CLI::Validator([](std::string& value) { return ValidateNatsServers(value); },
+                             "URL[,URL...]"));
+  app.add_option("--node-id", o.node_id, "this node's id in the cluster (default: the host's)")
+      ->check(CLI::Validator([](std::string& value) { return ValidateNodeId(value); },
+                             "aa:bb:cc:dd:ee:ff"));
+  app.add_option("--cluster", o.cluster_name, "the cluster's name (NATS subjects plexus.NAME.*)")
+      ->check(
+          CLI::Validator([](std::string& value) { return ValidateClusterName(value); }, "NAME"));
+  app.add_option("--heartbeat-ms", o.heartbeat_ms,
+                 "cluster heartbeat interval, ms (a node is gone after 5 missed)")
+      ->check(CLI::Range(10u, 60'000u));
   app.footer(
       "Exit status: 0 when every invariant held, 1 when one failed (the report names it), 2 "
       "after a bad flag. SIGINT or SIGTERM stops new calls, drains and reports; a second one "
@@ -63,6 +78,14 @@ Parsed ParseOptions(int argc, char** argv) {
       if (ch == '\n') ch = ' ';
     }
     std::fprintf(stderr, "plexus_sim: %s (see --help)\n", message.c_str());
+    return {std::nullopt, 2};
+  }
+  if (o.nats.empty() && (!o.node_id.empty() || o.cluster_name != "plexus")) {
+    std::fprintf(stderr, "plexus_sim: --node-id and --cluster need --nats (see --help)\n");
+    return {std::nullopt, 2};
+  }
+  if (!o.nats.empty() && !ClusterAvailable()) {
+    std::fprintf(stderr, "plexus_sim: --nats: this build has no cluster layer (libnats)\n");
     return {std::nullopt, 2};
   }
   o.report = report == "json" ? ReportFormat::kJson : ReportFormat::kText;

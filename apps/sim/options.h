@@ -26,6 +26,11 @@ struct Options {
   std::uint32_t queue_limit = 4096;       // queue high water / the stream's capacity
   bool checks = true;                     // reference debugging and lock-order validation
   double stop_grace = 0;  // seconds the calls in flight may run on after a stop signal
+  // The cluster (apps/sim/cluster.h): NATS URLs, comma-separated; empty: no cluster.
+  std::string nats;
+  std::string node_id;  // empty: this host's
+  std::string cluster_name = "plexus";
+  std::uint32_t heartbeat_ms = 1000;
 };
 
 // The options, or the exit status to leave with: 0 after --help, 2 after a bad flag (a

@@ -54,6 +54,19 @@ bool CheckInvariants(Figures& f) {
              static_cast<long long>(f.leaked_references), f.live_topics, f.live_subscriptions));
   add("no lock-order report", f.lock_order_reports == 0,
       Format("%llu reports", static_cast<unsigned long long>(f.lock_order_reports)));
+  if (f.cluster) {
+    const ClusterFigures& c = *f.cluster;
+    std::uint64_t encode_failures = 0;
+    for (const auto& t : c.topics) encode_failures += t.encode_failures;
+    // The other simulators are well behaved: whatever they send decodes.
+    add("no cluster rejects", c.rejects_total == 0,
+        Format("%llu frames refused", static_cast<unsigned long long>(c.rejects_total)));
+    add("every device state encodes", encode_failures == 0,
+        Format("%llu device states not encoded", static_cast<unsigned long long>(encode_failures)));
+    add("this node's device states idle", c.local_in_use == 0,
+        Format("%llu devices in use in this node's snapshots at the end",
+               static_cast<unsigned long long>(c.local_in_use)));
+  }
   bool all = true;
   for (const Invariant& i : f.invariants) all = all && i.held;
   return all;
@@ -118,6 +131,26 @@ std::string TextReport(const Figures& f) {
   line(Format("  leaks      leaked references %s, group locks alive %lld, lock-order reports %llu",
               leaked.c_str(), static_cast<long long>(f.dialogs_alive + f.transactions_alive),
               static_cast<unsigned long long>(f.lock_order_reports)));
+  if (f.cluster) {
+    const ClusterFigures& c = *f.cluster;
+    std::string nodes;
+    for (const std::string& n : c.nodes) nodes += (nodes.empty() ? "" : ", ") + n;
+    line(Format("  cluster    node %s: %zu other nodes alive%s%s (%s joined, %s left)",
+                c.node.c_str(), c.nodes.size(), nodes.empty() ? "" : ": ", nodes.c_str(),
+                Grouped(c.nodes_joined).c_str(), Grouped(c.nodes_left).c_str()));
+    for (const auto& t : c.topics) {
+      line(Format("             %s: %s out, %s in, %s send failures, %lld dropped by NATS",
+                  t.subject.c_str(), Grouped(t.messages_out).c_str(),
+                  Grouped(t.messages_in).c_str(), Grouped(t.send_failures).c_str(),
+                  static_cast<long long>(t.nats_dropped)));
+    }
+    line(
+        Format("             %s rejects, %s resyncs (%s snapshots, %s failed), %s foreign "
+               "snapshots, %s devices in use anywhere",
+               Grouped(c.rejects_total).c_str(), Grouped(c.resyncs).c_str(),
+               Grouped(c.snapshots_resynced).c_str(), Grouped(c.resync_failures).c_str(),
+               Grouped(c.foreign_snapshots).c_str(), Grouped(c.in_use_anywhere).c_str()));
+  }
   bool ok = true;
   for (const Invariant& i : f.invariants) {
     if (!i.held) {
@@ -144,7 +177,7 @@ std::string JsonReport(const Figures& f) {
     invariants.push_back({{"name", i.name}, {"held", i.held}, {"detail", i.detail}});
     if (!i.held && failed.empty()) failed = i.name;
   }
-  const json report = {
+  json report = {
       {"interrupted", f.interrupted},
       {"seconds", f.seconds},
       {"seed", f.options.seed},
@@ -198,6 +231,34 @@ std::string JsonReport(const Figures& f) {
       {"ok", failed.empty()},
       {"failed", failed},
   };
+  if (f.cluster) {
+    const ClusterFigures& c = *f.cluster;
+    json topics = json::array();
+    for (const auto& t : c.topics) {
+      topics.push_back({{"topic", t.name},
+                        {"subject", t.subject},
+                        {"messages_out", t.messages_out},
+                        {"messages_in", t.messages_in},
+                        {"encode_failures", t.encode_failures},
+                        {"send_failures", t.send_failures},
+                        {"nats_dropped", t.nats_dropped}});
+    }
+    report["cluster"] = {{"node", c.node},
+                         {"incarnation", c.incarnation},
+                         {"nodes", c.nodes},
+                         {"nodes_joined", c.nodes_joined},
+                         {"nodes_left", c.nodes_left},
+                         {"topics", topics},
+                         {"rejects", c.rejects},
+                         {"rejects_total", c.rejects_total},
+                         {"resyncs", c.resyncs},
+                         {"resync_failures", c.resync_failures},
+                         {"snapshots_resynced", c.snapshots_resynced},
+                         {"reconnects", c.reconnects},
+                         {"device_states_published", c.device_states_published},
+                         {"foreign_snapshots", c.foreign_snapshots},
+                         {"in_use_anywhere", c.in_use_anywhere}};
+  }
   return report.dump(2) + "\n";
 }
 

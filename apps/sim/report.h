@@ -4,9 +4,11 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cluster.h"
 #include "engine.h"
 #include "options.h"
 
@@ -70,6 +72,8 @@ struct Figures {
   std::int64_t baseline_rss_kb = 0;
   std::int64_t peak_rss_kb = 0;
   std::vector<Invariant> invariants;
+  // With --nats: the cluster's figures, taken before the bridge stopped.
+  std::optional<ClusterFigures> cluster;
 };
 
 // Fills `f.invariants` from the figures. Returns true if every one held.

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "alerts.h"
+#include "cluster.h"
 #include "consumers.h"
 #include "engine.h"
 #include "generator.h"
@@ -86,9 +87,31 @@ void Gather(Figures& f, const CallEngine& engine, const Generator& generator,
 int Run(const Options& options) {
   // The view serves while the calls run and stops before the leak check below, so that a
   // request in flight holds no reference then.
+  // The cluster outlives the view (whose "cluster" section reads it) and goes before the leak
+  // check (its topic and subscriptions are the run's).
+  std::unique_ptr<SimCluster> cluster;
+  if (!options.nats.empty()) {
+    ClusterOptions c{.node = options.node_id,
+                     .cluster = options.cluster_name,
+                     .heartbeat_ms = options.heartbeat_ms};
+    for (std::size_t start = 0;;) {
+      const std::size_t comma = options.nats.find(',', start);
+      c.servers.push_back(
+          options.nats.substr(start, comma - (comma == std::string::npos ? 0 : start)));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    cluster = SimCluster::Start(c);
+    if (cluster == nullptr) return 2;
+  }
   OperatorViewHandle view;
   if (!options.listen.empty()) {
-    view = StartOperatorView(options.listen);
+    std::vector<plexus::ops::Section> sections;
+    if (cluster != nullptr) {
+      sections.push_back(
+          {.name = "cluster", .title = "Cluster", .json = [&cluster] { return cluster->Json(); }});
+    }
+    view = StartOperatorView(options.listen, std::move(sections));
     if (view == nullptr) return 2;
   }
   std::FILE* events = OpenEvents(options.events);
@@ -118,8 +141,13 @@ int Run(const Options& options) {
     }
     f.cdr_path = cdr.Path();
     Consumers consumers(calls->GetTopic(), pool,
-                        {.devices = options.devices, .queue_limit = options.queue_limit}, cdr,
-                        events);
+                        {.devices = options.devices,
+                         .queue_limit = options.queue_limit,
+                         .on_device_change =
+                             [&cluster](std::uint32_t device, bool in_use) {
+                               if (cluster != nullptr) cluster->Publish(device, in_use);
+                             }},
+                        cdr, events);
     // The operator view charts it (calls per second); counted whether or not the view is on,
     // at the cost of one relaxed increment a call.
     plexus::ops::Counter calls_counter("calls", "Calls set up by the simulator.");
@@ -202,6 +230,11 @@ int Run(const Options& options) {
     pool->Shutdown();
   }
   view.reset();
+  if (cluster != nullptr) {
+    cluster->Stop();
+    f.cluster = cluster->Figures();
+    cluster.reset();
+  }
   // Everything the run made is gone: what is still alive leaked.
   f.live_topics = plexus::LiveTopicCount();
   f.live_subscriptions = plexus::LiveSubscriptionCount();

@@ -267,6 +267,10 @@ void BridgeCore::Receive(TopicLink& link, std::string_view bytes) {
     }
   }
   link.messages_in.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexLock lock(in_by_node_mu_);
+    ++in_by_node_[NodeKey(d.frame.node)];
+  }
   InCallback in;
   link.topic->Publish(d.message);
 }
@@ -610,6 +614,28 @@ BridgeStats BridgeCore::Stats() const {
   st.snapshots_resynced = snapshots_resynced_.load(std::memory_order_relaxed);
   st.dumps_served = dumps_served_.load(std::memory_order_relaxed);
   st.requests_served = requests_served_.load(std::memory_order_relaxed);
+  {
+    const auto now = std::chrono::steady_clock::now();
+    MutexLock lock(mu_);
+    st.nodes.clear();  // the same set as the peers, taken under one lock
+    for (const auto& [token, peer] : peers_) {
+      st.nodes.push_back(peer.node);
+      BridgeStats::Peer p;
+      p.node = peer.node;
+      p.incarnation = peer.incarnation;
+      p.since_heartbeat =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - peer.last_seen);
+      p.heartbeat_interval = peer.interval;
+      st.peers.push_back(p);
+    }
+  }
+  {
+    MutexLock lock(in_by_node_mu_);
+    for (BridgeStats::Peer& p : st.peers) {
+      const auto it = in_by_node_.find(NodeKey(p.node));
+      if (it != in_by_node_.end()) p.messages_in = it->second;
+    }
+  }
   return st;
 }
 

@@ -196,6 +196,10 @@ class BridgeCore {
   std::atomic<std::uint64_t> snapshots_resynced_{0};
   std::atomic<std::uint64_t> dumps_served_{0};
   std::atomic<std::uint64_t> requests_served_{0};
+  // Frames accepted per origin node (by NodeKey), for BridgeStats::peers. A lock of its own,
+  // taken once per frame received: the membership lock is not held on the receive path.
+  mutable Mutex in_by_node_mu_;
+  std::map<std::uint64_t, std::uint64_t> in_by_node_ PLEXUS_GUARDED_BY(in_by_node_mu_);
 };
 
 }  // namespace plexus::cluster::cluster_internal

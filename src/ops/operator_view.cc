@@ -219,10 +219,53 @@ std::unique_ptr<OperatorView> OperatorView::Start(OperatorViewOptions options) {
     const std::string_view page = OperatorPageHtml();
     res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
   });
-  server.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(MetricsText(TakeSnapshot(SnapshotParts::kMetrics | SnapshotParts::kRefs)),
-                    "text/plain; version=0.0.4; charset=utf-8");
+  for (std::size_t i = 0; i < options.sections.size(); ++i) {
+    const std::string& name = options.sections[i].name;
+    bool repeated = false;
+    for (std::size_t j = 0; j < i; ++j) repeated |= options.sections[j].name == name;
+    if (!ValidSectionName(name) || repeated || !options.sections[i].json) {
+      Log(LogLevel::kError, "operator view: unusable section '" + name + "'");
+      return nullptr;
+    }
+  }
+  // The sections' functions are the program's code: called here, on the request's thread,
+  // under no lock of the view's.
+  const std::vector<Section>& sections = impl->options.sections;
+  server.Get("/metrics", [&sections](const httplib::Request&, httplib::Response& res) {
+    std::string text = MetricsText(TakeSnapshot(SnapshotParts::kMetrics | SnapshotParts::kRefs));
+    for (const Section& section : sections) {
+      try {
+        text += SectionMetricsText(section.name, section.json());
+      } catch (...) {
+        // Left out: a section that cannot say its state has no numbers to export.
+      }
+    }
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
+  server.Get("/api/sections", [&sections](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const Section& section : sections) {
+      list.push_back({{"name", section.name},
+                      {"title", section.title.empty() ? section.name : section.title}});
+    }
+    res.set_content(list.dump(), "application/json");
+  });
+  for (const Section& section : sections) {
+    server.Get("/api/" + section.name, [&section](const httplib::Request&, httplib::Response& res) {
+      std::string text;
+      try {
+        text = section.json();
+      } catch (...) {
+        text.clear();
+      }
+      if (!nlohmann::json::accept(text)) {
+        res.status = 500;
+        res.set_content("section '" + section.name + "' gave no JSON\n", "text/plain");
+        return;
+      }
+      res.set_content(text, "application/json");
+    });
+  }
   ServeJson(server, "/api/topics", SnapshotParts::kTopics, &TopicsJson);
   ServeJson(server, "/api/subscriptions", SnapshotParts::kSubscriptions, &SubscriptionsJson);
   ServeJson(server, "/api/taskprocessors", SnapshotParts::kTaskProcessors, &TaskProcessorsJson);

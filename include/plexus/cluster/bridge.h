@@ -187,6 +187,15 @@ struct BridgeStats {
   std::uint64_t snapshots_resynced = 0;
   std::uint64_t dumps_served = 0;
   std::uint64_t requests_served = 0;  // service requests answered
+  // One record per node in `nodes`, in the same order (for an operator's view of the peers).
+  struct Peer {
+    NodeId node;
+    std::uint64_t incarnation = 0;
+    std::chrono::milliseconds since_heartbeat{0};     // how long ago its last heartbeat came
+    std::chrono::milliseconds heartbeat_interval{0};  // the interval it announces
+    std::uint64_t messages_in = 0;  // its frames accepted (all bridged topics, since Create)
+  };
+  std::vector<Peer> peers;
 };
 
 // What Request gave.

@@ -18,6 +18,8 @@
 //   /api/locks           live group locks with holders and chains; lock-order reports
 //   /api/refs            tracked objects and their holders (reference debugging on)
 //   /api/counters        the program's own counters (plexus/ops/counter.h)
+//   /api/sections        the names and titles of the program's own sections, each served
+//   /api/<name>          as its name (plexus/ops/section.h)
 //
 // Any other path is 404; any method other than GET (and HEAD) is 405.
 //
@@ -50,6 +52,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "plexus/ops/section.h"
 
 namespace plexus::ops {
 
@@ -68,6 +73,10 @@ struct OperatorViewOptions {
   std::size_t max_body_bytes = 1024;
   // Pending connections the kernel queues for accept.
   int listen_backlog = 1024;
+  // The program's own parts (plexus/ops/section.h): each served at /api/<name>, exported to
+  // /metrics and shown on the page. A section with an unusable or repeated name makes Start
+  // fail (null, with a log line).
+  std::vector<Section> sections;
 };
 
 class OperatorView {
