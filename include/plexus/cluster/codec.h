@@ -85,7 +85,7 @@ Codec BinaryCodec(const TypedMessageType<T>& type, Encode encode, Decode decode)
 // What decoding one frame into a message gave.
 struct DecodedMessage {
   RejectReason reason = RejectReason::kNone;
-  Frame frame;          // valid when the frame itself was well formed
+  Frame frame;           // valid when the frame itself was well formed
   Ref<Message> message;  // set when reason is kNone
 };
 
