@@ -1,5 +1,6 @@
 #include "plexus/cluster/codec.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
@@ -32,20 +33,34 @@ bool CodecRegistry::Add(Codec codec, SourceLocation where) {
     ReportMisuse("CodecRegistry::Add: a second codec for message type '" + name + "'", where);
     return false;
   }
-  by_name_.emplace(name, std::move(codec));
+  const std::size_t index = codecs_.size();
+  const MessageType* type = codec.type;
+  by_name_.emplace(name, index);
+  const auto at = std::lower_bound(
+      by_type_.begin(), by_type_.end(), type,
+      [](const std::pair<const MessageType*, std::size_t>& e, const MessageType* t) {
+        return std::less<const MessageType*>()(e.first, t);
+      });
+  by_type_.insert(at, {type, index});
+  codecs_.push_back(std::move(codec));
   return true;
 }
 
 const Codec* CodecRegistry::Find(std::string_view type_name) const noexcept {
   const auto it = by_name_.find(type_name);
-  return it == by_name_.end() ? nullptr : &it->second;
+  return it == by_name_.end() ? nullptr : &codecs_[it->second];
 }
 
 const Codec* CodecRegistry::Find(const MessageType* type) const noexcept {
   if (type == nullptr) return nullptr;
-  const Codec* codec = Find(std::string_view(type->Name()));
-  // Two types may share a name (one declined, one re-created): only the registered one matches.
-  return codec != nullptr && codec->type == type ? codec : nullptr;
+  // By the type itself: two types may share a name (one declined, one re-created), and only
+  // the registered one matches.
+  const auto at = std::lower_bound(
+      by_type_.begin(), by_type_.end(), type,
+      [](const std::pair<const MessageType*, std::size_t>& e, const MessageType* t) {
+        return std::less<const MessageType*>()(e.first, t);
+      });
+  return at != by_type_.end() && at->first == type ? &codecs_[at->second] : nullptr;
 }
 
 bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::string_view id,
@@ -53,8 +68,22 @@ bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::str
   const Codec* codec = codecs.Find(&message.Type());
   if (codec == nullptr) return false;
   // The payload is encoded first, into a buffer of its own, so that a refusal leaves `out` as
-  // it was and the frame's length field can be written before the payload.
-  std::string payload;
+  // it was and the frame's length field can be written before the payload. The buffer is the
+  // thread's, reused (its capacity kept) from message to message: a bridge encodes every message
+  // it sends, and an allocation per message was a large part of that. A codec that encodes
+  // another message from inside its encoder gets a buffer of its own.
+  thread_local std::string scratch;
+  thread_local bool scratch_busy = false;
+  struct Borrow {
+    bool mine = !scratch_busy;
+    Borrow() { scratch_busy = true; }
+    ~Borrow() {
+      if (mine) scratch_busy = false;
+    }
+  } borrow;
+  std::string own;
+  std::string& payload = borrow.mine ? scratch : own;
+  payload.clear();
   if (!codec->encode(message, payload)) return false;
   Frame frame;
   frame.encoding = codec->encoding;
@@ -68,6 +97,8 @@ bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::str
   frame.id = id;
   frame.payload = payload;
   EncodeFrame(frame, out);
+  // A rare large message does not pin its buffer for the thread's life.
+  if (borrow.mine && scratch.capacity() > (64u << 10)) std::string().swap(scratch);
   return true;
 }
 

@@ -29,6 +29,7 @@
 
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,6 +37,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "plexus/bus/message.h"
 #include "plexus/bus/message_type.h"
@@ -64,10 +67,15 @@ class CodecRegistry {
   const Codec* Find(std::string_view type_name) const noexcept;
   const Codec* Find(const MessageType* type) const noexcept;
 
-  std::size_t size() const noexcept { return by_name_.size(); }
+  std::size_t size() const noexcept { return codecs_.size(); }
 
  private:
-  std::map<std::string, Codec, std::less<>> by_name_;
+  // Indices into codecs_ (a deque: a codec found stays where it is when more are added), so
+  // that a copy of the registry needs no fixing up. By type, a sorted vector: the bridge looks
+  // up the codec of every message it sends, and a pointer comparison is cheaper than a name's.
+  std::deque<Codec> codecs_;
+  std::map<std::string, std::size_t, std::less<>> by_name_;
+  std::vector<std::pair<const MessageType*, std::size_t>> by_type_;
 };
 
 // A JSON codec for TypedMessageType<T>: encodes with the type's to_json formatter (a type
