@@ -33,22 +33,34 @@ bool CodecRegistry::Add(Codec codec, SourceLocation where) {
     ReportMisuse("CodecRegistry::Add: a second codec for message type '" + name + "'", where);
     return false;
   }
-  const std::size_t index = codecs_.size();
-  const MessageType* type = codec.type;
-  by_name_.emplace(name, index);
-  const auto at = std::lower_bound(
-      by_type_.begin(), by_type_.end(), type,
-      [](const std::pair<const MessageType*, std::size_t>& e, const MessageType* t) {
-        return std::less<const MessageType*>()(e.first, t);
-      });
-  by_type_.insert(at, {type, index});
-  codecs_.push_back(std::move(codec));
+  by_name_.emplace(name, std::move(codec));
+  IndexByType();
   return true;
+}
+
+CodecRegistry::CodecRegistry(const CodecRegistry& other) : by_name_(other.by_name_) {
+  IndexByType();
+}
+
+CodecRegistry& CodecRegistry::operator=(const CodecRegistry& other) {
+  if (this != &other) {
+    by_name_ = other.by_name_;
+    IndexByType();
+  }
+  return *this;
+}
+
+void CodecRegistry::IndexByType() {
+  by_type_.clear();
+  for (const auto& [name, codec] : by_name_) by_type_.emplace_back(codec.type, &codec);
+  std::sort(by_type_.begin(), by_type_.end(), [](const auto& x, const auto& y) {
+    return std::less<const MessageType*>()(x.first, y.first);
+  });
 }
 
 const Codec* CodecRegistry::Find(std::string_view type_name) const noexcept {
   const auto it = by_name_.find(type_name);
-  return it == by_name_.end() ? nullptr : &codecs_[it->second];
+  return it == by_name_.end() ? nullptr : &it->second;
 }
 
 const Codec* CodecRegistry::Find(const MessageType* type) const noexcept {
@@ -57,10 +69,10 @@ const Codec* CodecRegistry::Find(const MessageType* type) const noexcept {
   // the registered one matches.
   const auto at = std::lower_bound(
       by_type_.begin(), by_type_.end(), type,
-      [](const std::pair<const MessageType*, std::size_t>& e, const MessageType* t) {
+      [](const std::pair<const MessageType*, const Codec*>& e, const MessageType* t) {
         return std::less<const MessageType*>()(e.first, t);
       });
-  return at != by_type_.end() && at->first == type ? &codecs_[at->second] : nullptr;
+  return at != by_type_.end() && at->first == type ? at->second : nullptr;
 }
 
 bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::string_view id,

@@ -29,7 +29,6 @@
 
 #pragma once
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,15 +66,23 @@ class CodecRegistry {
   const Codec* Find(std::string_view type_name) const noexcept;
   const Codec* Find(const MessageType* type) const noexcept;
 
-  std::size_t size() const noexcept { return codecs_.size(); }
+  std::size_t size() const noexcept { return by_name_.size(); }
+
+  CodecRegistry() = default;
+  // A copy indexes its own codecs by type (by_type_ points into by_name_'s nodes).
+  CodecRegistry(const CodecRegistry& other);
+  CodecRegistry& operator=(const CodecRegistry& other);
+  CodecRegistry(CodecRegistry&&) noexcept = default;  // the map's nodes move with it
+  CodecRegistry& operator=(CodecRegistry&&) noexcept = default;
 
  private:
-  // Indices into codecs_ (a deque: a codec found stays where it is when more are added), so
-  // that a copy of the registry needs no fixing up. By type, a sorted vector: the bridge looks
-  // up the codec of every message it sends, and a pointer comparison is cheaper than a name's.
-  std::deque<Codec> codecs_;
-  std::map<std::string, std::size_t, std::less<>> by_name_;
-  std::vector<std::pair<const MessageType*, std::size_t>> by_type_;
+  // Rebuilds by_type_ from by_name_.
+  void IndexByType();
+
+  std::map<std::string, Codec, std::less<>> by_name_;
+  // The codecs by type, sorted by the type's address: the bridge looks up the codec of every
+  // message it sends, and a pointer comparison is cheaper than a name's.
+  std::vector<std::pair<const MessageType*, const Codec*>> by_type_;
 };
 
 // A JSON codec for TypedMessageType<T>: encodes with the type's to_json formatter (a type
