@@ -122,6 +122,10 @@ TEST(Bridge, CL02_ThreeNodesNoLoops) {
     for (auto& from : nodes) EXPECT_EQ(n->recorder->CountFrom(from->id), kEach + 1u);
     EXPECT_EQ(n->bridge->Stats().topics.at(0).messages_out, kEach + 1u);
     EXPECT_EQ(n->bridge->Stats().topics.at(0).messages_in, 2u * (kEach + 1));
+    // And per origin node, as the operator's view of the peers counts them.
+    const BridgeStats st = n->bridge->Stats();
+    ASSERT_EQ(st.peers.size(), 2u);
+    for (const BridgeStats::Peer& p : st.peers) EXPECT_EQ(p.messages_in, kEach + 1u);
   }
   // In order per publisher.
   for (auto& n : nodes) {
