@@ -259,18 +259,13 @@ void BridgeCore::Receive(TopicLink& link, std::string_view bytes) {
     return;
   }
   if (link.has_watermarks.load(std::memory_order_acquire)) {
-    MutexLock lock(link.watermark_mu);
-    auto it = link.watermarks.find(NodeKey(d.frame.node));
-    if (it != link.watermarks.end() && d.frame.seq < it->second) {
+    if (d.frame.seq < link.watermarks.Get(NodeKey(d.frame.node))) {
       link.stale.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
   link.messages_in.fetch_add(1, std::memory_order_relaxed);
-  {
-    MutexLock lock(in_by_node_mu_);
-    ++in_by_node_[NodeKey(d.frame.node)];
-  }
+  in_by_node_.Add(NodeKey(d.frame.node));
   InCallback in;
   link.topic->Publish(d.message);
 }
@@ -629,13 +624,7 @@ BridgeStats BridgeCore::Stats() const {
       st.peers.push_back(p);
     }
   }
-  {
-    MutexLock lock(in_by_node_mu_);
-    for (BridgeStats::Peer& p : st.peers) {
-      const auto it = in_by_node_.find(NodeKey(p.node));
-      if (it != in_by_node_.end()) p.messages_in = it->second;
-    }
-  }
+  for (BridgeStats::Peer& p : st.peers) p.messages_in = in_by_node_.Get(NodeKey(p.node));
   return st;
 }
 

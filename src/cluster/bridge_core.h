@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "node_table.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/cluster/bridge.h"
 #include "plexus/sync/cond_var.h"
@@ -44,11 +45,11 @@ struct TopicLink {
   std::atomic<std::uint64_t> send_failures{0};
   std::atomic<std::uint64_t> stale{0};
 
-  // Per node, the sequence number its last dump of this topic was taken at: a live frame of
-  // that node numbered below it is already reflected in the dump (or superseded), so it is
-  // dropped rather than delivered twice.
-  Mutex watermark_mu;
-  std::map<std::uint64_t, std::uint64_t> watermarks PLEXUS_GUARDED_BY(watermark_mu);
+  // Per node (by NodeKey), the sequence number its last dump of this topic was taken at: a live
+  // frame of that node numbered below it is already reflected in the dump (or superseded), so it
+  // is dropped rather than delivered twice. 0 (none) when the node is gone. Read once per frame,
+  // so without a lock.
+  NodeTable watermarks;
   std::atomic<bool> has_watermarks{false};
 };
 
@@ -196,10 +197,9 @@ class BridgeCore {
   std::atomic<std::uint64_t> snapshots_resynced_{0};
   std::atomic<std::uint64_t> dumps_served_{0};
   std::atomic<std::uint64_t> requests_served_{0};
-  // Frames accepted per origin node (by NodeKey), for BridgeStats::peers. A lock of its own,
-  // taken once per frame received: the membership lock is not held on the receive path.
-  mutable Mutex in_by_node_mu_;
-  std::map<std::uint64_t, std::uint64_t> in_by_node_ PLEXUS_GUARDED_BY(in_by_node_mu_);
+  // Frames accepted per origin node (by NodeKey), for BridgeStats::peers: counted once per
+  // frame received, so without a lock (NodeCounters).
+  NodeTable in_by_node_;
 };
 
 }  // namespace plexus::cluster::cluster_internal

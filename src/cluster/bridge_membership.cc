@@ -172,10 +172,7 @@ void BridgeCore::NodeGone(const NodeId& node) {
     for (const auto& t : topics_) links.push_back(t.get());
   }
   for (TopicLink* t : links) {
-    {
-      MutexLock lock(t->watermark_mu);
-      t->watermarks.erase(NodeKey(node));
-    }
+    t->watermarks.Store(NodeKey(node), 0);
     if (t->caching != nullptr && t->caching->IsSubscribed()) t->caching->RemoveNode(node);
   }
   nodes_left_.fetch_add(1, std::memory_order_relaxed);
@@ -249,11 +246,8 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
       break;
     }
     complete = data[0] == 1;
-    {
-      MutexLock lock(link.watermark_mu);
-      link.watermarks[NodeKey(node)] = GetLe(data + 1, 8);
-      link.has_watermarks.store(true, std::memory_order_release);
-    }
+    link.watermarks.Store(NodeKey(node), GetLe(data + 1, 8));
+    link.has_watermarks.store(true, std::memory_order_release);
     std::size_t at = 9;
     while (at + 4 <= size) {
       const std::size_t len = GetLe(data + at, 4);

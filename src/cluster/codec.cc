@@ -1,5 +1,6 @@
 #include "plexus/cluster/codec.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
@@ -33,7 +34,28 @@ bool CodecRegistry::Add(Codec codec, SourceLocation where) {
     return false;
   }
   by_name_.emplace(name, std::move(codec));
+  IndexByType();
   return true;
+}
+
+CodecRegistry::CodecRegistry(const CodecRegistry& other) : by_name_(other.by_name_) {
+  IndexByType();
+}
+
+CodecRegistry& CodecRegistry::operator=(const CodecRegistry& other) {
+  if (this != &other) {
+    by_name_ = other.by_name_;
+    IndexByType();
+  }
+  return *this;
+}
+
+void CodecRegistry::IndexByType() {
+  by_type_.clear();
+  for (const auto& [name, codec] : by_name_) by_type_.emplace_back(codec.type, &codec);
+  std::sort(by_type_.begin(), by_type_.end(), [](const auto& x, const auto& y) {
+    return std::less<const MessageType*>()(x.first, y.first);
+  });
 }
 
 const Codec* CodecRegistry::Find(std::string_view type_name) const noexcept {
@@ -43,9 +65,14 @@ const Codec* CodecRegistry::Find(std::string_view type_name) const noexcept {
 
 const Codec* CodecRegistry::Find(const MessageType* type) const noexcept {
   if (type == nullptr) return nullptr;
-  const Codec* codec = Find(std::string_view(type->Name()));
-  // Two types may share a name (one declined, one re-created): only the registered one matches.
-  return codec != nullptr && codec->type == type ? codec : nullptr;
+  // By the type itself: two types may share a name (one declined, one re-created), and only
+  // the registered one matches.
+  const auto at = std::lower_bound(
+      by_type_.begin(), by_type_.end(), type,
+      [](const std::pair<const MessageType*, const Codec*>& e, const MessageType* t) {
+        return std::less<const MessageType*>()(e.first, t);
+      });
+  return at != by_type_.end() && at->first == type ? at->second : nullptr;
 }
 
 bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::string_view id,
@@ -53,8 +80,22 @@ bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::str
   const Codec* codec = codecs.Find(&message.Type());
   if (codec == nullptr) return false;
   // The payload is encoded first, into a buffer of its own, so that a refusal leaves `out` as
-  // it was and the frame's length field can be written before the payload.
-  std::string payload;
+  // it was and the frame's length field can be written before the payload. The buffer is the
+  // thread's, reused (its capacity kept) from message to message: a bridge encodes every message
+  // it sends, and an allocation per message was a large part of that. A codec that encodes
+  // another message from inside its encoder gets a buffer of its own.
+  thread_local std::string scratch;
+  thread_local bool scratch_busy = false;
+  struct Borrow {
+    bool mine = !scratch_busy;
+    Borrow() { scratch_busy = true; }
+    ~Borrow() {
+      if (mine) scratch_busy = false;
+    }
+  } borrow;
+  std::string own;
+  std::string& payload = borrow.mine ? scratch : own;
+  payload.clear();
   if (!codec->encode(message, payload)) return false;
   Frame frame;
   frame.encoding = codec->encoding;
@@ -68,6 +109,8 @@ bool EncodeMessage(const CodecRegistry& codecs, const Message& message, std::str
   frame.id = id;
   frame.payload = payload;
   EncodeFrame(frame, out);
+  // A rare large message does not pin its buffer for the thread's life.
+  if (borrow.mine && scratch.capacity() > (64u << 10)) std::string().swap(scratch);
   return true;
 }
 

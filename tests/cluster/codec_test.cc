@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -137,6 +138,48 @@ TEST(Codec, EncodeWithoutACodecLeavesTheOutputAlone) {
   std::string out = "kept";
   EXPECT_FALSE(EncodeMessage(codecs, *Message::Create(other.get(), 1.5), "x", 1, out));
   EXPECT_EQ(out, "kept");
+}
+
+TEST(Codec, RegistryCopiesFindTheirOwnCodecsByType) {
+  auto original = std::make_unique<CodecRegistry>(Registry());
+  CodecRegistry copy(*original);
+  CodecRegistry assigned;
+  assigned = *original;
+  CodecRegistry moved(std::move(*original));
+  original.reset();  // the copies must not point into it
+  for (const CodecRegistry* r : {&copy, &assigned, &moved}) {
+    ASSERT_EQ(r->size(), 2u);
+    const Codec* by_type = r->Find(BinaryType().get());
+    ASSERT_NE(by_type, nullptr);
+    EXPECT_EQ(by_type, r->Find(std::string_view("CodecTest.Int")));
+    EXPECT_EQ(r->Find(JsonType().get()), r->Find(std::string_view(JsonType().get()->Name())));
+    EXPECT_EQ(EncodeFrom(*r, Message::Create(BinaryType().get(), 5)).size(),
+              EncodeFrom(Registry(), Message::Create(BinaryType().get(), 5)).size());
+  }
+}
+
+TEST(Codec, ACodecThatEncodesFromItsEncoderGetsABufferOfItsOwn) {
+  // EncodeMessage reuses a per-thread payload buffer; a nested call must not share it.
+  static const auto outer = TypedMessageType<int>::Create("CodecTest.Outer");
+  CodecRegistry inner = Registry();
+  CodecRegistry codecs;
+  ASSERT_TRUE(codecs.Add(BinaryCodec(
+      outer,
+      [&inner](const int& v, std::string& out) {
+        out += "head:";
+        std::string nested;
+        EXPECT_TRUE(EncodeMessage(inner, *Message::Create(BinaryType().get(), v), "n", 1, nested));
+        out += std::to_string(nested.size());
+      },
+      [](std::string_view) -> std::optional<int> { return 0; })));
+  std::string out;
+  ASSERT_TRUE(EncodeMessage(codecs, *Message::Create(outer.get(), 3), "x", 1, out));
+  Frame frame;
+  ASSERT_EQ(DecodeFrame(out, WireLimits{}, frame), RejectReason::kNone);
+  const std::string expected =
+      "head:" +
+      std::to_string(EncodeFrom(inner, Message::Create(BinaryType().get(), 3), "n", 1).size());
+  EXPECT_EQ(frame.payload, expected);
 }
 
 TEST(Codec, EncodeRefusedByTheCodecLeavesTheOutputAlone) {

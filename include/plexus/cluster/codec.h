@@ -36,6 +36,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "plexus/bus/message.h"
 #include "plexus/bus/message_type.h"
@@ -66,8 +68,21 @@ class CodecRegistry {
 
   std::size_t size() const noexcept { return by_name_.size(); }
 
+  CodecRegistry() = default;
+  // A copy indexes its own codecs by type (by_type_ points into by_name_'s nodes).
+  CodecRegistry(const CodecRegistry& other);
+  CodecRegistry& operator=(const CodecRegistry& other);
+  CodecRegistry(CodecRegistry&&) noexcept = default;  // the map's nodes move with it
+  CodecRegistry& operator=(CodecRegistry&&) noexcept = default;
+
  private:
+  // Rebuilds by_type_ from by_name_.
+  void IndexByType();
+
   std::map<std::string, Codec, std::less<>> by_name_;
+  // The codecs by type, sorted by the type's address: the bridge looks up the codec of every
+  // message it sends, and a pointer comparison is cheaper than a name's.
+  std::vector<std::pair<const MessageType*, const Codec*>> by_type_;
 };
 
 // A JSON codec for TypedMessageType<T>: encodes with the type's to_json formatter (a type
