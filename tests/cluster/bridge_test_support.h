@@ -26,6 +26,7 @@
 #include "plexus/bus/topic.h"
 #include "plexus/cluster/bridge.h"
 #include "plexus/cluster/codec.h"
+#include "plexus/core/config.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus::cluster::testing {
@@ -60,9 +61,12 @@ inline NodeId TestNode(int i) {
   return NodeId(NodeId::Bytes{0x02, 0x00, 0x5e, 0x00, 0x00, static_cast<std::uint8_t>(i)});
 }
 
-// Waits until `pred` holds; false after `within` (which only a failure reaches).
+// Waits until `pred` holds; false after `within` (which only a failure reaches). Sanitized
+// builds run the bridge several times slower, on a machine that runs other tests at once, so
+// their bound is longer: it is an upper bound on a failure, never a measure of speed.
 inline bool WaitUntil(const std::function<bool()>& pred,
                       std::chrono::milliseconds within = std::chrono::seconds(10)) {
+  if (kSanitizeThread || kSanitizeAddress) within *= 4;
   const auto deadline = std::chrono::steady_clock::now() + within;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return pred();
