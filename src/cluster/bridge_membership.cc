@@ -2,7 +2,9 @@
 // and the dumps that answer a joining node.
 //
 // A dump reply is a series of chunks on the requester's inbox, each
-//   1 byte: 1 if it is the last chunk, else 0
+//   1 byte: 1 if it is the last chunk, else 0; 2 (alone, the only chunk) if the topic is not
+//           bridged on the answering node yet (it is starting): the requester tries again at
+//           its next heartbeat rather than take "nothing" for the node's state
 //   8 bytes: the watermark, little-endian: the sequence number the dump was taken at (every
 //            frame the node sent before it is reflected in the dump)
 //   then frames, each as a 4-byte little-endian length and the frame (wire.h)
@@ -13,6 +15,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bridge_core.h"
 #include "plexus/core/log.h"
@@ -219,6 +222,15 @@ bool BridgeCore::AlreadyCached(const TopicLink& link, const DecodedMessage& d) c
 
 bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
   const std::string subject = prefix_ + "_node." + NodeToken(node) + ".dump";
+  // The node's snapshots as they are before the request: only these may be cleared at the end
+  // for being absent from the dump. A snapshot that arrives live while the resync runs is a new
+  // message (so not among these) and may be newer than the dump: clearing it would lose it.
+  std::vector<Ref<Message>> before;
+  for (const Ref<const CacheEntry>& e : link.caching->GetCache()->DumpEntries()) {
+    if (Ref<Message> snapshot = e->ForNode(node)) before.push_back(std::move(snapshot));
+  }
+  std::set<const Message*> held_before;
+  for (const Ref<Message>& m : before) held_before.insert(m.get());
   natsInbox* inbox = nullptr;
   natsSubscription* sub = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
@@ -241,7 +253,8 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
     }
     const char* data = natsMsg_GetData(m);
     const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(m));
-    if (size < 9) {
+    if (size < 9 || data[0] == 2) {
+      if (size >= 1 && data[0] == 2) s = NATS_NOT_FOUND;  // not bridged there yet
       natsMsg_Destroy(m);
       break;
     }
@@ -287,7 +300,8 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
   const Ref<Cache>& cache = link.caching->GetCache();
   for (const Ref<const CacheEntry>& e : cache->DumpEntries()) {
     Ref<Message> snapshot = e->ForNode(node);
-    if (snapshot != nullptr && seen.count({e->Type().Name(), e->Id()}) == 0) {
+    if (snapshot != nullptr && held_before.count(snapshot.get()) != 0 &&
+        seen.count({e->Type().Name(), e->Id()}) == 0) {
       InCallback in;
       link.topic->Publish(MakeCacheClear(snapshot));
     }
@@ -306,10 +320,14 @@ void BridgeCore::AnswerDump(natsMsg* request) {
   const std::string_view key(natsMsg_GetData(request),
                              static_cast<std::size_t>(natsMsg_GetDataLength(request)));
   Ref<CachingTopic> caching;
+  bool bridged = false;
   {
     MutexLock lock(mu_);
     for (const auto& t : topics_) {
-      if (t->key == key) caching = t->caching;
+      if (t->key == key) {
+        caching = t->caching;
+        bridged = true;
+      }
     }
   }
   // Taken before the walk: what was sent before it is in the cache the walk reads.
@@ -323,6 +341,13 @@ void BridgeCore::AnswerDump(natsMsg* request) {
     natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
     chunk = header;
   };
+  if (!bridged) {
+    // Not bridged here yet: say so, rather than answer with an empty (complete) dump.
+    chunk[0] = 2;
+    natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
+    natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
+    return;
+  }
   if (caching != nullptr) {
     for (const Ref<const CacheEntry>& e : caching->GetCache()->DumpEntries()) {
       Ref<Message> snapshot = e->ForNode(options_.node);

@@ -157,6 +157,9 @@ struct Node {
     o.heartbeat_interval = std::chrono::milliseconds(100);
     o.heartbeat_miss_limit = 20;
     o.reconnect_wait = std::chrono::milliseconds(50);
+    // A resync that times out is retried while messages flow, which is where the bridge's known
+    // resync races live: give sanitized builds on a busy machine room to answer the first time.
+    if (kSanitizeThread || kSanitizeAddress) o.request_timeout = std::chrono::seconds(8);
     o.codecs = DeviceCodecs();
     return o;
   }
