@@ -1,6 +1,7 @@
 #include "sim_child.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -84,6 +85,16 @@ SimResult RunSim(const std::vector<std::string>& args) {
   SimChild child(args);
   const int status = child.Wait();
   return {status, child.Out(), child.Err()};
+}
+
+void ExpectEachFlagRefused(const std::vector<std::pair<std::string, std::string>>& cases) {
+  for (const auto& [flag, name] : cases) {
+    const SimResult r = RunSim({flag});
+    EXPECT_EQ(r.status, 2) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find(name), std::string::npos) << flag << ": " << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << flag << ": not one line: " << r.err;
+    EXPECT_TRUE(r.out.empty()) << flag;
+  }
 }
 
 std::string ScratchPath(const std::string& name) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sim_test {
@@ -62,6 +63,10 @@ struct SimResult {
   std::string err;
 };
 SimResult RunSim(const std::vector<std::string>& args);
+
+// Runs plexus_sim once per (flag, name) pair and expects each run to be refused the way a bad
+// command line must be: exit status 2, one line on stderr naming `name`, nothing on stdout.
+void ExpectEachFlagRefused(const std::vector<std::pair<std::string, std::string>>& cases);
 
 // A scratch file name in the test's temporary directory (removed first if it exists).
 std::string ScratchPath(const std::string& name);

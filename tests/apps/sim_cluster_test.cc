@@ -151,13 +151,7 @@ TEST(Sim, OP03_BadClusterFlagsExitTwoNamingTheFlag) {
       {"--cluster=a.b", "--cluster"},
       {"--heartbeat-ms=1", "--heartbeat-ms"},
       {"--node-id=02:00:5e:00:00:01", "--nats"}};
-  for (const auto& [flag, name] : cases) {
-    const SimResult r = RunSim({flag});
-    EXPECT_EQ(r.status, 2) << flag << ": " << r.err;
-    EXPECT_NE(r.err.find(name), std::string::npos) << flag << ": " << r.err;
-    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << flag << ": not one line: " << r.err;
-    EXPECT_TRUE(r.out.empty()) << flag;
-  }
+  ExpectEachFlagRefused(cases);
 }
 
 TEST(Sim, OP03_UnreachableNatsExitsTwo) {

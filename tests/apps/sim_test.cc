@@ -165,13 +165,7 @@ TEST(Sim, OP03_BadFlagExitsTwoNamingTheFlag) {
       {"--bogus", "--bogus"},
       {"--talk-ms=0", "--talk-ms"},
       {"--queue-limit=1", "--queue-limit"}};
-  for (const auto& [flag, name] : cases) {
-    const SimResult r = RunSim({flag});
-    EXPECT_EQ(r.status, 2) << flag << ": " << r.err;
-    EXPECT_NE(r.err.find(name), std::string::npos) << flag << ": " << r.err;
-    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << flag << ": not one line: " << r.err;
-    EXPECT_TRUE(r.out.empty()) << flag;
-  }
+  ExpectEachFlagRefused(cases);
   close(busy);
 }
 
