@@ -4,10 +4,14 @@
 #include <cstdio>
 #include <string>
 
+#include "names.h"
 #include "plexus/core/source_location.h"
 
 namespace plexus::ops {
 namespace {
+
+using ops_internal::ModeName;
+using ops_internal::Seconds;
 
 using nlohmann::json;
 
@@ -19,22 +23,6 @@ std::string Hex(const void* p) {
 
 std::string Hex(std::uintptr_t v) {
   return Hex(reinterpret_cast<const void*>(v));
-}
-
-double Seconds(std::chrono::nanoseconds d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-const char* ModeName(DeliveryMode mode) {
-  switch (mode) {
-    case DeliveryMode::kPool:
-      return "pool";
-    case DeliveryMode::kDedicatedThread:
-      return "dedicated_thread";
-    case DeliveryMode::kSynchronous:
-      return "synchronous";
-  }
-  return "unknown";
 }
 
 json Edge(const LockOrderEdge& e) {

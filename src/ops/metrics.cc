@@ -12,8 +12,13 @@
 #include <string>
 #include <utility>
 
+#include "names.h"
+
 namespace plexus::ops {
 namespace {
+
+using ops_internal::ModeName;
+using ops_internal::Seconds;
 
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
@@ -44,22 +49,6 @@ class Families {
   std::vector<MetricFamily> families_;
   std::map<std::string, std::size_t> index_;
 };
-
-double Seconds(std::chrono::nanoseconds d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-const char* ModeName(DeliveryMode mode) {
-  switch (mode) {
-    case DeliveryMode::kPool:
-      return "pool";
-    case DeliveryMode::kDedicatedThread:
-      return "dedicated_thread";
-    case DeliveryMode::kSynchronous:
-      return "synchronous";
-  }
-  return "unknown";
-}
 
 void AddTopics(const OpsSnapshot& s, Families& f) {
   f.Gauge("plexus_topics", "Live topics.", {}, static_cast<double>(s.live_topics));
