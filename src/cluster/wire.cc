@@ -188,13 +188,14 @@ void BeginBatch(const NodeId& node, std::string& out) {
 }
 
 void AppendToBatch(std::string_view frame, std::string& batch) {
-  const std::size_t at = batch.size();
-  batch.resize(at + kBatchFrameOverhead + frame.size());
-  char* p = batch.data() + at;
+  // Appended rather than resized and written: a resize zero-fills what the copy overwrites,
+  // and this runs once per frame sent.
+  char length[kBatchFrameOverhead];
   for (std::size_t i = 0; i < kBatchFrameOverhead; ++i) {
-    p[i] = static_cast<char>((frame.size() >> (8 * i)) & 0xff);
+    length[i] = static_cast<char>((frame.size() >> (8 * i)) & 0xff);
   }
-  if (!frame.empty()) std::memcpy(p + kBatchFrameOverhead, frame.data(), frame.size());
+  batch.append(length, kBatchFrameOverhead);
+  batch.append(frame.data(), frame.size());
   const std::uint64_t count = BatchFrameCount(batch) + 1;
   batch[kBatchCountOffset] = static_cast<char>(count & 0xff);
   batch[kBatchCountOffset + 1] = static_cast<char>((count >> 8) & 0xff);
@@ -234,8 +235,10 @@ RejectReason BatchReader::Check(const WireLimits& limits) noexcept {
     const std::uint64_t length = GetLittle(p + pos, kBatchFrameOverhead);
     pos += kBatchFrameOverhead;
     if (bytes_.size() - pos < length) return RejectReason::kTruncated;
-    // A frame too short to name a node names none, which is not the container's.
-    if (!(PeekFrameNode(bytes_.substr(pos, static_cast<std::size_t>(length))) == node_)) {
+    // What PeekFrameNode would read, compared byte for byte (this runs once per frame
+    // received). A frame too short to name a node names none, which is not the container's.
+    if (length < kNodeOffset + 6 || p[pos] != 'P' || p[pos + 1] != 'X' ||
+        std::memcmp(p + pos + kNodeOffset, p + kNodeOffset, 6) != 0) {
       return RejectReason::kBatchNodeMismatch;
     }
     pos += static_cast<std::size_t>(length);
