@@ -32,19 +32,39 @@ void NeverByTimer(BridgeOptions& o) {
   o.batch_delay = std::chrono::hours(1);
 }
 
-// Nodes 1 (A) and 2 (B), each resynced with the other, so what A publishes from now on reaches
-// B live only.
+// Nodes 1 (A) and 2 (B), their topics bridged without their caches: no resync runs, so what
+// reaches B's topic is A's live frames and nothing else (a resync's dump racing the live frames
+// may deliver a message twice or make a live frame stale; see docs/architecture.md).
 struct Pair {
   std::unique_ptr<Node> a = Node::Make(1);
   std::unique_ptr<Node> b = Node::Make(2);
 
+  static bool BridgeNode(Node& n, NatsServer& server,
+                         const std::function<void(BridgeOptions&)>& tweak) {
+    BridgeOptions o = Node::Options({server.Url()}, n.id);
+    if (tweak) tweak(o);
+    n.bridge = Bridge::Create(std::move(o));
+    return n.bridge != nullptr && n.bridge->AddTopic(n.devices);
+  }
+  // B's subscription is known to the server when AddTopic returns, so A's frames reach it.
   bool Connect(NatsServer& server, const std::function<void(BridgeOptions&)>& tweak_a = nullptr,
                const std::function<void(BridgeOptions&)>& tweak_b = nullptr) {
-    return a->Connect({server.Url()}, tweak_a) && b->Connect({server.Url()}, tweak_b) &&
-           WaitUntil(
-               [&] { return a->bridge->Stats().resyncs >= 1 && b->bridge->Stats().resyncs >= 1; });
+    return BridgeNode(*b, server, tweak_b) && BridgeNode(*a, server, tweak_a);
   }
   BridgeTopicStats Out() const { return a->bridge->Stats().topics.at(0); }
+  // What B saw, for a failure's message.
+  std::string Diagnostics() const {
+    const BridgeStats st = b->bridge->Stats();
+    const BridgeTopicStats& in = st.topics.at(0);
+    return std::to_string(b->recorder->CountFrom(a->id)) +
+           " arrived; B: " + std::to_string(in.messages_in) + " in, " + std::to_string(in.stale) +
+           " stale, " + std::to_string(st.rejects_total) + " rejected, " +
+           std::to_string(in.nats_dropped) + " dropped, " + std::to_string(st.resyncs) +
+           " resyncs, " + std::to_string(st.snapshots_resynced) + " resynced, " +
+           std::to_string(st.nodes_left) + " left; A: " + std::to_string(Out().messages_out) +
+           " out, " + std::to_string(Out().batches_out) + " batches, " +
+           std::to_string(Out().send_failures) + " failed";
+  }
 };
 
 TEST(BridgeCoalescing, ManyPublishersArriveCompleteAndInOrderPerThread) {
@@ -61,7 +81,7 @@ TEST(BridgeCoalescing, ManyPublishersArriveCompleteAndInOrderPerThread) {
   }
   for (auto& t : threads) t.join();
   ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kThreads * kEach; }))
-      << p.b->recorder->CountFrom(p.a->id) << " arrived";
+      << p.Diagnostics();
   std::map<std::string, int> last;
   for (const auto& m : p.b->recorder->Got()) {
     const DeviceState* d = DeviceStateType().Get(*m);
@@ -87,7 +107,8 @@ TEST(BridgeCoalescing, FlushSendsAPartialBatchAsOneMessage) {
   ASSERT_TRUE(p.a->bridge->Flush());
   EXPECT_EQ(p.Out().messages_out, static_cast<std::uint64_t>(kCount));
   EXPECT_EQ(p.Out().batches_out, 1u);
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }))
+      << p.Diagnostics();
   EXPECT_EQ(p.b->StateFrom(p.a->id, "d"), kCount);
 }
 
@@ -99,7 +120,7 @@ TEST(BridgeCoalescing, ALoneFrameGoesAsItself) {
       p.Connect(*server, NeverByTimer, [](BridgeOptions& o) { o.limits.max_batch_bytes = 0; }));
   p.a->Publish("d", 1);
   ASSERT_TRUE(p.a->bridge->Flush());
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == 1; })) << p.Diagnostics();
   EXPECT_EQ(p.b->bridge->Stats().rejects_total, 0u);
 }
 
@@ -112,7 +133,8 @@ TEST(BridgeCoalescing, StopSendsAPartialBatch) {
   EXPECT_EQ(p.Out().messages_out, 0u);
   p.a->bridge->Stop();
   EXPECT_EQ(p.Out().messages_out, static_cast<std::uint64_t>(kCount));
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }))
+      << p.Diagnostics();
 }
 
 TEST(BridgeCoalescing, AFullBatchGoesAtOnce) {
@@ -129,9 +151,11 @@ TEST(BridgeCoalescing, AFullBatchGoesAtOnce) {
   EXPECT_LT(out.messages_out, static_cast<std::uint64_t>(kCount));
   EXPECT_GT(out.batches_out, 1u);
   // What the full batches carried arrives without a flush, and the rest waits.
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == out.messages_out; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == out.messages_out; }))
+      << p.Diagnostics();
   ASSERT_TRUE(p.a->bridge->Flush());
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }))
+      << p.Diagnostics();
   EXPECT_EQ(p.b->StateFrom(p.a->id, "d"), kCount);
 }
 
@@ -146,7 +170,7 @@ TEST(BridgeCoalescing, AFrameTooBigForABatchGoesAloneInOrder) {
   p.a->Publish(std::string(300, 'x'), 2);  // over the batch's size: sends "small" first
   EXPECT_EQ(p.Out().messages_out, 2u);
   EXPECT_EQ(p.Out().batches_out, 2u);
-  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == 2; }));
+  ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == 2; })) << p.Diagnostics();
   const auto got = p.b->recorder->Got();
   EXPECT_EQ(DeviceStateType().Get(*got.at(0))->device, "small");
 }
@@ -166,7 +190,8 @@ TEST(BridgeCoalescing, OffSendsAMessagePerFrame) {
     for (int i = 1; i <= kCount; ++i) p.a->Publish("d", i);
     EXPECT_EQ(p.Out().messages_out, static_cast<std::uint64_t>(kCount));  // no batch waits
     EXPECT_EQ(p.Out().batches_out, static_cast<std::uint64_t>(kCount));
-    ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }));
+    ASSERT_TRUE(WaitUntil([&] { return p.b->recorder->CountFrom(p.a->id) == kCount; }))
+        << p.Diagnostics();
     EXPECT_EQ(p.b->StateFrom(p.a->id, "d"), kCount);
   }
 }
