@@ -21,10 +21,14 @@
 //                           publishes kBatch messages with a 128-byte binary payload on A's
 //                           bridged topic, flushes (Bridge::Flush, as the raw row flushes) and
 //                           waits until B's topic has delivered all of them.
-//                           Read against BM_RawNats_PubSub.
+//                           Read against BM_RawNats_PubSub. coalesce:1 is the default (frames
+//                           coalesced into batch containers; counter frames_per_msg: frames per
+//                           NATS message), coalesce:0 sends a NATS message per frame.
 //   BM_Bridge_Latency       One message per iteration from A's topic to B's; p50_us and p99_us
 //                           counters. send_asap:0 is the default batching connection (libnats'
-//                           flusher waits about 1 ms for more); send_asap:1 writes at once.
+//                           flusher waits about 1 ms for more; the bridge's coalescing delay,
+//                           BridgeOptions::batch_delay, comes before it); send_asap:1 writes at
+//                           once (no coalescing).
 //   BM_Bridge_Resync/N      Node A holds N snapshots in its bridged cache; each iteration a node C
 //                           connects and waits until its cache holds all N of A's (the resync).
 
@@ -301,9 +305,10 @@ struct BenchNode {
         },
         o);
   }
-  bool Connect(bool send_asap = false) {
+  bool Connect(bool send_asap = false, bool coalesce = true) {
     plexus::cluster::BridgeOptions o;
     o.send_asap = send_asap;
+    if (!coalesce) o.batch_delay = std::chrono::microseconds(0);
     o.servers = {Server()->Url()};
     o.cluster = "bench";
     o.node = id;
@@ -342,7 +347,10 @@ void BM_Bridge_Throughput(benchmark::State& state) {
   if (Server() == nullptr) return state.SkipWithError("nats-server could not be started");
   BenchNode a(kSender, false);
   BenchNode b(kReceiver, false);
-  if (!a.Connect() || !b.Connect() || !Meshed(a, b)) return state.SkipWithError("no bridge");
+  const bool coalesce = state.range(0) != 0;
+  if (!a.Connect(false, coalesce) || !b.Connect(false, coalesce) || !Meshed(a, b)) {
+    return state.SkipWithError("no bridge");
+  }
   std::vector<plexus::Ref<plexus::Message>> batch;
   for (int i = 0; i < kBatch; ++i) batch.push_back(BenchMessage(kSender, i));
   std::int64_t sent = 0;
@@ -357,8 +365,13 @@ void BM_Bridge_Throughput(benchmark::State& state) {
   }
   state.SetItemsProcessed(sent);
   state.SetBytesProcessed(sent * 128);
+  const plexus::cluster::BridgeTopicStats out = a.bridge->Stats().topics.at(0);
+  if (out.batches_out > 0) {
+    state.counters["frames_per_msg"] =
+        static_cast<double>(out.messages_out) / static_cast<double>(out.batches_out);
+  }
 }
-BENCHMARK(BM_Bridge_Throughput)->UseRealTime();
+BENCHMARK(BM_Bridge_Throughput)->ArgName("coalesce")->Arg(0)->Arg(1)->UseRealTime();
 
 void BM_Bridge_Latency(benchmark::State& state) {
   if (Server() == nullptr) return state.SkipWithError("nats-server could not be started");

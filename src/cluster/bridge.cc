@@ -94,6 +94,10 @@ BridgeCore::BridgeCore(BridgeOptions options)
     : options_(std::move(options)),
       prefix_("plexus." + options_.cluster + "."),
       node_token_(NodeToken(options_.node)),
+      coalesce_(!options_.send_asap && options_.batch_delay.count() > 0),
+      batch_max_bytes_(std::min(options_.batch_max_bytes, options_.limits.max_batch_bytes)),
+      // The container counts its frames in two bytes.
+      batch_max_frames_(std::min<std::size_t>(options_.limits.max_batch_frames, 0xffff)),
       // A later run numbers on from its incarnation, above what an earlier run sent.
       seq_(options_.incarnation) {}
 
@@ -164,6 +168,7 @@ bool BridgeCore::Start() {
     beat_now_ = true;
   }
   membership_ = std::thread([this] { MembershipLoop(); });
+  if (coalesce_) flusher_ = std::thread([this] { FlusherLoop(); });
   return true;
 }
 
@@ -228,30 +233,6 @@ bool BridgeCore::AddTopic(const Ref<Topic>& topic, BridgeTopicOptions options,
   return raw->in != nullptr;
 }
 
-void BridgeCore::SendLocal(TopicLink& link, const Message& message) {
-  if (!(message.Node() == options_.node)) return;  // not made here: never sent again
-  thread_local std::string frame;
-  frame.clear();
-  if (!EncodeMessage(options_.codecs, message, {}, seq_.fetch_add(1, std::memory_order_relaxed),
-                     frame)) {
-    if (options_.codecs.Find(&message.Type()) != nullptr) {
-      link.encode_failures.fetch_add(1, std::memory_order_relaxed);
-    }
-    return;  // no codec: the type stays local
-  }
-  if (options_.reconnect_buffer_bytes == 0 && data_down_.load(std::memory_order_relaxed)) {
-    link.send_failures.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  const natsStatus s = natsConnection_Publish(data_, link.subject.c_str(), frame.data(),
-                                              static_cast<int>(frame.size()));
-  if (s == NATS_OK) {
-    link.messages_out.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    link.send_failures.fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
 void BridgeCore::Receive(TopicLink& link, std::string_view bytes) {
   DecodedMessage d = DecodeMessage(options_.codecs, bytes, options_.limits, options_.node);
   if (d.reason != RejectReason::kNone) {
@@ -300,9 +281,19 @@ void BridgeCore::Alert(const BridgeAlert& alert) {
 
 void BridgeCore::OnTopicMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* link = static_cast<TopicLink*>(closure);
-  link->core->Receive(
-      *link,
-      std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+  BridgeCore* core = link->core;
+  const std::string_view bytes(natsMsg_GetData(msg),
+                               static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  if (IsBatch(bytes)) {
+    // Checked whole before any frame is used: a malformed container is one refusal, and none
+    // of its frames is delivered. A well-formed one's frames are each received as if it had
+    // come alone (a frame refused there does not stop the next).
+    BatchReader reader(bytes, core->options_.limits);
+    if (reader.reason() != RejectReason::kNone) core->CountReject(reader.reason(), link->subject);
+    for (std::string_view frame; reader.Next(frame);) core->Receive(*link, frame);
+  } else {
+    core->Receive(*link, bytes);
+  }
   natsMsg_Destroy(msg);
 }
 
@@ -489,6 +480,7 @@ bool BridgeCore::Flush(std::chrono::milliseconds timeout) {
     MutexLock lock(mu_);
     if (stopping_) return false;
   }
+  SendAllBatches();
   return natsConnection_FlushTimeout(data_, timeout.count()) == NATS_OK;
 }
 
@@ -515,8 +507,11 @@ void BridgeCore::Stop(bool orderly, SourceLocation where) {
   if (hb_sub_ != nullptr) subs.push_back(hb_sub_);
   if (dump_sub_ != nullptr) subs.push_back(dump_sub_);
 
-  // 1. The bus side: what was published before is in libnats' buffer when this returns.
+  // 1. The bus side: what was published before is in libnats' buffer, or in a batch, when
+  // this returns; the batches follow it (a crash loses them, as a dead process would).
   for (TopicLink* t : topics) t->out.UnsubscribeAndJoin(where);
+  StopFlusher();
+  if (orderly) SendAllBatches();
   // 2. Membership: goodbye, so the peers clear this node at once.
   if (membership_.joinable()) membership_.join();
   if (orderly && ctl_ != nullptr) {
@@ -580,6 +575,7 @@ BridgeStats BridgeCore::Stats() const {
       ts.topic = t->topic->Name();
       ts.subject = t->subject;
       ts.messages_out = t->messages_out.load(std::memory_order_relaxed);
+      ts.batches_out = t->batches_out.load(std::memory_order_relaxed);
       ts.messages_in = t->messages_in.load(std::memory_order_relaxed);
       ts.encode_failures = t->encode_failures.load(std::memory_order_relaxed);
       ts.send_failures = t->send_failures.load(std::memory_order_relaxed);

@@ -1,9 +1,11 @@
-// The bridge's state, shared by its parts: bridge.cc (connections, topics in and out, services,
-// stop) and bridge_membership.cc (heartbeats, node expiry, resync and dumps).
+// The bridge's state, shared by its parts: bridge.cc (connections, topics in, services, stop),
+// bridge_send.cc (topics out: coalescing into batches, the flusher) and bridge_membership.cc
+// (heartbeats, node expiry, resync and dumps).
 //
-// Thread safety: mu_ guards the tables; counters are atomics. libnats runs the message
-// callbacks on its delivery threads with a closure pointing at a TopicLink, a ServiceLink or
-// the core: each lives until Stop has waited for its subscription's completion callback.
+// Thread safety: mu_ guards the tables; each TopicLink's send_mu its batch; flush_mu_ the
+// flusher's queue (no two of these are held at once); counters are atomics. libnats runs the
+// message callbacks on its delivery threads with a closure pointing at a TopicLink, a ServiceLink
+// or the core: each lives until Stop has waited for its subscription's completion callback.
 
 #pragma once
 
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,10 +43,19 @@ struct TopicLink {
   Subscription out;     // the bus side: local messages to send
   natsSubscription* in = nullptr;
   std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> batches_out{0};
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> encode_failures{0};
   std::atomic<std::uint64_t> send_failures{0};
   std::atomic<std::uint64_t> stale{0};
+
+  // The frames waiting to go out together (coalescing on): a batch container (wire.h), empty
+  // when none waits. send_mu is held while a batch is handed to libnats too, so the link's
+  // frames reach libnats in the order they were appended; it never covers user code (the
+  // codec runs before it is taken).
+  Mutex send_mu;
+  std::string batch PLEXUS_GUARDED_BY(send_mu);
+  bool batch_queued PLEXUS_GUARDED_BY(send_mu) = false;  // on the flusher's queue
 
   // Per node (by NodeKey), the sequence number its last dump of this topic was taken at: a live
   // frame of that node numbered below it is already reflected in the dump (or superseded), so it
@@ -127,7 +139,6 @@ class BridgeCore {
 
   // --- bridge.cc -------------------------------------------------------------------------
   natsConnection* Connect(bool send_asap, ConnectionRole* role);
-  void SendLocal(TopicLink& link, const Message& message);
   void Receive(TopicLink& link, std::string_view bytes);
   void CountReject(RejectReason reason, const std::string& subject);
   void Alert(const BridgeAlert& alert);
@@ -140,6 +151,19 @@ class BridgeCore {
   static void OnDisconnected(natsConnection* nc, void* closure);
   static void OnReconnected(natsConnection* nc, void* closure);
   static void OnClosed(natsConnection* nc, void* closure);
+
+  // --- bridge_send.cc --------------------------------------------------------------------
+  // Encodes a local message and sends it, at once or in the link's batch.
+  void SendLocal(TopicLink& link, const Message& message);
+  // Hands `frames` frames (a batch container, or one frame by itself) to libnats and counts
+  // them.
+  void PublishFrames(TopicLink& link, std::string_view bytes, std::size_t frames);
+  // Sends the link's batch, if any (a batch of one as the lone frame).
+  void SendBatch(TopicLink& link) PLEXUS_REQUIRES(link.send_mu);
+  // Sends every link's batch now (Flush, Stop).
+  void SendAllBatches() PLEXUS_EXCLUDES(mu_);
+  void FlusherLoop();
+  void StopFlusher();
 
   // --- bridge_membership.cc --------------------------------------------------------------
   void MembershipLoop();
@@ -157,6 +181,10 @@ class BridgeCore {
   const BridgeOptions options_;
   const std::string prefix_;      // plexus.<cluster>.
   const std::string node_token_;  // NodeToken(options_.node)
+  // Coalescing: whether it is on, and a batch's bounds.
+  const bool coalesce_;
+  const std::size_t batch_max_bytes_;
+  const std::size_t batch_max_frames_;
 
   ConnectionRole data_role_{this, true};
   ConnectionRole ctl_role_{this, false};
@@ -180,6 +208,18 @@ class BridgeCore {
   int connections_ PLEXUS_GUARDED_BY(mu_) = 0;  // made
   int closed_ PLEXUS_GUARDED_BY(mu_) = 0;       // whose closed callback ran (their last)
   std::thread membership_;
+
+  // Coalescing: the flusher, which sends a batch batch_delay after its
+  // first frame unless it filled up first (then the publisher that filled it sent it).
+  struct Due {
+    TopicLink* link;
+    std::chrono::steady_clock::time_point when;
+  };
+  Mutex flush_mu_;
+  CondVar flush_cv_;
+  std::deque<Due> flush_queue_ PLEXUS_GUARDED_BY(flush_mu_);  // in the order of `when`
+  bool flusher_stop_ PLEXUS_GUARDED_BY(flush_mu_) = false;
+  std::thread flusher_;
 
   std::atomic<std::uint64_t> seq_{0};
   std::atomic<bool> data_down_{false};

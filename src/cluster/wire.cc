@@ -9,7 +9,9 @@ constexpr std::size_t kNodeOffset = 4;
 constexpr std::size_t kSeqOffset = 12;
 constexpr std::size_t kTimestampOffset = 20;
 constexpr std::size_t kTypeLengthOffset = 28;
+constexpr std::size_t kBatchCountOffset = 10;
 static_assert(kFrameFixedBytes == kTypeLengthOffset + 1);
+static_assert(kBatchHeaderBytes == kBatchCountOffset + 2);
 
 std::uint64_t GetLittle(const unsigned char* p, int bytes) noexcept {
   std::uint64_t value = 0;
@@ -73,6 +75,12 @@ std::string_view RejectReasonName(RejectReason reason) noexcept {
       return "claims_local_node";
     case RejectReason::kNoNode:
       return "no_node";
+    case RejectReason::kBatchEmpty:
+      return "batch_empty";
+    case RejectReason::kBatchTooManyFrames:
+      return "batch_too_many_frames";
+    case RejectReason::kBatchNodeMismatch:
+      return "batch_node_mismatch";
     case RejectReason::kCount:
       break;
   }
@@ -156,6 +164,98 @@ NodeId PeekFrameNode(std::string_view bytes) noexcept {
     return NodeId::None();
   }
   return NodeAt(reinterpret_cast<const unsigned char*>(bytes.data()) + kNodeOffset);
+}
+
+bool IsBatch(std::string_view bytes) noexcept {
+  return bytes.size() >= 3 && bytes[0] == 'P' && bytes[1] == 'X' &&
+         static_cast<std::uint8_t>(bytes[2]) == kBatchVersion;
+}
+
+void BeginBatch(const NodeId& node, std::string& out) {
+  out.resize(kBatchHeaderBytes);
+  char* p = out.data();
+  p[0] = 'P';
+  p[1] = 'X';
+  p[2] = static_cast<char>(kBatchVersion);
+  p[3] = 0;
+  if (node.IsNone()) {
+    std::memset(p + kNodeOffset, 0, 6);
+  } else {
+    std::memcpy(p + kNodeOffset, node.bytes().data(), 6);
+  }
+  p[kBatchCountOffset] = 0;
+  p[kBatchCountOffset + 1] = 0;
+}
+
+void AppendToBatch(std::string_view frame, std::string& batch) {
+  // Appended rather than resized and written: a resize zero-fills what the copy overwrites,
+  // and this runs once per frame sent.
+  char length[kBatchFrameOverhead];
+  for (std::size_t i = 0; i < kBatchFrameOverhead; ++i) {
+    length[i] = static_cast<char>((frame.size() >> (8 * i)) & 0xff);
+  }
+  batch.append(length, kBatchFrameOverhead);
+  batch.append(frame.data(), frame.size());
+  const std::uint64_t count = BatchFrameCount(batch) + 1;
+  batch[kBatchCountOffset] = static_cast<char>(count & 0xff);
+  batch[kBatchCountOffset + 1] = static_cast<char>((count >> 8) & 0xff);
+}
+
+std::size_t BatchFrameCount(std::string_view batch) noexcept {
+  if (batch.size() < kBatchHeaderBytes) return 0;
+  return static_cast<std::size_t>(
+      GetLittle(reinterpret_cast<const unsigned char*>(batch.data()) + kBatchCountOffset, 2));
+}
+
+BatchReader::BatchReader(std::string_view bytes, const WireLimits& limits) noexcept
+    : bytes_(bytes) {
+  reason_ = Check(limits);
+  if (reason_ != RejectReason::kNone) count_ = 0;
+}
+
+RejectReason BatchReader::Check(const WireLimits& limits) noexcept {
+  // In DecodeFrame's order: what the bytes are first, then their size, then their contents.
+  if (bytes_.size() >= 2 && (bytes_[0] != 'P' || bytes_[1] != 'X')) return RejectReason::kBadMagic;
+  if (bytes_.size() >= 3 && static_cast<std::uint8_t>(bytes_[2]) != kBatchVersion) {
+    return RejectReason::kUnsupportedVersion;
+  }
+  if (bytes_.size() > limits.max_batch_bytes) return RejectReason::kOversized;
+  if (bytes_.size() < kBatchHeaderBytes) return RejectReason::kTruncated;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data());
+  node_ = NodeAt(p + kNodeOffset);
+  if (node_.IsNone()) return RejectReason::kNoNode;
+  count_ = static_cast<std::size_t>(GetLittle(p + kBatchCountOffset, 2));
+  if (count_ == 0) return RejectReason::kBatchEmpty;
+  if (count_ > limits.max_batch_frames) return RejectReason::kBatchTooManyFrames;
+  // The frames' lengths only: a walk of a few bytes per frame, so that a container cut short or
+  // padded is refused before any of its frames is delivered.
+  std::size_t pos = kBatchHeaderBytes;
+  for (std::size_t i = 0; i < count_; ++i) {
+    if (bytes_.size() - pos < kBatchFrameOverhead) return RejectReason::kTruncated;
+    const std::uint64_t length = GetLittle(p + pos, kBatchFrameOverhead);
+    pos += kBatchFrameOverhead;
+    if (bytes_.size() - pos < length) return RejectReason::kTruncated;
+    // What PeekFrameNode would read, compared byte for byte (this runs once per frame
+    // received). A frame too short to name a node names none, which is not the container's.
+    if (length < kNodeOffset + 6 || p[pos] != 'P' || p[pos + 1] != 'X' ||
+        std::memcmp(p + pos + kNodeOffset, p + kNodeOffset, 6) != 0) {
+      return RejectReason::kBatchNodeMismatch;
+    }
+    pos += static_cast<std::size_t>(length);
+  }
+  if (pos != bytes_.size()) return RejectReason::kTrailingBytes;
+  return RejectReason::kNone;
+}
+
+bool BatchReader::Next(std::string_view& frame) noexcept {
+  if (next_ >= count_) return false;
+  // Every length was checked by the constructor.
+  const std::size_t length = static_cast<std::size_t>(
+      GetLittle(reinterpret_cast<const unsigned char*>(bytes_.data()) + pos_, kBatchFrameOverhead));
+  frame = bytes_.substr(pos_ + kBatchFrameOverhead, length);
+  pos_ += kBatchFrameOverhead + length;
+  ++next_;
+  return true;
 }
 
 }  // namespace plexus::cluster

@@ -735,7 +735,9 @@ TEST(Bridge, CL09_SlowConsumerRaisesAnAlert) {
   auto a = Node::Make(1);
   auto b = Node::Make(2);
   std::atomic<int> alerts{0};
-  ASSERT_TRUE(a->Connect({server->Url()}));
+  // A NATS message per frame: B's limit counts NATS messages, and batches would hold them all.
+  ASSERT_TRUE(a->Connect({server->Url()},
+                         [](BridgeOptions& o) { o.batch_delay = std::chrono::microseconds(0); }));
   ASSERT_TRUE(b->Connect({server->Url()}, [&](BridgeOptions& o) {
     o.pending_msgs_limit = 10;
     o.on_alert = [&](const BridgeAlert& alert) {

@@ -17,13 +17,16 @@
 //
 //   * Out: a message published on a bridged topic, made by this bridge's node
 //     (Message::Node() == BridgeOptions::node) and of a type with a codec, is encoded
-//     (EncodeMessage) and published on the topic's subject "plexus.<cluster>.topic.<name>".
-//     Messages of other nodes are never sent again, so nothing loops; the connection also asks
-//     the server not to echo its own messages back.
+//     (EncodeMessage) and published on the topic's subject "plexus.<cluster>.topic.<name>",
+//     coalesced with the topic's other frames of the moment into one batch container unless
+//     coalescing is off (BridgeOptions::batch_delay). Messages of other nodes are never sent again,
+//     so nothing loops; the connection also asks the server not to echo its own messages back.
 //   * In: a frame on a bridged subject is decoded (DecodeMessage, which refuses frames that
 //     claim this node's id) and published on the local topic with its origin node's id. A frame
 //     that is refused is counted per RejectReason and logged at most once per reason per
-//     BridgeOptions::reject_log_interval; the frames after it are handled as usual.
+//     BridgeOptions::reject_log_interval; the frames after it are handled as usual. A batch
+//     container is checked whole first (a malformed one is refused as a whole, once, and none
+//     of its frames is delivered), then its frames are handled one by one as above.
 //   * Caches: a bridged topic may name its CachingTopic; the foreign snapshots that come in land
 //     in the foreign slots of its cache because they carry their node id.
 //   * Membership: every node publishes a heartbeat on "plexus.<cluster>._node.hb" every
@@ -128,6 +131,18 @@ struct BridgeOptions {
   // Topic traffic written at once rather than batched by libnats' flusher (which waits about a
   // millisecond for more): lower latency, lower throughput. Control traffic is always at once.
   bool send_asap = false;
+  // Coalescing of topic traffic (off with send_asap or a zero batch_delay): the frames a
+  // bridged topic sends go out together, as one NATS message (a batch container, wire.h), so
+  // NATS' per-message costs are paid once per batch. A batch is sent by the publisher whose
+  // frame would take it past batch_max_bytes (or WireLimits::max_batch_frames), otherwise by
+  // the bridge's flusher batch_delay after its first frame; Flush and Stop send it at once.
+  // What it costs: up to batch_delay more latency, and under NATS' at-most-once delivery a
+  // lost NATS message loses the whole batch. Peers must be able to decode containers (a
+  // bridge older than them refuses them as unsupported_version): turn it off to talk to those.
+  std::chrono::microseconds batch_delay{100};
+  // Bytes of a batch container, at most (below the server's max_payload, and within the
+  // peers' WireLimits::max_batch_bytes); a frame too big for a batch goes by itself.
+  std::size_t batch_max_bytes = 16 << 10;
 
   // Per inbound subscription, what NATS queues before it drops (slow consumer).
   int pending_msgs_limit = 65536;
@@ -160,10 +175,12 @@ struct BridgeTopicOptions {
 struct BridgeTopicStats {
   std::string topic;
   std::string subject;
-  std::uint64_t messages_out = 0;     // frames published
+  std::uint64_t messages_out = 0;     // frames published (handed to libnats)
+  std::uint64_t batches_out = 0;      // NATS messages that carried them (batches, lone frames)
   std::uint64_t messages_in = 0;      // frames accepted and published locally
   std::uint64_t encode_failures = 0;  // messages whose codec refused them
-  std::uint64_t send_failures = 0;    // frames libnats refused (disconnected, no buffer)
+  std::uint64_t send_failures = 0;    // frames libnats refused (disconnected, no buffer;
+                                      // every frame of a refused batch)
   std::uint64_t stale = 0;            // frames older than a dump already installed
   std::int64_t nats_dropped = 0;      // messages NATS dropped for this subscription
   std::int64_t nats_pending = 0;      // messages waiting in this subscription
