@@ -258,16 +258,26 @@ void BridgeCore::Receive(TopicLink& link, std::string_view bytes) {
     CountReject(d.reason, link.subject);
     return;
   }
+  const std::uint64_t node = NodeKey(d.frame.node);
+  // While this node's dump is being fetched and installed, its frames wait for the dump, which
+  // releases them after itself (ResyncTopic).
+  if (link.gate.Hold(node, d.frame.seq, d.message)) return;
+  Deliver(link, node, d.frame.seq, d.message);
+  link.gate.EndLive();
+}
+
+void BridgeCore::Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq,
+                         const Ref<Message>& message) {
   if (link.has_watermarks.load(std::memory_order_acquire)) {
-    if (d.frame.seq < link.watermarks.Get(NodeKey(d.frame.node))) {
+    if (seq < link.watermarks.Get(node)) {
       link.stale.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
   link.messages_in.fetch_add(1, std::memory_order_relaxed);
-  in_by_node_.Add(NodeKey(d.frame.node));
+  in_by_node_.Add(node);
   InCallback in;
-  link.topic->Publish(d.message);
+  link.topic->Publish(message);
 }
 
 void BridgeCore::CountReject(RejectReason reason, const std::string& subject) {
@@ -584,6 +594,7 @@ BridgeStats BridgeCore::Stats() const {
       ts.encode_failures = t->encode_failures.load(std::memory_order_relaxed);
       ts.send_failures = t->send_failures.load(std::memory_order_relaxed);
       ts.stale = t->stale.load(std::memory_order_relaxed);
+      ts.held_during_resync = t->gate.HeldTotal();
       if (t->in != nullptr) {
         natsSubscription_GetDropped(t->in, &ts.nats_dropped);
         int pending = 0;

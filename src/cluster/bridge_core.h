@@ -25,6 +25,7 @@
 #include "plexus/cluster/bridge.h"
 #include "plexus/sync/cond_var.h"
 #include "plexus/sync/mutex.h"
+#include "resync_gate.h"
 
 namespace plexus::cluster::cluster_internal {
 
@@ -47,10 +48,15 @@ struct TopicLink {
 
   // Per node (by NodeKey), the sequence number its last dump of this topic was taken at: a live
   // frame of that node numbered below it is already reflected in the dump (or superseded), so it
-  // is dropped rather than delivered twice. 0 (none) when the node is gone. Read once per frame,
-  // so without a lock.
+  // is dropped rather than delivered twice. 0 (none) when the node is gone. Written by the
+  // membership thread before a resync's gate opens; read once per frame, so without a lock.
   NodeTable watermarks;
   std::atomic<bool> has_watermarks{false};
+
+  // Holds the live frames of the node being resynced until its dump is installed, so the two
+  // reach the local topic in one order (resync_gate.h): the receive path on libnats' delivery
+  // thread, the resync on the membership thread.
+  ResyncGate<Ref<Message>> gate;
 };
 
 // A node id as a map key.
@@ -129,6 +135,8 @@ class BridgeCore {
   natsConnection* Connect(bool send_asap, ConnectionRole* role);
   void SendLocal(TopicLink& link, const Message& message);
   void Receive(TopicLink& link, std::string_view bytes);
+  // Publishes a frame of `node` on the local topic unless a dump already reflects it (stale).
+  void Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq, const Ref<Message>& message);
   void CountReject(RejectReason reason, const std::string& subject);
   void Alert(const BridgeAlert& alert);
   // Waits until `n` more subscriptions have completed (bounded), then forgets them.
@@ -148,8 +156,20 @@ class BridgeCore {
   void NodeGone(const NodeId& node);
   void ResyncWith(const NodeId& node);
   bool ResyncTopic(const NodeId& node, TopicLink& link);
-  // Whether `link`'s cache holds the snapshot `d` brings, unchanged.
-  bool AlreadyCached(const TopicLink& link, const DecodedMessage& d) const;
+  // Releases what `link`'s gate held during a resync of `node`, in arrival order, and opens it.
+  void ReleaseHeld(const NodeId& node, TopicLink& link);
+  // A snapshot a dump brought, kept until the whole dump is in.
+  struct DumpedSnapshot {
+    std::string type_name;
+    std::string id;
+    std::string payload;
+    Ref<Message> message;
+  };
+  // Fetches `node`'s dump of `link`'s cache and installs it; false (logged) if it did not come
+  // whole (then nothing is installed).
+  bool InstallDump(const NodeId& node, TopicLink& link);
+  // Whether `link`'s cache holds the snapshot `d` of `node` brings, unchanged.
+  bool AlreadyCached(const TopicLink& link, const NodeId& node, const DumpedSnapshot& d) const;
   void AnswerDump(natsMsg* request);
   static void OnHeartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void OnDumpRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);

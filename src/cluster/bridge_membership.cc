@@ -210,27 +210,47 @@ void BridgeCore::ResyncWith(const NodeId& node) {
   }
 }
 
-bool BridgeCore::AlreadyCached(const TopicLink& link, const DecodedMessage& d) const {
-  if (d.frame.id.empty()) return false;
-  const Ref<Message> cached =
-      link.caching->GetCache()->GetByNode(&d.message->Type(), d.frame.id, d.frame.node);
+bool BridgeCore::AlreadyCached(const TopicLink& link, const NodeId& node,
+                               const DumpedSnapshot& d) const {
+  if (d.id.empty()) return false;
+  const Ref<Message> cached = link.caching->GetCache()->GetByNode(&d.message->Type(), d.id, node);
   const Codec* codec = options_.codecs.Find(&d.message->Type());
   if (cached == nullptr || codec == nullptr) return false;
   std::string payload;
-  return codec->encode(*cached, payload) && payload == d.frame.payload;
+  return codec->encode(*cached, payload) && payload == d.payload;
 }
 
 bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
+  // From here on the node's live frames on this topic wait in the gate; Begin returns once a
+  // live publish that may have missed it is over, so the cache read next holds all that was
+  // delivered live. What waited is released after the dump, whatever became of it.
+  link.gate.Begin(NodeKey(node));
+  const bool ok = InstallDump(node, link);
+  ReleaseHeld(node, link);
+  return ok;
+}
+
+void BridgeCore::ReleaseHeld(const NodeId& node, TopicLink& link) {
+  // After a dump, a frame numbered below its watermark is in it (stale); after a failure the
+  // previous watermark applies, as it would have live. The gate opens only once nothing is
+  // held, so no live frame of the node overtakes one released here.
+  const std::uint64_t key = NodeKey(node);
+  std::vector<ResyncGate<Ref<Message>>::Held> batch;
+  while (link.gate.TakeOrEnd(batch)) {
+    for (const auto& held : batch) Deliver(link, key, held.seq, held.frame);
+    batch.clear();
+  }
+}
+
+bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
   const std::string subject = prefix_ + "_node." + NodeToken(node) + ".dump";
   // The node's snapshots as they are before the request: only these may be cleared at the end
-  // for being absent from the dump. A snapshot that arrives live while the resync runs is a new
-  // message (so not among these) and may be newer than the dump: clearing it would lose it.
-  std::vector<Ref<Message>> before;
-  for (const Ref<const CacheEntry>& e : link.caching->GetCache()->DumpEntries()) {
-    if (Ref<Message> snapshot = e->ForNode(node)) before.push_back(std::move(snapshot));
-  }
+  // for being absent from the dump. Every frame delivered live from here on was numbered after
+  // the dump was taken (it waited in the gate): clearing what it brought would lose it.
   std::set<const Message*> held_before;
-  for (const Ref<Message>& m : before) held_before.insert(m.get());
+  for (const Ref<const CacheEntry>& e : link.caching->GetCache()->DumpEntries()) {
+    if (Ref<Message> snapshot = e->ForNode(node)) held_before.insert(snapshot.get());
+  }
   natsInbox* inbox = nullptr;
   natsSubscription* sub = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
@@ -239,7 +259,10 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
     s = natsConnection_PublishRequest(ctl_, subject.c_str(), inbox, link.key.data(),
                                       static_cast<int>(link.key.size()));
   }
-  std::set<std::pair<std::string, std::string>> seen;  // (type name, id) received
+  // The whole dump is gathered before any of it is installed: a dump cut short installs
+  // nothing, so what waited in the gate meanwhile is released as if no resync had run.
+  std::vector<DumpedSnapshot> dump;
+  std::uint64_t watermark = 0;
   bool complete = false;
   auto next_beat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
   while (s == NATS_OK && !complete) {
@@ -259,8 +282,7 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
       break;
     }
     complete = data[0] == 1;
-    link.watermarks.Store(NodeKey(node), GetLe(data + 1, 8));
-    link.has_watermarks.store(true, std::memory_order_release);
+    watermark = GetLe(data + 1, 8);
     std::size_t at = 9;
     while (at + 4 <= size) {
       const std::size_t len = GetLe(data + at, 4);
@@ -273,11 +295,8 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
         CountReject(d.reason, subject);
         continue;
       }
-      seen.emplace(std::string(d.frame.type_name), std::string(d.frame.id));
-      if (AlreadyCached(link, d)) continue;  // a resync repairs; it does not repeat
-      snapshots_resynced_.fetch_add(1, std::memory_order_relaxed);
-      InCallback in;
-      link.topic->Publish(d.message);
+      dump.push_back(DumpedSnapshot{std::string(d.frame.type_name), std::string(d.frame.id),
+                                    std::string(d.frame.payload), std::move(d.message)});
     }
     natsMsg_Destroy(m);
     // A long resync must not cost this node its membership.
@@ -295,6 +314,18 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
     Log(LogLevel::kWarning, "cluster bridge: resync of " + link.subject + " with node " +
                                 node.ToString() + " failed: " + natsStatus_GetText(s));
     return false;
+  }
+  // Installed before the gate opens: a frame that waited, or one still on its way, numbered
+  // below it is in the dump.
+  link.watermarks.Store(NodeKey(node), watermark);
+  link.has_watermarks.store(true, std::memory_order_release);
+  std::set<std::pair<std::string, std::string>> seen;  // (type name, id) received
+  for (const DumpedSnapshot& d : dump) {
+    seen.emplace(d.type_name, d.id);
+    if (AlreadyCached(link, node, d)) continue;  // a resync repairs; it does not repeat
+    snapshots_resynced_.fetch_add(1, std::memory_order_relaxed);
+    InCallback in;
+    link.topic->Publish(d.message);
   }
   // What the node no longer has goes too (it may have restarted, or this node missed clears).
   const Ref<Cache>& cache = link.caching->GetCache();
@@ -330,8 +361,14 @@ void BridgeCore::AnswerDump(natsMsg* request) {
       }
     }
   }
-  // Taken before the walk: what was sent before it is in the cache the walk reads.
-  const std::uint64_t watermark = seq_.fetch_add(1, std::memory_order_relaxed);
+  // Taken before the walk, so a frame numbered below it is in the cache the walk reads: the
+  // bridged topic's caching topic subscribed (synchronously) before the bridge did, since
+  // AddTopic takes it, and a topic runs its synchronous subscribers in the order they came, so
+  // within one publish the cache holds the snapshot before SendLocal numbers its frame. Taken
+  // after the walk instead, a frame numbered between the two would be dropped by the peer as
+  // stale while the dump may hold an older snapshot: lost. (sequentially consistent: the walk's
+  // reads of the cache stay after it.)
+  const std::uint64_t watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
   std::string header(1, '\0');
   PutLe(header, watermark, 8);
   std::string chunk = header;

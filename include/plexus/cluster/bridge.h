@@ -160,13 +160,14 @@ struct BridgeTopicOptions {
 struct BridgeTopicStats {
   std::string topic;
   std::string subject;
-  std::uint64_t messages_out = 0;     // frames published
-  std::uint64_t messages_in = 0;      // frames accepted and published locally
-  std::uint64_t encode_failures = 0;  // messages whose codec refused them
-  std::uint64_t send_failures = 0;    // frames libnats refused (disconnected, no buffer)
-  std::uint64_t stale = 0;            // frames older than a dump already installed
-  std::int64_t nats_dropped = 0;      // messages NATS dropped for this subscription
-  std::int64_t nats_pending = 0;      // messages waiting in this subscription
+  std::uint64_t messages_out = 0;        // frames published
+  std::uint64_t messages_in = 0;         // frames accepted and published locally
+  std::uint64_t encode_failures = 0;     // messages whose codec refused them
+  std::uint64_t send_failures = 0;       // frames libnats refused (disconnected, no buffer)
+  std::uint64_t stale = 0;               // frames older than a dump already installed
+  std::uint64_t held_during_resync = 0;  // frames that waited for their node's dump
+  std::int64_t nats_dropped = 0;         // messages NATS dropped for this subscription
+  std::int64_t nats_pending = 0;         // messages waiting in this subscription
 };
 
 struct BridgeStats {
