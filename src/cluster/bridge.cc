@@ -215,7 +215,11 @@ bool BridgeCore::AddTopic(const Ref<Topic>& topic, BridgeTopicOptions options,
   raw->out = Subscription::Create(
       topic,
       [raw](const Message& message, bool is_final) {
-        if (!is_final) raw->core->SendLocal(*raw, message);
+        if (is_final) return;
+        // Kept out of the moment a dump of the topic's cache is taken (dump_fence.h).
+        raw->dump_fence.Enter();
+        raw->core->SendLocal(*raw, message);
+        raw->dump_fence.Exit();
       },
       so, where);
   natsConnection_FlushTimeout(data_, options_.connect_timeout.count());
@@ -270,6 +274,12 @@ void BridgeCore::Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq,
                          const Ref<Message>& message) {
   if (link.has_watermarks.load(std::memory_order_acquire)) {
     if (seq < link.watermarks.Get(node)) {
+      link.stale.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  if (link.checks_due.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    if (InLastDump(link, node, seq, *message)) {
       link.stale.fetch_add(1, std::memory_order_relaxed);
       return;
     }

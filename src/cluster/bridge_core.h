@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "dump_fence.h"
 #include "node_table.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/cluster/bridge.h"
@@ -52,6 +53,17 @@ struct TopicLink {
   // membership thread before a resync's gate opens; read once per frame, so without a lock.
   NodeTable watermarks;
   std::atomic<bool> has_watermarks{false};
+
+  // Per node, the watermark of its last dump while the node's first frame numbered at or above
+  // it is still to come (0: none due): that one frame may be in the dump as well (dump_fence.h),
+  // so it is compared with what the dump installed. checks_due counts the nodes with one due,
+  // so the receive path looks at the table only then. Written by whichever thread delivers the
+  // node's frames (the gate hands that role over), so without a lock.
+  NodeTable check_first_at;
+  std::atomic<std::uint32_t> checks_due{0};
+
+  // The sending side: keeps the topic's sends out of the moment a dump of its cache is taken.
+  DumpFence dump_fence;
 
   // Holds the live frames of the node being resynced until its dump is installed, so the two
   // reach the local topic in one order (resync_gate.h): the receive path on libnats' delivery
@@ -137,6 +149,9 @@ class BridgeCore {
   void Receive(TopicLink& link, std::string_view bytes);
   // Publishes a frame of `node` on the local topic unless a dump already reflects it (stale).
   void Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq, const Ref<Message>& message);
+  // Whether the frame (seq, message) of `node` is the one a dump may hold as well (the node's
+  // first at or above the dump's watermark) and the cache holds it unchanged from that dump.
+  bool InLastDump(TopicLink& link, std::uint64_t node, std::uint64_t seq, const Message& message);
   void CountReject(RejectReason reason, const std::string& subject);
   void Alert(const BridgeAlert& alert);
   // Waits until `n` more subscriptions have completed (bounded), then forgets them.

@@ -316,9 +316,14 @@ bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
     return false;
   }
   // Installed before the gate opens: a frame that waited, or one still on its way, numbered
-  // below it is in the dump.
-  link.watermarks.Store(NodeKey(node), watermark);
+  // below it is in the dump; the node's first one at or above it may be too (dump_fence.h).
+  const std::uint64_t key = NodeKey(node);
+  link.watermarks.Store(key, watermark);
   link.has_watermarks.store(true, std::memory_order_release);
+  if (watermark != 0) {
+    if (link.check_first_at.Get(key) == 0) link.checks_due.fetch_add(1, std::memory_order_relaxed);
+    link.check_first_at.Store(key, watermark);
+  }
   std::set<std::pair<std::string, std::string>> seen;  // (type name, id) received
   for (const DumpedSnapshot& d : dump) {
     seen.emplace(d.type_name, d.id);
@@ -345,30 +350,69 @@ void BridgeCore::OnDumpRequest(natsConnection*, natsSubscription*, natsMsg* msg,
   natsMsg_Destroy(msg);
 }
 
+bool BridgeCore::InLastDump(TopicLink& link, std::uint64_t node, std::uint64_t seq,
+                            const Message& message) {
+  const std::uint64_t due = link.check_first_at.Get(node);
+  if (due == 0 || seq < due) return false;
+  link.check_first_at.Store(node, 0);
+  link.checks_due.fetch_sub(1, std::memory_order_relaxed);
+  if (link.caching == nullptr) return false;
+  const Codec* codec = options_.codecs.Find(&message.Type());
+  if (codec == nullptr) return false;
+  std::string id;
+  try {
+    id = link.caching->GetCache()->IdOf(message);
+  } catch (...) {
+    return false;  // the caching topic reports it when the frame is published
+  }
+  if (id.empty()) return false;
+  const Ref<Message> cached =
+      link.caching->GetCache()->GetByNode(&message.Type(), id, message.Node());
+  if (cached == nullptr) return false;
+  std::string a;
+  std::string b;
+  return codec->encode(*cached, a) && codec->encode(message, b) && a == b;
+}
+
 void BridgeCore::AnswerDump(natsMsg* request) {
   const char* reply = natsMsg_GetReply(request);
   if (reply == nullptr || *reply == '\0') return;
   const std::string_view key(natsMsg_GetData(request),
                              static_cast<std::size_t>(natsMsg_GetDataLength(request)));
-  Ref<CachingTopic> caching;
-  bool bridged = false;
+  TopicLink* link = nullptr;
   {
     MutexLock lock(mu_);
     for (const auto& t : topics_) {
-      if (t->key == key) {
-        caching = t->caching;
-        bridged = true;
-      }
+      if (t->key == key) link = t.get();  // lives until Stop has waited for this callback
     }
   }
-  // Taken before the walk, so a frame numbered below it is in the cache the walk reads: the
-  // bridged topic's caching topic subscribed (synchronously) before the bridge did, since
-  // AddTopic takes it, and a topic runs its synchronous subscribers in the order they came, so
-  // within one publish the cache holds the snapshot before SendLocal numbers its frame. Taken
-  // after the walk instead, a frame numbered between the two would be dropped by the peer as
-  // stale while the dump may hold an older snapshot: lost. (sequentially consistent: the walk's
-  // reads of the cache stay after it.)
-  const std::uint64_t watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
+  if (link == nullptr) {
+    // Not bridged here yet: say so, rather than answer with an empty (complete) dump.
+    std::string chunk(1, '\2');
+    PutLe(chunk, 0, 8);
+    natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
+    natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
+    return;
+  }
+  // The watermark and the snapshots are taken with the topic's sends held back (dump_fence.h):
+  // a frame numbered below the watermark was sent, so its snapshot cached (the cache's
+  // subscription runs before the bridge's), before the walk; one numbered above it belongs to a
+  // publish that was held back, of which only the first can have been cached before the walk
+  // ended. Encoding, which runs codecs, happens after the sends go on again.
+  std::vector<std::pair<std::string, Ref<Message>>> snapshots;
+  std::uint64_t watermark = 0;
+  if (link->caching != nullptr) {
+    link->dump_fence.Close();
+    watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
+    for (const Ref<const CacheEntry>& e : link->caching->GetCache()->DumpEntries()) {
+      if (Ref<Message> snapshot = e->ForNode(options_.node)) {
+        snapshots.emplace_back(e->Id(), std::move(snapshot));
+      }
+    }
+    link->dump_fence.Open();
+  } else {
+    watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
+  }
   std::string header(1, '\0');
   PutLe(header, watermark, 8);
   std::string chunk = header;
@@ -378,26 +422,15 @@ void BridgeCore::AnswerDump(natsMsg* request) {
     natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
     chunk = header;
   };
-  if (!bridged) {
-    // Not bridged here yet: say so, rather than answer with an empty (complete) dump.
-    chunk[0] = 2;
-    natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
-    natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
-    return;
-  }
-  if (caching != nullptr) {
-    for (const Ref<const CacheEntry>& e : caching->GetCache()->DumpEntries()) {
-      Ref<Message> snapshot = e->ForNode(options_.node);
-      if (snapshot == nullptr) continue;
-      frame.clear();
-      if (!EncodeMessage(options_.codecs, *snapshot, e->Id(),
-                         seq_.fetch_add(1, std::memory_order_relaxed), frame)) {
-        continue;
-      }
-      PutLe(chunk, frame.size(), 4);
-      chunk += frame;
-      if (chunk.size() >= options_.dump_chunk_bytes) send(false);
+  for (const auto& [id, snapshot] : snapshots) {
+    frame.clear();
+    if (!EncodeMessage(options_.codecs, *snapshot, id, seq_.fetch_add(1, std::memory_order_relaxed),
+                       frame)) {
+      continue;
     }
+    PutLe(chunk, frame.size(), 4);
+    chunk += frame;
+    if (chunk.size() >= options_.dump_chunk_bytes) send(false);
   }
   send(true);
   natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
