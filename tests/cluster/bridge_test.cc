@@ -587,7 +587,16 @@ TEST(Bridge, CL06_FailoverResumesAndResyncs) {
   EXPECT_GE(a->bridge->Stats().reconnects, 2u);
   EXPECT_FALSE(a->bridge->Stats().disconnected);
   // Never duplicated: each of A's messages reached B's recorder once.
-  EXPECT_EQ(b->recorder->CountFrom(a->id), 2u);
+  const BridgeStats st = b->bridge->Stats();
+  std::string got;
+  for (const Ref<Message>& m : b->recorder->Got()) {
+    if (m->Node() == a->id) got += DeviceStateType().Get(*m)->device + " ";
+  }
+  EXPECT_EQ(b->recorder->CountFrom(a->id), 2u)
+      << "B got " << got << "; B: " << st.nodes_joined << " joined, " << st.nodes_left << " left, "
+      << st.resyncs << " resyncs, " << st.snapshots_resynced << " snapshots resynced, "
+      << st.topics.at(0).stale << " stale, " << st.topics.at(0).held_during_resync << " held, "
+      << st.topics.at(0).messages_in << " in";
 }
 
 // Options for the reconnection cases: node expiry far beyond a server restart, so the peers
