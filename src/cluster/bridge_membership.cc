@@ -10,6 +10,7 @@
 //   then frames, each as a 4-byte little-endian length and the frame (wire.h)
 // so that a cache of any size crosses within the server's payload limit.
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -244,13 +245,6 @@ void BridgeCore::ReleaseHeld(const NodeId& node, TopicLink& link) {
 
 bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
   const std::string subject = prefix_ + "_node." + NodeToken(node) + ".dump";
-  // The node's snapshots as they are before the request: only these may be cleared at the end
-  // for being absent from the dump. Every frame delivered live from here on was numbered after
-  // the dump was taken (it waited in the gate): clearing what it brought would lose it.
-  std::set<const Message*> held_before;
-  for (const Ref<const CacheEntry>& e : link.caching->GetCache()->DumpEntries()) {
-    if (Ref<Message> snapshot = e->ForNode(node)) held_before.insert(snapshot.get());
-  }
   natsInbox* inbox = nullptr;
   natsSubscription* sub = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
@@ -264,11 +258,39 @@ bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
   std::vector<DumpedSnapshot> dump;
   std::uint64_t watermark = 0;
   bool complete = false;
-  auto next_beat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point next_beat = Clock::now() + options_.heartbeat_interval;
+  Clock::time_point deadline = Clock::now() + options_.request_timeout;  // for the next chunk
   while (s == NATS_OK && !complete) {
+    // A long resync, or a long wait for a chunk, must not cost this node its membership: the
+    // wait is cut at each heartbeat, which goes out on time (the peers would otherwise take
+    // this node for gone and clear it). Stop does not wait for a request to time out either.
+    const Clock::time_point now = Clock::now();
+    if (now >= next_beat) {
+      SendHeartbeat(Heartbeat::kBeat);
+      next_beat = now + options_.heartbeat_interval;
+    }
+    if (now >= deadline) {
+      s = NATS_TIMEOUT;
+      break;
+    }
+    {
+      MutexLock lock(mu_);
+      if (stopping_) {
+        s = NATS_CONNECTION_CLOSED;
+        break;
+      }
+    }
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(deadline, next_beat) - now);
     natsMsg* m = nullptr;
-    s = natsSubscription_NextMsg(&m, sub, options_.request_timeout.count());
+    s = natsSubscription_NextMsg(&m, sub, std::max<std::int64_t>(1, wait.count()));
+    if (s == NATS_TIMEOUT) {
+      s = NATS_OK;  // a heartbeat or the deadline is due: see above
+      continue;
+    }
     if (s != NATS_OK) break;
+    deadline = Clock::now() + options_.request_timeout;
     if (natsMsg_IsNoResponders(m)) {
       natsMsg_Destroy(m);
       s = NATS_NO_RESPONDERS;
@@ -299,11 +321,6 @@ bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
                                     std::string(d.frame.payload), std::move(d.message)});
     }
     natsMsg_Destroy(m);
-    // A long resync must not cost this node its membership.
-    if (std::chrono::steady_clock::now() >= next_beat) {
-      SendHeartbeat(Heartbeat::kBeat);
-      next_beat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
-    }
   }
   if (sub != nullptr) {
     natsSubscription_Unsubscribe(sub);
@@ -315,9 +332,17 @@ bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
                                 node.ToString() + " failed: " + natsStatus_GetText(s));
     return false;
   }
-  // Installed before the gate opens: a frame that waited, or one still on its way, numbered
-  // below it is in the dump; the node's first one at or above it may be too (dump_fence.h).
   const std::uint64_t key = NodeKey(node);
+  // The frames that waited and were sent before the dump was taken are older than it: published
+  // first (the live path's checks apply), so that a resync drops none of the node's messages
+  // that came in while it ran; the dump then brings only what they did not (it repairs).
+  std::vector<ResyncGate<Ref<Message>>::Held> batch;
+  while (link.gate.TakeBelow(watermark, batch)) {
+    for (const auto& held : batch) Deliver(link, key, held.seq, held.frame);
+    batch.clear();
+  }
+  // Installed before the gate opens: a frame numbered below it that is still on its way is in
+  // the dump (stale); the node's first one at or above it may be too (dump_fence.h).
   link.watermarks.Store(key, watermark);
   link.has_watermarks.store(true, std::memory_order_release);
   if (watermark != 0) {
@@ -333,11 +358,12 @@ bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
     link.topic->Publish(d.message);
   }
   // What the node no longer has goes too (it may have restarted, or this node missed clears).
+  // Everything of the node's in the cache now is as old as the dump or older: what came in
+  // after the dump was taken still waits in the gate.
   const Ref<Cache>& cache = link.caching->GetCache();
   for (const Ref<const CacheEntry>& e : cache->DumpEntries()) {
     Ref<Message> snapshot = e->ForNode(node);
-    if (snapshot != nullptr && held_before.count(snapshot.get()) != 0 &&
-        seen.count({e->Type().Name(), e->Id()}) == 0) {
+    if (snapshot != nullptr && seen.count({e->Type().Name(), e->Id()}) == 0) {
       InCallback in;
       link.topic->Publish(MakeCacheClear(snapshot));
     }
@@ -410,6 +436,10 @@ void BridgeCore::AnswerDump(natsMsg* request) {
       }
     }
     link->dump_fence.Open();
+    // The frames numbered below the watermark leave before the dump does (the topic
+    // connection batches its writes, the control connection does not): a frame that reached
+    // the peer after the dump would be stale there, and a subscriber would miss it.
+    natsConnection_FlushTimeout(data_, options_.request_timeout.count());
   } else {
     watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
   }

@@ -5,19 +5,20 @@
 // Two threads meet here. The live thread (libnats' delivery thread of the topic's subscription:
 // one thread, its callbacks never overlap) publishes the frames it receives. The resync thread
 // (the bridge's membership thread: one resync at a time) installs a node's dump. While a node is
-// resyncing, its live frames are held in the gate instead of being published; once the dump is
-// installed, the resync thread releases them in arrival order (dropping those the dump already
-// reflects), and live publishing of that node resumes only when nothing is held any more. So a
-// node's messages reach the local topic in one order: everything published live before the
-// resync, the dump, what arrived during it, and what arrives after.
+// resyncing, its live frames are held in the gate instead of being published. Once the dump has
+// come, the resync thread publishes the held frames sent before the dump was taken (numbered
+// below its watermark), installs the dump, and releases the rest in arrival order; live
+// publishing of that node resumes only when nothing is held any more. So a node's messages
+// reach the local topic in one order: what was published live before the resync, what was sent
+// before the dump, the dump (only what the cache lacks), and what was sent after it.
 //
 // Begin does not return while a live publish that started before it is still running (it may
 // not have seen the mark): the dump is compared with a cache that holds what that publish
-// carried. The live side pays one sequentially consistent store and one load per frame when no
-// resync runs (a Dekker pair against Begin's store of the mark); it takes the gate's mutex only
-// for frames of the node being resynced, and during a resync to wake a waiting Begin. No
-// user code runs under the gate's mutex: the caller publishes, the gate only holds and hands
-// out.
+// carried. The live side pays one sequentially consistent store and one load per frame (a
+// Dekker pair against Begin's store of the mark), then a release store and a relaxed load when
+// its publish ends; it takes the gate's mutex only for frames of the node being resynced, and
+// to wake a Begin that waits for it. No user code runs under the gate's mutex: the caller
+// publishes, the gate only holds and hands out.
 //
 // Usage, live thread:
 //   if (gate.Hold(node, seq, frame)) return;   // kept for the resync to release
@@ -25,11 +26,13 @@
 //   gate.EndLive();
 // Resync thread:
 //   gate.Begin(node);        // before the dump is asked for
-//   ... fetch and install the dump ...
+//   ... fetch the dump ...
+//   while (gate.TakeBelow(watermark, batch)) { publish batch in order; batch.clear(); }
+//   ... install the dump ...
 //   while (gate.TakeOrEnd(batch)) { release batch in order; batch.clear(); }
 //
-// Thread safety: Hold and EndLive are called by one live thread; Begin and TakeOrEnd by one
-// resync thread; the two may run at the same time. Every Begin must be followed by
+// Thread safety: Hold and EndLive are called by one live thread; Begin, TakeBelow and TakeOrEnd
+// by one resync thread; the two may run at the same time. Every Begin must be followed by
 // TakeOrEnd until it returns false, on every path (a failed resync releases what it held as
 // live frames), before the next Begin. Node key 0 means no node.
 
@@ -124,6 +127,20 @@ class ResyncGate {
       for (Held& h : held_) out.push_back(std::move(h));
       held_.clear();
     }
+    return true;
+  }
+
+  // Resync thread: moves to `out` the held frames at the front numbered below `watermark`
+  // (arrival order) and returns whether there were any; the resync goes on. A node's frames
+  // arrive in the order they were numbered, so these are the ones sent before its dump was
+  // taken: released ahead of the dump, they are delivered rather than dropped.
+  bool TakeBelow(std::uint64_t watermark, std::vector<Held>& out) {
+    MutexLock lock(mu_);
+    std::size_t n = 0;
+    while (n < held_.size() && held_[n].seq < watermark) ++n;
+    if (n == 0) return false;
+    for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(held_[i]));
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
     return true;
   }
 

@@ -57,6 +57,19 @@ std::vector<std::unique_ptr<Node>> StartNodes(int n, const std::vector<std::stri
   return failure;
 }
 
+// A node's bridge counters, for failure messages.
+std::string Describe(const Node& n) {
+  const BridgeStats st = n.bridge->Stats();
+  std::string out = n.id.ToString() + ": " + std::to_string(st.resyncs) + " resyncs, " +
+                    std::to_string(st.resync_failures) + " failed, " +
+                    std::to_string(st.snapshots_resynced) + " snapshots resynced";
+  for (const BridgeTopicStats& t : st.topics) {
+    out += ", " + t.topic + ": " + std::to_string(t.messages_in) + " in, " +
+           std::to_string(t.stale) + " stale, " + std::to_string(t.held_during_resync) + " held";
+  }
+  return out;
+}
+
 TEST(Bridge, CL01_MessageCrossesOnceWithItsNode) {
   START_SERVER(server);
   auto nodes = StartNodes(2, {server->Url()});
@@ -110,7 +123,8 @@ TEST(Bridge, CL02_ThreeNodesNoLoops) {
   for (auto& n : nodes) {
     for (auto& from : nodes) {
       ASSERT_TRUE(WaitUntil([&] { return n->recorder->CountFrom(from->id) >= kEach; }))
-          << n->id.ToString() << " from " << from->id.ToString();
+          << n->id.ToString() << " from " << from->id.ToString() << ": "
+          << n->recorder->CountFrom(from->id) << "; " << Describe(*n);
     }
   }
   // Settle: a round of markers, then nothing more than each node's own messages went out.
