@@ -633,6 +633,7 @@ BridgeStats BridgeCore::Stats() const {
   {
     const auto now = std::chrono::steady_clock::now();
     MutexLock lock(mu_);
+    st.resyncs_pending = to_resync_.size() + retry_.size() + resyncs_running_;
     st.nodes.clear();  // the same set as the peers, taken under one lock
     for (const auto& [token, peer] : peers_) {
       st.nodes.push_back(peer.node);

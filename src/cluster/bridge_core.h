@@ -209,7 +209,8 @@ class BridgeCore {
   std::map<std::string, Peer> peers_ PLEXUS_GUARDED_BY(mu_);  // by NodeToken
   std::vector<NodeId> to_resync_ PLEXUS_GUARDED_BY(mu_);
   std::vector<NodeId> to_remove_ PLEXUS_GUARDED_BY(mu_);
-  std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);  // resyncs that failed
+  std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);        // resyncs that failed
+  std::size_t resyncs_running_ PLEXUS_GUARDED_BY(mu_) = 0;  // taken from to_resync_, not done
   bool beat_now_ PLEXUS_GUARDED_BY(mu_) = false;
   int completions_ PLEXUS_GUARDED_BY(mu_) = 0;  // subscriptions completed, not yet waited for
   int connections_ PLEXUS_GUARDED_BY(mu_) = 0;  // made

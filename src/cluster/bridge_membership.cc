@@ -117,10 +117,15 @@ void BridgeCore::MembershipLoop() {
       beat_now_ = false;
       resync.swap(to_resync_);
       remove.swap(to_remove_);
+      resyncs_running_ = resync.size();
     }
     if (beat) SendHeartbeat(Heartbeat::kBeat);
     for (const NodeId& n : remove) NodeGone(n);
-    for (const NodeId& n : resync) ResyncWith(n);
+    for (const NodeId& n : resync) {
+      ResyncWith(n);  // a failure is queued for retry before this one counts as done
+      MutexLock lock(mu_);
+      --resyncs_running_;
+    }
   }
 }
 

@@ -185,6 +185,9 @@ struct BridgeStats {
   std::uint64_t nodes_left = 0;
   std::uint64_t resyncs = 0;          // dumps received and installed
   std::uint64_t resync_failures = 0;  // dump requests that failed (timeout, no responder)
+  // Resyncs asked for and not finished yet, failed ones waiting for their retry included (0:
+  // this node's caches hold what every known node had when it last asked).
+  std::uint64_t resyncs_pending = 0;
   std::uint64_t snapshots_resynced = 0;
   std::uint64_t dumps_served = 0;
   std::uint64_t requests_served = 0;  // service requests answered
