@@ -220,7 +220,11 @@ bool BridgeCore::AddTopic(const Ref<Topic>& topic, BridgeTopicOptions options,
   raw->out = Subscription::Create(
       topic,
       [raw](const Message& message, bool is_final) {
-        if (!is_final) raw->core->SendLocal(*raw, message);
+        if (is_final) return;
+        // Kept out of the moment a dump of the topic's cache is taken (dump_fence.h).
+        raw->dump_fence.Enter();
+        raw->core->SendLocal(*raw, message);
+        raw->dump_fence.Exit();
       },
       so, where);
   natsConnection_FlushTimeout(data_, options_.connect_timeout.count());
@@ -239,16 +243,32 @@ void BridgeCore::Receive(TopicLink& link, std::string_view bytes) {
     CountReject(d.reason, link.subject);
     return;
   }
+  const std::uint64_t node = NodeKey(d.frame.node);
+  // While this node's dump is being fetched and installed, its frames wait for the dump, which
+  // releases them after itself (ResyncTopic).
+  if (link.gate.Hold(node, d.frame.seq, d.message)) return;
+  Deliver(link, node, d.frame.seq, d.message);
+  link.gate.EndLive();
+}
+
+void BridgeCore::Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq,
+                         const Ref<Message>& message) {
   if (link.has_watermarks.load(std::memory_order_acquire)) {
-    if (d.frame.seq < link.watermarks.Get(NodeKey(d.frame.node))) {
+    if (seq < link.watermarks.Get(node)) {
+      link.stale.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  if (link.checks_due.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    if (InLastDump(link, node, seq, *message)) {
       link.stale.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
   link.messages_in.fetch_add(1, std::memory_order_relaxed);
-  in_by_node_.Add(NodeKey(d.frame.node));
+  in_by_node_.Add(node);
   InCallback in;
-  link.topic->Publish(d.message);
+  link.topic->Publish(message);
 }
 
 void BridgeCore::CountReject(RejectReason reason, const std::string& subject) {
@@ -580,6 +600,7 @@ BridgeStats BridgeCore::Stats() const {
       ts.encode_failures = t->encode_failures.load(std::memory_order_relaxed);
       ts.send_failures = t->send_failures.load(std::memory_order_relaxed);
       ts.stale = t->stale.load(std::memory_order_relaxed);
+      ts.held_during_resync = t->gate.HeldTotal();
       if (t->in != nullptr) {
         natsSubscription_GetDropped(t->in, &ts.nats_dropped);
         int pending = 0;
@@ -608,6 +629,7 @@ BridgeStats BridgeCore::Stats() const {
   {
     const auto now = std::chrono::steady_clock::now();
     MutexLock lock(mu_);
+    st.resyncs_pending = to_resync_.size() + retry_.size() + resyncs_running_;
     st.nodes.clear();  // the same set as the peers, taken under one lock
     for (const auto& [token, peer] : peers_) {
       st.nodes.push_back(peer.node);

@@ -23,11 +23,13 @@
 #include <thread>
 #include <vector>
 
+#include "dump_fence.h"
 #include "node_table.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/cluster/bridge.h"
 #include "plexus/sync/cond_var.h"
 #include "plexus/sync/mutex.h"
+#include "resync_gate.h"
 
 namespace plexus::cluster::cluster_internal {
 
@@ -59,10 +61,26 @@ struct TopicLink {
 
   // Per node (by NodeKey), the sequence number its last dump of this topic was taken at: a live
   // frame of that node numbered below it is already reflected in the dump (or superseded), so it
-  // is dropped rather than delivered twice. 0 (none) when the node is gone. Read once per frame,
-  // so without a lock.
+  // is dropped rather than delivered twice. 0 (none) when the node is gone. Written by the
+  // membership thread before a resync's gate opens; read once per frame, so without a lock.
   NodeTable watermarks;
   std::atomic<bool> has_watermarks{false};
+
+  // Per node, the watermark of its last dump while the node's first frame numbered at or above
+  // it is still to come (0: none due): that one frame may be in the dump as well (dump_fence.h),
+  // so it is compared with what the dump installed. checks_due counts the nodes with one due,
+  // so the receive path looks at the table only then. Written by whichever thread delivers the
+  // node's frames (the gate hands that role over), so without a lock.
+  NodeTable check_first_at;
+  std::atomic<std::uint32_t> checks_due{0};
+
+  // The sending side: keeps the topic's sends out of the moment a dump of its cache is taken.
+  DumpFence dump_fence;
+
+  // Holds the live frames of the node being resynced until its dump is installed, so the two
+  // reach the local topic in one order (resync_gate.h): the receive path on libnats' delivery
+  // thread, the resync on the membership thread.
+  ResyncGate<Ref<Message>> gate;
 };
 
 // A node id as a map key.
@@ -140,6 +158,11 @@ class BridgeCore {
   // --- bridge.cc -------------------------------------------------------------------------
   natsConnection* Connect(bool send_asap, ConnectionRole* role);
   void Receive(TopicLink& link, std::string_view bytes);
+  // Publishes a frame of `node` on the local topic unless a dump already reflects it (stale).
+  void Deliver(TopicLink& link, std::uint64_t node, std::uint64_t seq, const Ref<Message>& message);
+  // Whether the frame (seq, message) of `node` is the one a dump may hold as well (the node's
+  // first at or above the dump's watermark) and the cache holds it unchanged from that dump.
+  bool InLastDump(TopicLink& link, std::uint64_t node, std::uint64_t seq, const Message& message);
   void CountReject(RejectReason reason, const std::string& subject);
   void Alert(const BridgeAlert& alert);
   // Waits until `n` more subscriptions have completed (bounded), then forgets them.
@@ -172,8 +195,20 @@ class BridgeCore {
   void NodeGone(const NodeId& node);
   void ResyncWith(const NodeId& node);
   bool ResyncTopic(const NodeId& node, TopicLink& link);
-  // Whether `link`'s cache holds the snapshot `d` brings, unchanged.
-  bool AlreadyCached(const TopicLink& link, const DecodedMessage& d) const;
+  // Releases what `link`'s gate held during a resync of `node`, in arrival order, and opens it.
+  void ReleaseHeld(const NodeId& node, TopicLink& link);
+  // A snapshot a dump brought, kept until the whole dump is in.
+  struct DumpedSnapshot {
+    std::string type_name;
+    std::string id;
+    std::string payload;
+    Ref<Message> message;
+  };
+  // Fetches `node`'s dump of `link`'s cache and installs it; false (logged) if it did not come
+  // whole (then nothing is installed).
+  bool InstallDump(const NodeId& node, TopicLink& link);
+  // Whether `link`'s cache holds the snapshot `d` of `node` brings, unchanged.
+  bool AlreadyCached(const TopicLink& link, const NodeId& node, const DumpedSnapshot& d) const;
   void AnswerDump(natsMsg* request);
   static void OnHeartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void OnDumpRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
@@ -202,7 +237,8 @@ class BridgeCore {
   std::map<std::string, Peer> peers_ PLEXUS_GUARDED_BY(mu_);  // by NodeToken
   std::vector<NodeId> to_resync_ PLEXUS_GUARDED_BY(mu_);
   std::vector<NodeId> to_remove_ PLEXUS_GUARDED_BY(mu_);
-  std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);  // resyncs that failed
+  std::vector<NodeId> retry_ PLEXUS_GUARDED_BY(mu_);        // resyncs that failed
+  std::size_t resyncs_running_ PLEXUS_GUARDED_BY(mu_) = 0;  // taken from to_resync_, not done
   bool beat_now_ PLEXUS_GUARDED_BY(mu_) = false;
   int completions_ PLEXUS_GUARDED_BY(mu_) = 0;  // subscriptions completed, not yet waited for
   int connections_ PLEXUS_GUARDED_BY(mu_) = 0;  // made

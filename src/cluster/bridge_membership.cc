@@ -10,6 +10,7 @@
 //   then frames, each as a 4-byte little-endian length and the frame (wire.h)
 // so that a cache of any size crosses within the server's payload limit.
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -116,10 +117,15 @@ void BridgeCore::MembershipLoop() {
       beat_now_ = false;
       resync.swap(to_resync_);
       remove.swap(to_remove_);
+      resyncs_running_ = resync.size();
     }
     if (beat) SendHeartbeat(Heartbeat::kBeat);
     for (const NodeId& n : remove) NodeGone(n);
-    for (const NodeId& n : resync) ResyncWith(n);
+    for (const NodeId& n : resync) {
+      ResyncWith(n);  // a failure is queued for retry before this one counts as done
+      MutexLock lock(mu_);
+      --resyncs_running_;
+    }
   }
 }
 
@@ -210,27 +216,40 @@ void BridgeCore::ResyncWith(const NodeId& node) {
   }
 }
 
-bool BridgeCore::AlreadyCached(const TopicLink& link, const DecodedMessage& d) const {
-  if (d.frame.id.empty()) return false;
-  const Ref<Message> cached =
-      link.caching->GetCache()->GetByNode(&d.message->Type(), d.frame.id, d.frame.node);
+bool BridgeCore::AlreadyCached(const TopicLink& link, const NodeId& node,
+                               const DumpedSnapshot& d) const {
+  if (d.id.empty()) return false;
+  const Ref<Message> cached = link.caching->GetCache()->GetByNode(&d.message->Type(), d.id, node);
   const Codec* codec = options_.codecs.Find(&d.message->Type());
   if (cached == nullptr || codec == nullptr) return false;
   std::string payload;
-  return codec->encode(*cached, payload) && payload == d.frame.payload;
+  return codec->encode(*cached, payload) && payload == d.payload;
 }
 
 bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
-  const std::string subject = prefix_ + "_node." + NodeToken(node) + ".dump";
-  // The node's snapshots as they are before the request: only these may be cleared at the end
-  // for being absent from the dump. A snapshot that arrives live while the resync runs is a new
-  // message (so not among these) and may be newer than the dump: clearing it would lose it.
-  std::vector<Ref<Message>> before;
-  for (const Ref<const CacheEntry>& e : link.caching->GetCache()->DumpEntries()) {
-    if (Ref<Message> snapshot = e->ForNode(node)) before.push_back(std::move(snapshot));
+  // From here on the node's live frames on this topic wait in the gate; Begin returns once a
+  // live publish that may have missed it is over, so the cache read next holds all that was
+  // delivered live. What waited is released after the dump, whatever became of it.
+  link.gate.Begin(NodeKey(node));
+  const bool ok = InstallDump(node, link);
+  ReleaseHeld(node, link);
+  return ok;
+}
+
+void BridgeCore::ReleaseHeld(const NodeId& node, TopicLink& link) {
+  // After a dump, a frame numbered below its watermark is in it (stale); after a failure the
+  // previous watermark applies, as it would have live. The gate opens only once nothing is
+  // held, so no live frame of the node overtakes one released here.
+  const std::uint64_t key = NodeKey(node);
+  std::vector<ResyncGate<Ref<Message>>::Held> batch;
+  while (link.gate.TakeOrEnd(batch)) {
+    for (const auto& held : batch) Deliver(link, key, held.seq, held.frame);
+    batch.clear();
   }
-  std::set<const Message*> held_before;
-  for (const Ref<Message>& m : before) held_before.insert(m.get());
+}
+
+bool BridgeCore::InstallDump(const NodeId& node, TopicLink& link) {
+  const std::string subject = prefix_ + "_node." + NodeToken(node) + ".dump";
   natsInbox* inbox = nullptr;
   natsSubscription* sub = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
@@ -239,13 +258,44 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
     s = natsConnection_PublishRequest(ctl_, subject.c_str(), inbox, link.key.data(),
                                       static_cast<int>(link.key.size()));
   }
-  std::set<std::pair<std::string, std::string>> seen;  // (type name, id) received
+  // The whole dump is gathered before any of it is installed: a dump cut short installs
+  // nothing, so what waited in the gate meanwhile is released as if no resync had run.
+  std::vector<DumpedSnapshot> dump;
+  std::uint64_t watermark = 0;
   bool complete = false;
-  auto next_beat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point next_beat = Clock::now() + options_.heartbeat_interval;
+  Clock::time_point deadline = Clock::now() + options_.request_timeout;  // for the next chunk
   while (s == NATS_OK && !complete) {
+    // A long resync, or a long wait for a chunk, must not cost this node its membership: the
+    // wait is cut at each heartbeat, which goes out on time (the peers would otherwise take
+    // this node for gone and clear it). Stop does not wait for a request to time out either.
+    const Clock::time_point now = Clock::now();
+    if (now >= next_beat) {
+      SendHeartbeat(Heartbeat::kBeat);
+      next_beat = now + options_.heartbeat_interval;
+    }
+    if (now >= deadline) {
+      s = NATS_TIMEOUT;
+      break;
+    }
+    {
+      MutexLock lock(mu_);
+      if (stopping_) {
+        s = NATS_CONNECTION_CLOSED;
+        break;
+      }
+    }
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(deadline, next_beat) - now);
     natsMsg* m = nullptr;
-    s = natsSubscription_NextMsg(&m, sub, options_.request_timeout.count());
+    s = natsSubscription_NextMsg(&m, sub, std::max<std::int64_t>(1, wait.count()));
+    if (s == NATS_TIMEOUT) {
+      s = NATS_OK;  // a heartbeat or the deadline is due: see above
+      continue;
+    }
     if (s != NATS_OK) break;
+    deadline = Clock::now() + options_.request_timeout;
     if (natsMsg_IsNoResponders(m)) {
       natsMsg_Destroy(m);
       s = NATS_NO_RESPONDERS;
@@ -259,8 +309,7 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
       break;
     }
     complete = data[0] == 1;
-    link.watermarks.Store(NodeKey(node), GetLe(data + 1, 8));
-    link.has_watermarks.store(true, std::memory_order_release);
+    watermark = GetLe(data + 1, 8);
     std::size_t at = 9;
     while (at + 4 <= size) {
       const std::size_t len = GetLe(data + at, 4);
@@ -273,18 +322,10 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
         CountReject(d.reason, subject);
         continue;
       }
-      seen.emplace(std::string(d.frame.type_name), std::string(d.frame.id));
-      if (AlreadyCached(link, d)) continue;  // a resync repairs; it does not repeat
-      snapshots_resynced_.fetch_add(1, std::memory_order_relaxed);
-      InCallback in;
-      link.topic->Publish(d.message);
+      dump.push_back(DumpedSnapshot{std::string(d.frame.type_name), std::string(d.frame.id),
+                                    std::string(d.frame.payload), std::move(d.message)});
     }
     natsMsg_Destroy(m);
-    // A long resync must not cost this node its membership.
-    if (std::chrono::steady_clock::now() >= next_beat) {
-      SendHeartbeat(Heartbeat::kBeat);
-      next_beat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
-    }
   }
   if (sub != nullptr) {
     natsSubscription_Unsubscribe(sub);
@@ -296,12 +337,38 @@ bool BridgeCore::ResyncTopic(const NodeId& node, TopicLink& link) {
                                 node.ToString() + " failed: " + natsStatus_GetText(s));
     return false;
   }
+  const std::uint64_t key = NodeKey(node);
+  // The frames that waited and were sent before the dump was taken are older than it: published
+  // first (the live path's checks apply), so that a resync drops none of the node's messages
+  // that came in while it ran; the dump then brings only what they did not (it repairs).
+  std::vector<ResyncGate<Ref<Message>>::Held> batch;
+  while (link.gate.TakeBelow(watermark, batch)) {
+    for (const auto& held : batch) Deliver(link, key, held.seq, held.frame);
+    batch.clear();
+  }
+  // Installed before the gate opens: a frame numbered below it that is still on its way is in
+  // the dump (stale); the node's first one at or above it may be too (dump_fence.h).
+  link.watermarks.Store(key, watermark);
+  link.has_watermarks.store(true, std::memory_order_release);
+  if (watermark != 0) {
+    if (link.check_first_at.Get(key) == 0) link.checks_due.fetch_add(1, std::memory_order_relaxed);
+    link.check_first_at.Store(key, watermark);
+  }
+  std::set<std::pair<std::string, std::string>> seen;  // (type name, id) received
+  for (const DumpedSnapshot& d : dump) {
+    seen.emplace(d.type_name, d.id);
+    if (AlreadyCached(link, node, d)) continue;  // a resync repairs; it does not repeat
+    snapshots_resynced_.fetch_add(1, std::memory_order_relaxed);
+    InCallback in;
+    link.topic->Publish(d.message);
+  }
   // What the node no longer has goes too (it may have restarted, or this node missed clears).
+  // Everything of the node's in the cache now is as old as the dump or older: what came in
+  // after the dump was taken still waits in the gate.
   const Ref<Cache>& cache = link.caching->GetCache();
   for (const Ref<const CacheEntry>& e : cache->DumpEntries()) {
     Ref<Message> snapshot = e->ForNode(node);
-    if (snapshot != nullptr && held_before.count(snapshot.get()) != 0 &&
-        seen.count({e->Type().Name(), e->Id()}) == 0) {
+    if (snapshot != nullptr && seen.count({e->Type().Name(), e->Id()}) == 0) {
       InCallback in;
       link.topic->Publish(MakeCacheClear(snapshot));
     }
@@ -314,24 +381,73 @@ void BridgeCore::OnDumpRequest(natsConnection*, natsSubscription*, natsMsg* msg,
   natsMsg_Destroy(msg);
 }
 
+bool BridgeCore::InLastDump(TopicLink& link, std::uint64_t node, std::uint64_t seq,
+                            const Message& message) {
+  const std::uint64_t due = link.check_first_at.Get(node);
+  if (due == 0 || seq < due) return false;
+  link.check_first_at.Store(node, 0);
+  link.checks_due.fetch_sub(1, std::memory_order_relaxed);
+  if (link.caching == nullptr) return false;
+  const Codec* codec = options_.codecs.Find(&message.Type());
+  if (codec == nullptr) return false;
+  std::string id;
+  try {
+    id = link.caching->GetCache()->IdOf(message);
+  } catch (...) {
+    return false;  // the caching topic reports it when the frame is published
+  }
+  if (id.empty()) return false;
+  const Ref<Message> cached =
+      link.caching->GetCache()->GetByNode(&message.Type(), id, message.Node());
+  if (cached == nullptr) return false;
+  std::string a;
+  std::string b;
+  return codec->encode(*cached, a) && codec->encode(message, b) && a == b;
+}
+
 void BridgeCore::AnswerDump(natsMsg* request) {
   const char* reply = natsMsg_GetReply(request);
   if (reply == nullptr || *reply == '\0') return;
   const std::string_view key(natsMsg_GetData(request),
                              static_cast<std::size_t>(natsMsg_GetDataLength(request)));
-  Ref<CachingTopic> caching;
-  bool bridged = false;
+  TopicLink* link = nullptr;
   {
     MutexLock lock(mu_);
     for (const auto& t : topics_) {
-      if (t->key == key) {
-        caching = t->caching;
-        bridged = true;
-      }
+      if (t->key == key) link = t.get();  // lives until Stop has waited for this callback
     }
   }
-  // Taken before the walk: what was sent before it is in the cache the walk reads.
-  const std::uint64_t watermark = seq_.fetch_add(1, std::memory_order_relaxed);
+  if (link == nullptr) {
+    // Not bridged here yet: say so, rather than answer with an empty (complete) dump.
+    std::string chunk(1, '\2');
+    PutLe(chunk, 0, 8);
+    natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
+    natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
+    return;
+  }
+  // The watermark and the snapshots are taken with the topic's sends held back (dump_fence.h):
+  // a frame numbered below the watermark was sent, so its snapshot cached (the cache's
+  // subscription runs before the bridge's), before the walk; one numbered above it belongs to a
+  // publish that was held back, of which only the first can have been cached before the walk
+  // ended. Encoding, which runs codecs, happens after the sends go on again.
+  std::vector<std::pair<std::string, Ref<Message>>> snapshots;
+  std::uint64_t watermark = 0;
+  if (link->caching != nullptr) {
+    link->dump_fence.Close();
+    watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
+    for (const Ref<const CacheEntry>& e : link->caching->GetCache()->DumpEntries()) {
+      if (Ref<Message> snapshot = e->ForNode(options_.node)) {
+        snapshots.emplace_back(e->Id(), std::move(snapshot));
+      }
+    }
+    link->dump_fence.Open();
+    // The frames numbered below the watermark leave before the dump does (the topic
+    // connection batches its writes, the control connection does not): a frame that reached
+    // the peer after the dump would be stale there, and a subscriber would miss it.
+    natsConnection_FlushTimeout(data_, options_.request_timeout.count());
+  } else {
+    watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
+  }
   std::string header(1, '\0');
   PutLe(header, watermark, 8);
   std::string chunk = header;
@@ -341,26 +457,15 @@ void BridgeCore::AnswerDump(natsMsg* request) {
     natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
     chunk = header;
   };
-  if (!bridged) {
-    // Not bridged here yet: say so, rather than answer with an empty (complete) dump.
-    chunk[0] = 2;
-    natsConnection_Publish(ctl_, reply, chunk.data(), static_cast<int>(chunk.size()));
-    natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());
-    return;
-  }
-  if (caching != nullptr) {
-    for (const Ref<const CacheEntry>& e : caching->GetCache()->DumpEntries()) {
-      Ref<Message> snapshot = e->ForNode(options_.node);
-      if (snapshot == nullptr) continue;
-      frame.clear();
-      if (!EncodeMessage(options_.codecs, *snapshot, e->Id(),
-                         seq_.fetch_add(1, std::memory_order_relaxed), frame)) {
-        continue;
-      }
-      PutLe(chunk, frame.size(), 4);
-      chunk += frame;
-      if (chunk.size() >= options_.dump_chunk_bytes) send(false);
+  for (const auto& [id, snapshot] : snapshots) {
+    frame.clear();
+    if (!EncodeMessage(options_.codecs, *snapshot, id, seq_.fetch_add(1, std::memory_order_relaxed),
+                       frame)) {
+      continue;
     }
+    PutLe(chunk, frame.size(), 4);
+    chunk += frame;
+    if (chunk.size() >= options_.dump_chunk_bytes) send(false);
   }
   send(true);
   natsConnection_FlushTimeout(ctl_, options_.request_timeout.count());

@@ -175,15 +175,16 @@ struct BridgeTopicOptions {
 struct BridgeTopicStats {
   std::string topic;
   std::string subject;
-  std::uint64_t messages_out = 0;     // frames published (handed to libnats)
-  std::uint64_t batches_out = 0;      // NATS messages that carried them (batches, lone frames)
-  std::uint64_t messages_in = 0;      // frames accepted and published locally
-  std::uint64_t encode_failures = 0;  // messages whose codec refused them
-  std::uint64_t send_failures = 0;    // frames libnats refused (disconnected, no buffer;
-                                      // every frame of a refused batch)
-  std::uint64_t stale = 0;            // frames older than a dump already installed
-  std::int64_t nats_dropped = 0;      // messages NATS dropped for this subscription
-  std::int64_t nats_pending = 0;      // messages waiting in this subscription
+  std::uint64_t messages_out = 0;        // frames published (handed to libnats)
+  std::uint64_t batches_out = 0;         // NATS messages that carried them (batches, lone frames)
+  std::uint64_t messages_in = 0;         // frames accepted and published locally
+  std::uint64_t encode_failures = 0;     // messages whose codec refused them
+  std::uint64_t send_failures = 0;       // frames libnats refused (disconnected, no buffer;
+                                         // every frame of a refused batch)
+  std::uint64_t stale = 0;               // frames older than a dump already installed
+  std::uint64_t held_during_resync = 0;  // frames that waited for their node's dump
+  std::int64_t nats_dropped = 0;         // messages NATS dropped for this subscription
+  std::int64_t nats_pending = 0;         // messages waiting in this subscription
 };
 
 struct BridgeStats {
@@ -201,6 +202,9 @@ struct BridgeStats {
   std::uint64_t nodes_left = 0;
   std::uint64_t resyncs = 0;          // dumps received and installed
   std::uint64_t resync_failures = 0;  // dump requests that failed (timeout, no responder)
+  // Resyncs asked for and not finished yet, failed ones waiting for their retry included (0:
+  // this node's caches hold what every known node had when it last asked).
+  std::uint64_t resyncs_pending = 0;
   std::uint64_t snapshots_resynced = 0;
   std::uint64_t dumps_served = 0;
   std::uint64_t requests_served = 0;  // service requests answered
