@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "epoch.h"
+#include "inline_receiver.h"
 #include "plexus/bus/caching_topic.h"
 #include "plexus/bus/subscription_change.h"
 #include "plexus/core/internal/run_catching.h"
@@ -740,7 +741,7 @@ Ref<Message> MakeCacheClear(const Ref<Message>& snapshot, SourceLocation where) 
 
 namespace bus_internal {
 
-class CachingCore final : public RefCounted {
+class CachingCore final : public InlineReceiver {
  public:
   CachingCore(Ref<Topic> original_topic, Ref<Cache> the_cache, Ref<Topic> output_topic,
               SourceLocation where)
@@ -751,6 +752,8 @@ class CachingCore final : public RefCounted {
 
   // The caching subscription's callback (on the publisher's thread).
   void Handle(const Message& m);
+  // What the source topic's fan-out calls for each message published there.
+  void Receive(const Message& m) override { Handle(m); }
   // Publishes what `change` did (nothing if it did nothing).
   void PublishChange(const CacheChange& change);
   // The id of `m`, or false if the id function threw (logged and counted).
@@ -899,6 +902,9 @@ Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& source, const Ref<Topic
       },
       std::move(options), where);
   if (!subscription) return nullptr;
+  // From now on the topic's fan-out calls the core directly for every message published there;
+  // the subscription still brings the notices and the final message.
+  source->DeliverInline(subscription, core);
   return Ref<CachingTopic>::Adopt(new CachingTopic(std::move(core), std::move(subscription)),
                                   where);
 }
