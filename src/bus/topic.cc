@@ -27,9 +27,9 @@ namespace bus_internal {
 // that hear the others' subscription changes, subscription.h: a notice visits these only, so N
 // subscriptions made one after another cost N deliveries of notices, not N(N+1)/2), then the
 // forward targets, then the inline receivers (caching topics: Topic::DeliverInline), each
-// element holding references. A topic with one subscription and one
-// forward (a state's topic) pays one 32-byte block here, not a header and three vectors; a
-// fan-out reads the elements where the header is.
+// element holding references. A topic with one subscription and one forward (a state's topic)
+// pays one 32-byte block here, not a header and four vectors; a fan-out reads the elements where
+// the header is.
 class alignas(Ref<SubscriptionCore>) TopicSnapshot {
  public:
   using Sub = Ref<SubscriptionCore>;
