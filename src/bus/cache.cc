@@ -40,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +49,7 @@
 #include <vector>
 
 #include "epoch.h"
+#include "inline_receiver.h"
 #include "plexus/bus/caching_topic.h"
 #include "plexus/bus/subscription_change.h"
 #include "plexus/core/internal/run_catching.h"
@@ -110,6 +112,16 @@ const CacheEntry* Tombstone() noexcept {
   return reinterpret_cast<const CacheEntry*>(&kTombstoneByte);
 }
 
+// Sets an entry's id. The entry the pool gives back usually held an id of the same length (ids
+// of one kind share a shape): overwritten in place, not through std::string's general replace.
+void AssignId(std::string& to, std::string_view id) {
+  if (to.size() == id.size()) {
+    if (!id.empty()) std::memcpy(to.data(), id.data(), id.size());
+  } else {
+    to.assign(id.data(), id.size());
+  }
+}
+
 // The cache whose aggregate function this thread is running, if any.
 thread_local const Cache* tl_aggregating = nullptr;
 
@@ -144,11 +156,13 @@ struct CacheTable {
   const std::unique_ptr<std::atomic<const CacheEntry*>[]> slots;
 };
 
-// Something a writer unlinked, kept until no reader can reach it.
+// Something a writer unlinked, kept until no reader can reach it: an entry (with the reference
+// its slot held) or a table outgrown. Plain pointers, so that retiring and collecting copy three
+// words; whoever takes one out of the limbo lets it go (CacheShard::Release).
 struct Retired {
   std::uint64_t stamp;
-  Ref<const CacheEntry> entry;
-  std::unique_ptr<CacheTable> table;
+  const CacheEntry* entry;
+  CacheTable* table;
 };
 
 // What a writer takes out of the limbo, let go after its lock.
@@ -172,6 +186,12 @@ struct alignas(64) CacheShard {
   static constexpr std::size_t kLimboBatch = 8;
 
   ~CacheShard() {
+    // No reader is left (each holds the cache): what waits in the limbo goes at once (not into
+    // this thread's pool, which may be gone already if the thread is exiting).
+    for (const Retired& r : limbo) {
+      delete r.table;
+      if (r.entry != nullptr) Ref<const CacheEntry>::Adopt(r.entry).Reset();
+    }
     CacheTable* t = table.load(std::memory_order_relaxed);
     if (t == nullptr) return;
     for (std::size_t i = 0; i < t->Capacity(); ++i) {
@@ -220,13 +240,14 @@ struct alignas(64) CacheShard {
     used = live;
     CacheTable* published = next.release();
     table.store(published, std::memory_order_seq_cst);
-    if (t != nullptr) Retire(nullptr, std::unique_ptr<CacheTable>(t));
+    if (t != nullptr) Retire(nullptr, t);
     return *published;
   }
 
-  // Keeps `entry` or `t` (unlinked just before) until no reader can reach it.
-  void Retire(Ref<const CacheEntry> entry, std::unique_ptr<CacheTable> t) PLEXUS_REQUIRES(writer) {
-    limbo.push_back(Retired{EpochDomain::Get().Current(), std::move(entry), std::move(t)});
+  // Keeps `entry` (with its slot's reference) or `t`, unlinked just before, until no reader can
+  // reach it.
+  void Retire(const CacheEntry* entry, CacheTable* t) PLEXUS_REQUIRES(writer) {
+    limbo.push_back(Retired{EpochDomain::Get().Current(), entry, t});
   }
 
   // Whether a write should try to empty the limbo (CollectRipe).
@@ -235,27 +256,31 @@ struct alignas(64) CacheShard {
   // Moves what no reader can reach any more out of the limbo into `ripe`.
   void CollectRipe(Ripe& ripe) PLEXUS_REQUIRES(writer) {
     if (!LimboFull()) return;
-    std::size_t n = 0;
     EpochDomain& domain = EpochDomain::Get();
-    // Stamps only grow along the limbo: stop at the first one still reachable.
+    // Stamps only grow along the limbo: stop at the first one still reachable. (Retired is
+    // three plain words: the moves below are memmoves.)
+    std::size_t n = 0;
     while (n < limbo.size() && domain.SafeToFree(limbo[n].stamp)) ++n;
     if (n == 0) return;
-    for (std::size_t i = 0; i < n; ++i) ripe.push_back(std::move(limbo[i]));
+    ripe.insert(ripe.end(), limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
     limbo.erase(limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
   }
 
   // Lets go of what a writer took out of the limbo (after its lock): entries nobody else holds
   // are emptied and kept for this thread's next writes.
   static void Release(Ripe& ripe) {
-    for (Retired& r : ripe) {
+    for (const Retired& r : ripe) {
+      delete r.table;
       if (r.entry == nullptr) continue;
       if (kReuseEntries && r.entry->RefCount() == 1 &&
           tl_entry_pool.free.size() < EntryPool::kMax) {
         // The last other holder's release (an acq_rel decrement) happens before the reuse.
         std::atomic_thread_fence(std::memory_order_acquire);
-        auto* e = const_cast<CacheEntry*>(r.entry.Detach());
+        auto* e = const_cast<CacheEntry*>(r.entry);
         e->Clear();
         tl_entry_pool.free.push_back(e);
+      } else {
+        Ref<const CacheEntry>::Adopt(r.entry).Reset();
       }
     }
     ripe.clear();
@@ -478,13 +503,15 @@ CacheChange Cache::Put(const Ref<Message>& snapshot, std::string id, SourceLocat
     return {};
   }
   if (snapshot->Node().IsNone()) return {};
-  return Write(&snapshot->Type(), id, snapshot->Node(), snapshot, /*with_id=*/true, where);
+  return Write(&snapshot->Type(), id, snapshot->Node(), snapshot.get(), /*with_id=*/true, where);
 }
 
-CacheChange Cache::PutFromTopic(const Ref<Message>& snapshot, std::string_view id,
+CacheChange Cache::PutFromTopic(const Message& snapshot, std::string_view id,
                                 SourceLocation where) {
-  // The caching topic checked the snapshot, its node and the id.
-  return Write(&snapshot->Type(), id, snapshot->Node(), snapshot, /*with_id=*/false, where);
+  // The caching topic checked the snapshot, its node and the id; the message is alive for its
+  // callback, and the cache takes its own references.
+  return Write(&snapshot.Type(), id, snapshot.Node(), const_cast<Message*>(&snapshot),
+               /*with_id=*/false, where);
 }
 
 CacheChange Cache::Clear(const MessageType* type, std::string_view id, const NodeId& node,
@@ -544,7 +571,7 @@ struct CollectUnderTheLock {
 }  // namespace
 
 CacheChange Cache::Write(const MessageType* type, std::string_view id, const NodeId& node,
-                         const Ref<Message>& snapshot, bool with_id, SourceLocation where) {
+                         Message* snapshot, bool with_id, SourceLocation where) {
   if (bus_internal::tl_aggregating == this) {
     ReportMisuse("Cache: a write from the cache's own aggregate function", where);
     return {};
@@ -567,7 +594,7 @@ CacheChange Cache::Write(const MessageType* type, std::string_view id, const Nod
 
 PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     CacheShard& shard, const MessageType* type, std::string_view id, std::size_t hash,
-    const NodeId& node, const Ref<Message>& snapshot, bool with_id, SourceLocation where) {
+    const NodeId& node, Message* snapshot, bool with_id, SourceLocation where) {
   // (The analysis cannot name the caller's shard: Write and RemoveNode hold its `writer`.)
   CacheChange change;
   CacheTable* t = shard.table.load(std::memory_order_relaxed);
@@ -587,24 +614,30 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     next = Ref<CacheEntry>::Adopt(new CacheEntry());
   }
   next->type_ = type;
-  next->id_.assign(id);
+  bus_internal::AssignId(next->id_, id);
   next->hash_ = hash;
+  // A pooled entry is empty: only what the old entry holds is copied, and the written slot is
+  // set from the snapshot directly (each reference taken once).
+  const bool local = node == local_node_;
   if (old_entry != nullptr) {
-    next->local_ = old_entry->local_;
-    next->foreign_ = old_entry->foreign_;
-    next->aggregate_ = old_entry->aggregate_;
+    if (!local && old_entry->local_ != nullptr) next->local_ = old_entry->local_;
+    if (!old_entry->foreign_.empty()) next->foreign_ = old_entry->foreign_;
+    if (old_entry->aggregate_ != nullptr) next->aggregate_ = old_entry->aggregate_;
   }
-  if (node == local_node_) {
-    change.old_snapshot = std::exchange(next->local_, snapshot);
+  if (local) {
+    if (old_entry != nullptr && old_entry->local_ != nullptr) {
+      change.old_snapshot = old_entry->local_;
+    }
+    if (snapshot != nullptr) next->local_ = Ref<Message>(snapshot);
   } else {
     auto& foreign = next->foreign_;
     auto slot = std::find_if(foreign.begin(), foreign.end(),
                              [&](const CacheEntry::NodeSnapshot& s) { return s.node == node; });
     if (snapshot != nullptr) {
       if (slot != foreign.end()) {
-        change.old_snapshot = std::exchange(slot->snapshot, snapshot);
+        change.old_snapshot = std::exchange(slot->snapshot, Ref<Message>(snapshot));
       } else {
-        foreign.push_back({node, snapshot});
+        foreign.push_back({node, Ref<Message>(snapshot)});
       }
     } else if (slot != foreign.end()) {
       change.old_snapshot = std::move(slot->snapshot);
@@ -615,15 +648,15 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
   }
   change.type = type;
   if (with_id) change.id.assign(id);
-  change.new_snapshot = snapshot;
-  change.old_aggregate = next->aggregate_;
+  if (snapshot != nullptr) change.new_snapshot = Ref<Message>(snapshot);
+  if (next->aggregate_ != nullptr) change.old_aggregate = next->aggregate_;
   if (next->Empty()) {
-    next->aggregate_ = nullptr;
+    if (next->aggregate_ != nullptr) next->aggregate_ = nullptr;
   } else if (aggregate_) {
     Ref<Message> aggregate;
     const Cache* outer = std::exchange(bus_internal::tl_aggregating, this);
     const bool ok =
-        core_internal::RunCatching([&] { aggregate = aggregate_(*next, snapshot); },
+        core_internal::RunCatching([&] { aggregate = aggregate_(*next, change.new_snapshot); },
                                    [&] {
                                      return "the aggregate function of a cache (entry " +
                                             type->Name() + "/" + std::string(id) + ")";
@@ -636,11 +669,10 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
       aggregate_failures_.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  change.new_aggregate = next->aggregate_;
+  if (next->aggregate_ != nullptr) change.new_aggregate = next->aggregate_;
 
   if (old_entry != nullptr) {
     // The slot's reference to the old entry passes to the limbo.
-    auto old = Ref<const CacheEntry>::Adopt(old_entry);
     if (next->Empty()) {
       t->slots[at].store(bus_internal::Tombstone(), std::memory_order_seq_cst);
       --shard.live;
@@ -648,7 +680,7 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     } else {
       t->slots[at].store(next.Detach(), std::memory_order_seq_cst);
     }
-    shard.Retire(std::move(old), nullptr);
+    shard.Retire(old_entry, nullptr);
   } else {
     const bool grows = t == nullptr || (shard.used + 1) * 2 > t->Capacity();
     CacheTable& target = shard.Reserve();
@@ -740,7 +772,7 @@ Ref<Message> MakeCacheClear(const Ref<Message>& snapshot, SourceLocation where) 
 
 namespace bus_internal {
 
-class CachingCore final : public RefCounted {
+class CachingCore final : public InlineReceiver {
  public:
   CachingCore(Ref<Topic> original_topic, Ref<Cache> the_cache, Ref<Topic> output_topic,
               SourceLocation where)
@@ -751,10 +783,14 @@ class CachingCore final : public RefCounted {
 
   // The caching subscription's callback (on the publisher's thread).
   void Handle(const Message& m);
-  // Publishes what `change` did (nothing if it did nothing).
-  void PublishChange(const CacheChange& change);
-  // The id of `m`, or false if the id function threw (logged and counted).
-  bool IdOf(const Message& m, std::string& id);
+  // What the source topic's fan-out calls for each message published there.
+  void Receive(const Message& m) override { Handle(m); }
+  // Publishes what `change` did (nothing if it did nothing), moving its snapshots into the
+  // update messages.
+  void PublishChange(CacheChange& change);
+  // The id of `m` (built in the caller's variable), or "" with `ok` cleared if the id function
+  // threw (logged and counted).
+  std::string IdOf(const Message& m, bool& ok);
 
   const Ref<Topic> original;
   const Ref<Cache> cache;
@@ -771,27 +807,37 @@ class CachingCore final : public RefCounted {
 
  private:
   ~CachingCore() override = default;
-  void PublishUpdate(const MessageType* type, const Ref<Message>& old_snapshot,
-                     const Ref<Message>& new_snapshot);
+  void PublishUpdate(const MessageType* type, Ref<Message>& old_snapshot,
+                     Ref<Message>& new_snapshot);
 };
 
 namespace {
 std::atomic<std::uint64_t> next_caching_topic{0};
 }  // namespace
 
-bool CachingCore::IdOf(const Message& m, std::string& id) {
-  const bool ok = core_internal::RunCatching(
-      [&] { id = cache->IdOf(m); },
-      [&] { return "the id function of the cache on topic '" + original->Name() + "'"; }, created);
-  if (!ok) id_failures.fetch_add(1, std::memory_order_relaxed);
-  return ok;
+std::string CachingCore::IdOf(const Message& m, bool& ok) {
+  // Returned straight from the id function (no move into a variable of the caller's).
+  try {
+    return cache->IdOf(m);
+  } catch (const std::exception& e) {
+    core_internal::LogThrown("the id function of the cache on topic '" + original->Name() + "'", &e,
+                             created);
+  } catch (...) {
+    core_internal::LogThrown("the id function of the cache on topic '" + original->Name() + "'",
+                             nullptr, created);
+  }
+  id_failures.fetch_add(1, std::memory_order_relaxed);
+  ok = false;
+  return std::string();
 }
 
 void CachingCore::Handle(const Message& m) {
   if (const CacheClear* clear = CacheClearType().Get(m)) {
     const Ref<Message>& snapshot = clear->snapshot;
-    std::string id;
-    if (snapshot == nullptr || !IdOf(*snapshot, id)) return;
+    if (snapshot == nullptr) return;
+    bool ok = true;
+    const std::string id = IdOf(*snapshot, ok);
+    if (!ok) return;
     CacheChange change;
     if (!id.empty()) change = cache->Clear(&snapshot->Type(), id, snapshot->Node(), created);
     if (!change.SnapshotChanged()) {
@@ -820,14 +866,15 @@ void CachingCore::Handle(const Message& m) {
     not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  std::string id;
-  if (!IdOf(m, id)) return;
+  bool ok = true;
+  const std::string id = IdOf(m, ok);
+  if (!ok) return;
   if (id.empty()) {
     not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   // The message is alive for the callback; the cache takes its own reference.
-  CacheChange change = cache->PutFromTopic(Ref<Message>(const_cast<Message*>(&m)), id, created);
+  CacheChange change = cache->PutFromTopic(m, id, created);
   if (!change.SnapshotChanged()) {
     not_cacheable.fetch_add(1, std::memory_order_relaxed);  // its node is being removed
     return;
@@ -836,16 +883,17 @@ void CachingCore::Handle(const Message& m) {
   PublishChange(change);
 }
 
-void CachingCore::PublishUpdate(const MessageType* type, const Ref<Message>& old_snapshot,
-                                const Ref<Message>& new_snapshot) {
+void CachingCore::PublishUpdate(const MessageType* type, Ref<Message>& old_snapshot,
+                                Ref<Message>& new_snapshot) {
   if (!assume_receivers.load(std::memory_order_relaxed) && !output->HasReceivers()) return;
-  Ref<Message> update = CacheUpdateType().Make(CacheUpdate{type, old_snapshot, new_snapshot});
+  Ref<Message> update =
+      CacheUpdateType().Make(CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
   if (update == nullptr) return;  // the type is declined
   output->Publish(update);
   updates_published.fetch_add(1, std::memory_order_relaxed);
 }
 
-void CachingCore::PublishChange(const CacheChange& change) {
+void CachingCore::PublishChange(CacheChange& change) {
   if (change.SnapshotChanged()) {
     PublishUpdate(change.type, change.old_snapshot, change.new_snapshot);
   }
@@ -899,6 +947,9 @@ Ref<CachingTopic> CachingTopic::Create(const Ref<Topic>& source, const Ref<Topic
       },
       std::move(options), where);
   if (!subscription) return nullptr;
+  // From now on the topic's fan-out calls the core directly for every message published there;
+  // the subscription still brings the notices and the final message.
+  source->DeliverInline(subscription, core);
   return Ref<CachingTopic>::Adopt(new CachingTopic(std::move(core), std::move(subscription)),
                                   where);
 }
@@ -952,7 +1003,8 @@ std::size_t CachingTopic::RemoveNode(const NodeId& node, SourceLocation where) {
       node,
       [this](const CacheChange& change) {
         core_->cleared.fetch_add(1, std::memory_order_relaxed);
-        core_->PublishChange(change);
+        CacheChange moved = change;
+        core_->PublishChange(moved);
       },
       where);
 }

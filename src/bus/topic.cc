@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "inline_receiver.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/core/id.h"
+#include "plexus/core/internal/run_catching.h"
 #include "plexus/core/misuse.h"
 #include "registry.h"
 #include "small_vector.h"
@@ -24,13 +26,19 @@ namespace bus_internal {
 // One block: this header, then the subscriptions, the listeners (those of the subscriptions
 // that hear the others' subscription changes, subscription.h: a notice visits these only, so N
 // subscriptions made one after another cost N deliveries of notices, not N(N+1)/2), then the
-// forward targets, each element holding a reference. A topic with one subscription and one
-// forward (a state's topic) pays one 32-byte block here, not a header and three vectors; a
-// fan-out reads the elements where the header is.
+// forward targets, then the inline receivers (caching topics: Topic::DeliverInline), each
+// element holding references. A topic with one subscription and one forward (a state's topic)
+// pays one 32-byte block here, not a header and four vectors; a fan-out reads the elements where
+// the header is.
 class alignas(Ref<SubscriptionCore>) TopicSnapshot {
  public:
   using Sub = Ref<SubscriptionCore>;
   using Fwd = Ref<Topic>;
+  // A subscription whose published messages go to a receiver the fan-out calls itself.
+  struct Inline {
+    Sub subscription;
+    Ref<InlineReceiver> receiver;
+  };
 
   // What an edit changes; rebuilt into a snapshot by Make. Edits are rare (subscribe,
   // unsubscribe, forward), so their vectors are temporary.
@@ -38,20 +46,24 @@ class alignas(Ref<SubscriptionCore>) TopicSnapshot {
     std::vector<Sub> subscribers;
     std::vector<Sub> listeners;
     std::vector<Fwd> forwards;
+    std::vector<Inline> inlines;
   };
 
   static TopicSnapshot* Make(const Draft& d) {
     const std::size_t subs = d.subscribers.size() + d.listeners.size();
     void* raw = ::operator new(sizeof(TopicSnapshot) + subs * sizeof(Sub) +
-                               d.forwards.size() * sizeof(Fwd));
+                               d.forwards.size() * sizeof(Fwd) + d.inlines.size() * sizeof(Inline));
     auto* s = new (raw) TopicSnapshot(static_cast<std::uint32_t>(d.subscribers.size()),
                                       static_cast<std::uint32_t>(d.listeners.size()),
-                                      static_cast<std::uint32_t>(d.forwards.size()));
+                                      static_cast<std::uint32_t>(d.forwards.size()),
+                                      static_cast<std::uint32_t>(d.inlines.size()));
     Sub* sub = s->SubsBegin();
     for (const Sub& x : d.subscribers) new (sub++) Sub(x);
     for (const Sub& x : d.listeners) new (sub++) Sub(x);
     Fwd* fwd = s->FwdsBegin();
     for (const Fwd& x : d.forwards) new (fwd++) Fwd(x);
+    Inline* in = s->InlinesBegin();
+    for (const Inline& x : d.inlines) new (in++) Inline(x);
     return s;
   }
 
@@ -61,6 +73,8 @@ class alignas(Ref<SubscriptionCore>) TopicSnapshot {
     for (std::uint32_t i = 0; i < s->subscribers_ + s->listeners_; ++i) sub[i].~Sub();
     Fwd* fwd = s->FwdsBegin();
     for (std::uint32_t i = 0; i < s->forwards_; ++i) fwd[i].~Fwd();
+    Inline* in = s->InlinesBegin();
+    for (std::uint32_t i = 0; i < s->inlines_; ++i) in[i].~Inline();
     s->~TopicSnapshot();
     ::operator delete(s);
   }
@@ -70,6 +84,7 @@ class alignas(Ref<SubscriptionCore>) TopicSnapshot {
     d.subscribers.assign(Subscribers().begin(), Subscribers().end());
     d.listeners.assign(Listeners().begin(), Listeners().end());
     d.forwards.assign(Forwards().begin(), Forwards().end());
+    d.inlines.assign(Inlines().begin(), Inlines().end());
     return d;
   }
 
@@ -78,10 +93,13 @@ class alignas(Ref<SubscriptionCore>) TopicSnapshot {
     return {SubsBegin() + subscribers_, listeners_};
   }
   std::span<const Fwd> Forwards() const noexcept { return {FwdsBegin(), forwards_}; }
+  std::span<const Inline> Inlines() const noexcept { return {InlinesBegin(), inlines_}; }
+  bool HasInlines() const noexcept { return inlines_ != 0; }
 
  private:
-  TopicSnapshot(std::uint32_t subscribers, std::uint32_t listeners, std::uint32_t forwards)
-      : subscribers_(subscribers), listeners_(listeners), forwards_(forwards) {}
+  TopicSnapshot(std::uint32_t subscribers, std::uint32_t listeners, std::uint32_t forwards,
+                std::uint32_t inlines)
+      : subscribers_(subscribers), listeners_(listeners), forwards_(forwards), inlines_(inlines) {}
   ~TopicSnapshot() = default;
 
   Sub* SubsBegin() const noexcept {
@@ -90,13 +108,41 @@ class alignas(Ref<SubscriptionCore>) TopicSnapshot {
   Fwd* FwdsBegin() const noexcept {
     return std::launder(reinterpret_cast<Fwd*>(SubsBegin() + subscribers_ + listeners_));
   }
+  Inline* InlinesBegin() const noexcept {
+    return std::launder(reinterpret_cast<Inline*>(FwdsBegin() + forwards_));
+  }
 
   const std::uint32_t subscribers_;
   const std::uint32_t listeners_;
   const std::uint32_t forwards_;
+  const std::uint32_t inlines_;
 };
 static_assert(sizeof(TopicSnapshot) % alignof(Ref<SubscriptionCore>) == 0);
 static_assert(sizeof(Ref<SubscriptionCore>) == sizeof(Ref<Topic>));
+static_assert(alignof(TopicSnapshot::Inline) == alignof(Ref<Topic>));
+
+namespace {
+
+// Calls the inline receivers of a publish (not of a notice: the subscriptions they stand for
+// hear notices as listeners). Returns how many it reached, counted as deliveries. A
+// subscription unsubscribed by a callback of this very fan-out (which still walks the snapshot
+// that held it) is skipped, as its delivery would have been.
+[[gnu::noinline]] std::uint32_t RunInlines(const TopicSnapshot& snapshot, const Message& message) {
+  std::uint32_t reached = 0;
+  for (const TopicSnapshot::Inline& in : snapshot.Inlines()) {
+    if (!in.subscription->IsSubscribed()) [[unlikely]] {
+      continue;
+    }
+    InlineReceiver& receiver = *in.receiver;
+    core_internal::RunCatching([&] { receiver.Receive(message); },
+                               [&] { return "bus subscription '" + in.subscription->Id() + "'"; },
+                               SourceLocation::current());
+    ++reached;
+  }
+  return reached;
+}
+
+}  // namespace
 
 }  // namespace bus_internal
 
@@ -211,6 +257,10 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     if (snapshot == nullptr) return;
     ++fanout_depth_;
     std::uint32_t delivered = 0;
+    // Caching topics first (their caches are current before any other subscriber runs).
+    if (!notice && snapshot->HasInlines()) [[unlikely]] {
+      delivered += bus_internal::RunInlines(*snapshot, *message);
+    }
     for (const Ref<SubscriptionCore>& sub :
          notice ? snapshot->Listeners() : snapshot->Subscribers()) {
       if (sub.get() == exclude) [[unlikely]] {
@@ -278,6 +328,15 @@ bool EraseOne(std::vector<Ref<T>>& list, const U* item) {
   return true;
 }
 
+bool EraseInline(std::vector<TopicSnapshot::Inline>& list, const SubscriptionCore* core) {
+  auto it = std::find_if(list.begin(), list.end(), [core](const TopicSnapshot::Inline& in) {
+    return in.subscription.get() == core;
+  });
+  if (it == list.end()) return false;
+  list.erase(it);
+  return true;
+}
+
 }  // namespace
 
 void Topic::AddSubscriberLocked(SubscriptionCore* core, bool listens) {
@@ -292,7 +351,7 @@ void Topic::AddSubscriberLocked(SubscriptionCore* core, bool listens) {
 
 bool Topic::RemoveSubscriberLocked(SubscriptionCore* core) {
   if (!EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
-        if (!EraseOne(s.subscribers, core)) return false;
+        if (!EraseOne(s.subscribers, core) && !EraseInline(s.inlines, core)) return false;
         EraseOne(s.listeners, core);
         return true;
       })) {
@@ -314,6 +373,21 @@ void Topic::SetListenerLocked(SubscriptionCore* core, bool listens) {
     } else {
       EraseOne(s.listeners, core);
     }
+    return true;
+  });
+}
+
+bool Topic::DeliverInline(const Subscription& subscription,
+                          Ref<bus_internal::InlineReceiver> receiver) {
+  SubscriptionCore* core = subscription.core_.get();
+  if (core == nullptr || receiver == nullptr) return false;
+  MutexLock lock(mu_);
+  // Under the lock: the subscription moves from the subscribers to the inline receivers
+  // between two fan-outs, so every publish reaches it exactly once, one way or the other.
+  if (!core->IsSubscribed()) return false;
+  return EditSnapshotLocked([&](TopicSnapshot::Draft& s) {
+    if (!EraseOne(s.subscribers, core)) return false;
+    s.inlines.push_back({Ref<SubscriptionCore>(core), std::move(receiver)});
     return true;
   });
 }

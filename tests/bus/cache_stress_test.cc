@@ -385,6 +385,55 @@ TEST(CacheStress, CA08_TeardownInEveryOrderUnderLoad) {
   } while (std::next_permutation(order.begin(), order.end()));
 }
 
+// The original topic's fan-out calls its caching topic directly: UnsubscribeAndJoin, racing
+// publishers (directly and through a forward into the original), ends caching for good when it
+// returns, and no publish is cached twice or lost before it.
+TEST(CacheStress, InlineCachingEndsWhenUnsubscribeAndJoinReturns) {
+  for (int round = 0; round < plexus_test::BusScaled(20); ++round) {
+    Ref<Cache> cache = Cache::Create([](const Message& m) {
+      const Stamp* s = StampType().Get(m);
+      return s != nullptr ? std::to_string(s->id % 64) : std::string();
+    });
+    Ref<Topic> topic = Topic::Create("stress-inline");
+    Ref<Topic> child = Topic::Create("stress-inline-child");
+    Forward forward = ForwardAll(child, topic);
+    Ref<CachingTopic> caching = CachingTopic::Create(topic, cache);
+    plexus_test::Counter updates;
+    Subscription sub = Subscribe(
+        caching->Output(),
+        [&](const Message& m) {
+          if (CacheUpdateType().Get(m) != nullptr) updates.Add();
+        },
+        plexus_test::InMode(DeliveryMode::kSynchronous));
+    std::atomic<bool> stop{false};
+    std::atomic<int> after{0};  // publishes started after UnsubscribeAndJoin returned
+    std::atomic<bool> unsubscribed{false};
+    auto publish = [&](const Ref<Topic>& t, int writer) {
+      for (int i = 0; !stop.load(); ++i) {
+        const bool late = unsubscribed.load();
+        t->Publish(StampType(), Stamp{i, writer, i, i * 1000 + writer});
+        if (late) after.fetch_add(1);
+      }
+    };
+    std::thread a(publish, topic, 0);
+    std::thread b(publish, child, 1);
+    ASSERT_TRUE(plexus_test::WaitUntil([&] { return caching->Stats().cached >= 200; }));
+    ASSERT_TRUE(caching->UnsubscribeAndJoin());
+    const CacheStats at_join = cache->Stats();
+    const std::uint64_t updates_at_join = caching->Stats().updates_published;
+    unsubscribed.store(true);
+    ASSERT_TRUE(plexus_test::WaitUntil([&] { return after.load() >= 200; }));
+    stop.store(true);
+    a.join();
+    b.join();
+    EXPECT_EQ(cache->Stats().puts, at_join.puts);
+    EXPECT_EQ(caching->Stats().cached, at_join.puts);
+    EXPECT_EQ(caching->Stats().updates_published, updates_at_join);
+    EXPECT_EQ(updates.Value(), updates_at_join);
+    EXPECT_EQ(topic->SubscriberCount(), 0u);
+  }
+}
+
 // The cache pattern's handles (all, one object, a subscriber of "all") dropped in every order
 // while the object's topic is published on.
 TEST(CacheStress, CA09_PatternTeardownInEveryOrderUnderLoad) {

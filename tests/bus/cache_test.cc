@@ -955,6 +955,106 @@ TEST_P(CacheModes, CA09_RawMessageReachesAllBeforeItsUpdate) {
   EXPECT_THAT(seen, ::testing::ElementsAre("raw:1", "update:1", "raw:2", "update:2"));
 }
 
+// --- The inline path -------------------------------------------------------------------------
+// The original topic's fan-out calls its caching topic directly; the caching subscription stays
+// on the topic for notices and its final message.
+
+// Each publish reaches the cache once, counted as a delivery like the subscription it stands
+// for, before the topic's other synchronous subscribers run.
+TEST(Cache, InlineCachingRunsOncePerPublishBeforeOtherSubscribers) {
+  auto cache = Cache::Create(&CacheableId);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  std::vector<Ref<Message>> seen_in_cache;
+  Subscription sub = Subscribe(
+      topic,
+      [&](const Message& m) {
+        if (Cacheable().Get(m) != nullptr) seen_in_cache.push_back(cache->Get(Cacheable(), "1"));
+      },
+      InMode(DeliveryMode::kSynchronous));
+  const Ref<Message> a = Make("1", 1);
+  const PublishResult result = topic->Publish(a);
+  EXPECT_EQ(result.delivered, 2u);
+  EXPECT_EQ(topic->Publish(Make("2", 1)).delivered, 2u);
+  EXPECT_EQ(caching->Stats().cached, 2u);
+  EXPECT_EQ(cache->Stats().puts, 2u);
+  ASSERT_EQ(seen_in_cache.size(), 2u);
+  EXPECT_EQ(seen_in_cache[0], a);
+  EXPECT_EQ(topic->SubscriberCount(), 2u);
+}
+
+// Messages forwarded into the original topic are cached as its own are, in publish order.
+TEST(Cache, InlineCachingSeesWhatIsForwardedIntoTheOriginal) {
+  Fixture f(DeliveryMode::kSynchronous);
+  auto child = Topic::Create("child");
+  Forward forward = ForwardAll(child, f.topic);
+  const Ref<Message> a = Make("1", 1);
+  const Ref<Message> b = Make("1", 2);
+  child->Publish(a);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), a);
+  f.topic->Publish(b);
+  child->Publish(Make("2", 3));
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), b);
+  f.Barrier();
+  const auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), 3u);
+  EXPECT_EQ(ValueOf(UpdateOf(updates[0]).new_snapshot), 1);
+  EXPECT_EQ(UpdateOf(updates[1]).old_snapshot, a);
+  EXPECT_EQ(ValueOf(UpdateOf(updates[2]).new_snapshot), 3);
+  // A caching topic whose original forwards on: the forward target is not cached.
+  forward.Cancel();
+  child->Publish(Make("3", 1));
+  EXPECT_EQ(f.cache->Get(Cacheable(), "3"), nullptr);
+}
+
+// A synchronous subscriber that unsubscribes the caching topic in the middle of a fan-out: that
+// publish was cached already (caching runs first), the next ones are not, and the subscription
+// still gets its final message.
+TEST(Cache, InlineCachingStopsWhenUnsubscribedDuringAPublish) {
+  auto cache = Cache::Create(&CacheableId);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Subscription sub = Subscribe(
+      topic,
+      [&](const Message& m) {
+        const Item* item = Cacheable().Get(m);
+        if (item != nullptr && item->value == 2) caching->Unsubscribe();
+      },
+      InMode(DeliveryMode::kSynchronous));
+  topic->Publish(Make("1", 1));
+  topic->Publish(Make("1", 2));
+  EXPECT_FALSE(caching->IsSubscribed());
+  EXPECT_EQ(topic->Publish(Make("1", 3)).delivered, 1u);
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), "1")), 2);
+  EXPECT_EQ(caching->Stats().cached, 2u);
+  EXPECT_TRUE(caching->UnsubscribeAndJoin());  // the final message was handled
+  EXPECT_EQ(topic->SubscriberCount(), 1u);
+}
+
+// An id function that throws on the inline path: the publish goes on to the other subscribers
+// and the next publish is cached.
+TEST(Cache, InlineCachingSurvivesAThrowingIdFunction) {
+  LogCapture capture;
+  auto cache = Cache::Create([](const Message& m) -> std::string {
+    const Item* item = Cacheable().Get(m);
+    if (item != nullptr && item->value < 0) throw std::runtime_error("no id today");
+    return CacheableId(m);
+  });
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub =
+      Subscription::Create(topic, recorder.Handler(), InMode(DeliveryMode::kSynchronous));
+  EXPECT_EQ(topic->Publish(Make("1", -1)).delivered, 2u);
+  EXPECT_EQ(recorder.Count(), 1u);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), nullptr);
+  const Ref<Message> good = Make("1", 1);
+  topic->Publish(good);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
+  EXPECT_EQ(caching->Stats().id_failures, 1u);
+  EXPECT_THAT(capture.Text(), HasSubstr("no id today"));
+}
+
 // --- Allocations -----------------------------------------------------------------------------
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)

@@ -268,15 +268,15 @@ class Cache final : public RefCounted {
   friend class bus_internal::CachingCore;
   // Put for a caching topic: the change's `id` is left empty (an update carries the type and
   // the snapshots only), which spares the publish a copy of the id.
-  CacheChange PutFromTopic(const Ref<Message>& snapshot, std::string_view id, SourceLocation where);
+  CacheChange PutFromTopic(const Message& snapshot, std::string_view id, SourceLocation where);
   // Stores `snapshot` as `node`'s snapshot of (type, id), or removes `node`'s if it is null.
-  // `with_id`: copy the id into the change.
+  // The cache takes its own references to `snapshot`. `with_id`: copy the id into the change.
   CacheChange Write(const MessageType* type, std::string_view id, const NodeId& node,
-                    const Ref<Message>& snapshot, bool with_id, SourceLocation where);
+                    Message* snapshot, bool with_id, SourceLocation where);
   // Write's body, under the shard's writer mutex.
   CacheChange WriteLocked(bus_internal::CacheShard& shard, const MessageType* type,
                           std::string_view id, std::size_t hash, const NodeId& node,
-                          const Ref<Message>& snapshot, bool with_id, SourceLocation where);
+                          Message* snapshot, bool with_id, SourceLocation where);
   // Whether a RemoveNode of `node` is under way.
   bool BeingRemoved(const NodeId& node) const;
 

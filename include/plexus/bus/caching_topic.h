@@ -6,7 +6,10 @@
 // topic and tells its own subscribers what changed (Asterisk's stasis_caching_topic):
 //
 //   * it subscribes *synchronously* to the original topic, so the cache holds a snapshot by
-//     the time the Publish of that snapshot returns (and from the publishing thread);
+//     the time the Publish of that snapshot returns (and from the publishing thread). The
+//     topic's fan-out calls the caching topic directly for each published message, before its
+//     other subscriptions (no delivery through the subscription's callback, which sees only
+//     notices and the final message), so caching a snapshot costs a publisher no callback;
 //   * for each cacheable message (the cache's id function gives a non-empty id, and the
 //     message carries a node id) it stores the snapshot and publishes a CacheUpdate
 //     {type, old snapshot or null, new snapshot} on its output topic "cache:<N>/<original>";

@@ -66,6 +66,7 @@ class Topic;
 Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to,
                    SourceLocation where = SourceLocation::current());
 namespace bus_internal {
+class InlineReceiver;
 class SubscriptionCore;
 class TopicSnapshot;
 struct WaitTicket;
@@ -144,6 +145,7 @@ class Topic final : public RefCounted {
  private:
   friend class Subscription;
   friend class Forward;
+  friend class CachingTopic;
   friend class bus_internal::SubscriptionCore;
   friend class bus_internal::LiveRegistry<Topic>;
   friend Forward ForwardAll(const Ref<Topic>&, const Ref<Topic>&, SourceLocation);
@@ -168,6 +170,11 @@ class Topic final : public RefCounted {
   bool RemoveSubscriberLocked(bus_internal::SubscriptionCore* core) PLEXUS_REQUIRES(mu_);
   // Adds or removes `core` from the subscriptions that hear others' subscription changes.
   void SetListenerLocked(bus_internal::SubscriptionCore* core, bool listens) PLEXUS_REQUIRES(mu_);
+  // A caching topic's fast path: the fan-out calls `receiver` directly for every message published
+  // here (not for notices), where it would have delivered to `subscription` (synchronous, of
+  // this topic), which keeps its place among the listeners and its final message. False if the
+  // subscription is not subscribed here.
+  bool DeliverInline(const Subscription& subscription, Ref<bus_internal::InlineReceiver> receiver);
   bool HasForwardLocked(const Topic* to) const PLEXUS_REQUIRES(mu_);
   void AddForwardLocked(Topic* to) PLEXUS_REQUIRES(mu_);
   bool RemoveForwardLocked(Topic* to) PLEXUS_REQUIRES(mu_);
