@@ -4,7 +4,9 @@
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace plexus::ops {
 namespace {
@@ -38,6 +40,57 @@ void AppendGauge(std::string& out, const std::string& metric, const nlohmann::js
   out += "# TYPE " + metric + " gauge\n" + metric + " " + text + "\n";
 }
 
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(const std::string& text) {
+  std::string out;
+  for (char ch : text) {
+    if (ch == '\\' || ch == '"') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// An array of objects (the section's listing of its parts: nodes, links, ...) as one series per
+// object and numeric field, labelled by the object's string fields, so that each part is a
+// series of its own (an id that changes, such as a node's incarnation, is a label, not a value).
+void AppendArray(std::string& out, const std::string& metric, const nlohmann::json& array) {
+  std::vector<std::string> fields;  // numeric fields, in the order they first appear
+  for (const nlohmann::json& item : array) {
+    if (!item.is_object()) return;  // not a listing of parts: left out
+    for (const auto& [key, value] : item.items()) {
+      if ((value.is_number() || value.is_boolean()) &&
+          std::find(fields.begin(), fields.end(), key) == fields.end()) {
+        fields.push_back(key);
+      }
+    }
+  }
+  for (const std::string& field : fields) {
+    const std::string name = metric + "_" + MetricPart(field);
+    out += "# TYPE " + name + " gauge\n";
+    for (const nlohmann::json& item : array) {
+      const auto value = item.find(field);
+      if (value == item.end() || !(value->is_number() || value->is_boolean())) continue;
+      std::string labels;
+      for (const auto& [key, label] : item.items()) {
+        if (!label.is_string()) continue;
+        labels += (labels.empty() ? "" : ",") + MetricPart(key) + "=\"" +
+                  LabelValue(label.get<std::string>()) + "\"";
+      }
+      const double number =
+          value->is_boolean() ? (value->get<bool>() ? 1 : 0) : value->get<double>();
+      char text[64];
+      std::snprintf(text, sizeof text, "%.17g", number);
+      out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + text + "\n";
+    }
+  }
+}
+
 }  // namespace
 
 bool ValidSectionName(const std::string& name) {
@@ -58,6 +111,8 @@ std::string SectionMetricsText(const std::string& name, const std::string& json)
       for (const auto& [inner, inner_value] : value.items()) {
         AppendGauge(out, prefix + MetricPart(key) + "_" + MetricPart(inner), inner_value);
       }
+    } else if (value.is_array()) {
+      AppendArray(out, prefix + MetricPart(key), value);
     } else {
       AppendGauge(out, prefix + MetricPart(key), value);
     }
