@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,7 +27,14 @@ std::string MetricPart(std::string_view text) {
   return out;
 }
 
-void AppendGauge(std::string& out, const std::string& metric, const nlohmann::json& value) {
+// Names already written: a family is written once, as the format requires, even where two
+// fields come to one name ("a_b" and "a": {"b": ...}; "nodes_alive" and "nodes": [{"alive":
+// ...}]); the first wins, single figures before listings.
+using Written = std::set<std::string>;
+
+void AppendGauge(std::string& out, Written& written, const std::string& metric,
+                 const nlohmann::json& value) {
+  if (!(value.is_boolean() || value.is_number()) || !written.insert(metric).second) return;
   double number = 0;
   if (value.is_boolean()) {
     number = value.get<bool>() ? 1 : 0;
@@ -59,7 +67,8 @@ std::string LabelValue(const std::string& text) {
 // An array of objects (the section's listing of its parts: nodes, links, ...) as one series per
 // object and numeric field, labelled by the object's string fields, so that each part is a
 // series of its own (an id that changes, such as a node's incarnation, is a label, not a value).
-void AppendArray(std::string& out, const std::string& metric, const nlohmann::json& array) {
+void AppendArray(std::string& out, Written& written, const std::string& metric,
+                 const nlohmann::json& array) {
   std::vector<std::string> fields;  // numeric fields, in the order they first appear
   for (const nlohmann::json& item : array) {
     if (!item.is_object()) return;  // not a listing of parts: left out
@@ -72,6 +81,7 @@ void AppendArray(std::string& out, const std::string& metric, const nlohmann::js
   }
   for (const std::string& field : fields) {
     const std::string name = metric + "_" + MetricPart(field);
+    if (!written.insert(name).second) continue;
     out += "# TYPE " + name + " gauge\n";
     for (const nlohmann::json& item : array) {
       const auto value = item.find(field);
@@ -105,17 +115,21 @@ std::string SectionMetricsText(const std::string& name, const std::string& json)
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return {};
   const std::string prefix = "plexus_section_" + MetricPart(name) + "_";
+  Written written;
   std::string out;
   for (const auto& [key, value] : j.items()) {
     if (value.is_object()) {
       for (const auto& [inner, inner_value] : value.items()) {
-        AppendGauge(out, prefix + MetricPart(key) + "_" + MetricPart(inner), inner_value);
+        AppendGauge(out, written, prefix + MetricPart(key) + "_" + MetricPart(inner), inner_value);
       }
-    } else if (value.is_array()) {
-      AppendArray(out, prefix + MetricPart(key), value);
     } else {
-      AppendGauge(out, prefix + MetricPart(key), value);
+      AppendGauge(out, written, prefix + MetricPart(key), value);
     }
+  }
+  // The listings after the single figures, so that a figure keeps its name when a listing's
+  // field would take it.
+  for (const auto& [key, value] : j.items()) {
+    if (value.is_array()) AppendArray(out, written, prefix + MetricPart(key), value);
   }
   return out;
 }

@@ -136,6 +136,11 @@ TEST(Section, MetricsTextOfAnArrayOfObjectsIsOneSeriesPerObject) {
             "# TYPE plexus_section_x_parts_n gauge\n"
             "plexus_section_x_parts_n{name=\"a\\\"b\\\\c\\nd\"} 1\n");
   EXPECT_EQ(SectionMetricsText("x", R"({"values": [1, 2]})"), "");
+  // A name met twice is written once (the first wins): the format allows one family per name.
+  EXPECT_EQ(SectionMetricsText("x", R"({"nodes_alive": 2, "nodes": [{"node": "a", "alive": true}],
+                                       "a": {"b": 1}, "a_b": 2})"),
+            "# TYPE plexus_section_x_a_b gauge\nplexus_section_x_a_b 1\n"
+            "# TYPE plexus_section_x_nodes_alive gauge\nplexus_section_x_nodes_alive 2\n");
 }
 
 // The page renders a section as tables: its scalar fields by name, an array of objects as a
