@@ -444,7 +444,8 @@ void BridgeCore::AnswerDump(natsMsg* request) {
     // The frames numbered below the watermark leave before the dump does (the topic
     // connection batches its writes, the control connection does not): a frame that reached
     // the peer after the dump would be stale there, and a subscriber would miss it.
-    natsConnection_FlushTimeout(data_, options_.request_timeout.count());
+    // (Not while it is down: they wait in its reconnect buffer, and the requester must not.)
+    if (!data_down_.load()) natsConnection_FlushTimeout(data_, options_.request_timeout.count());
   } else {
     watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
   }

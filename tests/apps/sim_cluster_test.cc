@@ -113,6 +113,16 @@ TEST(Sim, CL05_SimulatorsShareDeviceStatesAndDropAKilledOne) {
     }
     return false;
   })) << a->Cluster();
+  // And on /metrics: one series per peer, its incarnation a label.
+  const plexus_test::HttpResponse metrics = plexus_test::Get(a->port, "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  for (const std::string field : {"messages_in", "last_heartbeat_ms_ago"}) {
+    const std::string series = "plexus_section_cluster_nodes_" + field + "{incarnation=\"";
+    const std::size_t at = metrics.body.find(series);
+    ASSERT_NE(at, std::string::npos) << metrics.body;
+    const std::string line = metrics.body.substr(at, metrics.body.find('\n', at) - at);
+    EXPECT_NE(line.find("node=\"" + kIds[1] + "\""), std::string::npos) << line;
+  }
 
   // CL04 through the program: a third node, joining late, gets both others' snapshots.
   auto c = Node::Start(server->Url(), kIds[2]);

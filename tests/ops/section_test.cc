@@ -114,6 +114,35 @@ TEST(Section, MetricsTextOfNonObjectsIsEmpty) {
             "# TYPE plexus_section_x_a gauge\nplexus_section_x_a 1.5\n");
 }
 
+// A listing of parts (an array of objects) becomes one series per part and numeric field,
+// labelled by the part's string fields: a node's incarnation is a label, not a value.
+TEST(Section, MetricsTextOfAnArrayOfObjectsIsOneSeriesPerObject) {
+  EXPECT_EQ(
+      SectionMetricsText("cluster", R"({"nodes": [
+          {"node": "02:00:00:00:00:01", "incarnation": "17", "alive": true,
+           "last_heartbeat_ms_ago": 40, "messages_in": 5},
+          {"node": "02:00:00:00:00:02", "incarnation": "9", "alive": false, "messages_in": 0}]})"),
+      "# TYPE plexus_section_cluster_nodes_alive gauge\n"
+      "plexus_section_cluster_nodes_alive{incarnation=\"17\",node=\"02:00:00:00:00:01\"} 1\n"
+      "plexus_section_cluster_nodes_alive{incarnation=\"9\",node=\"02:00:00:00:00:02\"} 0\n"
+      "# TYPE plexus_section_cluster_nodes_last_heartbeat_ms_ago gauge\n"
+      "plexus_section_cluster_nodes_last_heartbeat_ms_ago{incarnation=\"17\",node=\"02:00:00:00:00:"
+      "01\"} 40\n"
+      "# TYPE plexus_section_cluster_nodes_messages_in gauge\n"
+      "plexus_section_cluster_nodes_messages_in{incarnation=\"17\",node=\"02:00:00:00:00:01\"} 5\n"
+      "plexus_section_cluster_nodes_messages_in{incarnation=\"9\",node=\"02:00:00:00:00:02\"} 0\n");
+  // Label values are escaped; an array that is not of objects says nothing.
+  EXPECT_EQ(SectionMetricsText("x", R"({"parts": [{"name": "a\"b\\c\nd", "n": 1}]})"),
+            "# TYPE plexus_section_x_parts_n gauge\n"
+            "plexus_section_x_parts_n{name=\"a\\\"b\\\\c\\nd\"} 1\n");
+  EXPECT_EQ(SectionMetricsText("x", R"({"values": [1, 2]})"), "");
+  // A name met twice is written once (the first wins): the format allows one family per name.
+  EXPECT_EQ(SectionMetricsText("x", R"({"nodes_alive": 2, "nodes": [{"node": "a", "alive": true}],
+                                       "a": {"b": 1}, "a_b": 2})"),
+            "# TYPE plexus_section_x_a_b gauge\nplexus_section_x_a_b 1\n"
+            "# TYPE plexus_section_x_nodes_alive gauge\nplexus_section_x_nodes_alive 2\n");
+}
+
 // The page renders a section as tables: its scalar fields by name, an array of objects as a
 // table of its own, every value with a data-k attribute naming where it comes from.
 TEST(Section, ShownOnThePageAsTables) {

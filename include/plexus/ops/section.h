@@ -9,7 +9,9 @@
 //
 //   * serves it as /api/<name>,
 //   * exports its numbers to /metrics: each numeric (or boolean) field of the top-level object,
-//     and of the objects directly inside it, as a gauge plexus_section_<name>_<field>[_<inner>],
+//     and of the objects directly inside it, as a gauge plexus_section_<name>_<field>[_<inner>];
+//     an array of objects (a listing of parts) as one series per object and numeric field,
+//     plexus_section_<name>_<array>_<field>{<the object's string fields as labels>},
 //   * lists it at /api/sections and renders it on the page as a table (the object's scalar
 //     fields as rows; an array of objects as a table of its own).
 //
