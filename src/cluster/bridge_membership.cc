@@ -445,6 +445,12 @@ void BridgeCore::AnswerDump(natsMsg* request) {
     // connection batches its writes, the control connection does not): a frame that reached
     // the peer after the dump would be stale there, and a subscriber would miss it.
     // (Not while it is down: they wait in its reconnect buffer, and the requester must not.)
+    // Frames still coalescing in the link's batch go first, or they would wait out the
+    // batch delay and arrive after the dump.
+    if (coalesce_) {
+      MutexLock lock(link->send_mu);
+      SendBatch(*link);
+    }
     if (!data_down_.load()) natsConnection_FlushTimeout(data_, options_.request_timeout.count());
   } else {
     watermark = seq_.fetch_add(1, std::memory_order_seq_cst);
