@@ -97,7 +97,9 @@ Mailbox::PushResult Mailbox::PushBounded(Message* message, std::uint64_t* seq,
       taken_.store(taken + 1, std::memory_order_relaxed);
     }
     message->AddRef(SourceLocation::current(), this);
-    result.schedule = EnqueueLocked(message, seq, alert_changed);
+    std::uint64_t raise_at = 0;
+    result.schedule = Enqueue(message, seq, raise_at);
+    if (raise_at != 0 && !alerted_) alert_changed = CheckAlertLocked(raise_at);
   }
   if (evicted != nullptr) evicted->DecRef(SourceLocation::current(), this);
   return result;
@@ -105,16 +107,31 @@ Mailbox::PushResult Mailbox::PushBounded(Message* message, std::uint64_t* seq,
 
 Mailbox::PushResult Mailbox::PushFinal(Message* message, bool& alert_changed) {
   message->AddRef(SourceLocation::current(), this);
-  MutexLock lock(mu_);
-  closed_ = true;
-  return PushResult{.schedule = EnqueueLocked(message, nullptr, alert_changed)};
+  std::uint64_t raise_at = 0;
+  bool schedule = false;
+  if (bounded_) {
+    MutexLock lock(mu_);
+    closed_ = true;
+    schedule = Enqueue(message, nullptr, raise_at);
+    if (raise_at != 0 && !alerted_) alert_changed = CheckAlertLocked(raise_at);
+  } else {
+    closed_ = true;
+    schedule = Enqueue(message, nullptr, raise_at);
+    if (raise_at != 0) alert_changed = RaiseAlert(raise_at);
+  }
+  return PushResult{.schedule = schedule};
 }
 
-bool Mailbox::EnqueueLocked(Message* message, std::uint64_t* seq, bool& alert_changed) {
+bool Mailbox::RaiseAlert(std::uint64_t depth) {
+  MutexLock lock(mu_);
+  return !alerted_ && CheckAlertLocked(depth);
+}
+
+bool Mailbox::Enqueue(Message* message, std::uint64_t* seq, std::uint64_t& raise_at) {
   if (tail_ == nullptr || tail_slot_ == tail_->slot_count) {
     Segment* next = tail_ == nullptr ? nullptr : spares_.load(std::memory_order_acquire);
-    // Only producers (serialized by mu_) pop, so the popped segment cannot be popped, reused
-    // and pushed again under us: no ABA.
+    // Only producers (one at a time) pop, so the popped segment cannot be popped, reused and
+    // pushed again under us: no ABA.
     while (next != nullptr &&
            !spares_.compare_exchange_weak(next, next->next.load(std::memory_order_relaxed),
                                           std::memory_order_acquire, std::memory_order_acquire)) {
@@ -151,8 +168,9 @@ bool Mailbox::EnqueueLocked(Message* message, std::uint64_t* seq, bool& alert_ch
       max_depth_.store(static_cast<std::uint32_t>(std::min<std::uint64_t>(depth, UINT32_MAX)),
                        std::memory_order_relaxed);
     }
-    if (depth >= high_water_ && !alerted_) [[unlikely]] {
-      alert_changed = CheckAlertLocked(depth);
+    // A stale flag only costs a look under the lock.
+    if (depth >= high_water_ && !alerted_flag_.load(std::memory_order_relaxed)) [[unlikely]] {
+      raise_at = depth;
     }
   }
   return !scheduled_.load(std::memory_order_seq_cst) &&
@@ -192,7 +210,20 @@ std::uint32_t Mailbox::Take(Message** batch) {
   const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
   const std::uint64_t available = enqueued_.load(std::memory_order_acquire) - taken;
   const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(available, kTakeBatch));
-  for (std::uint32_t i = 0; i < n; ++i) batch[i] = PopHead();
+  // A run of slots at a time (PopHead per message would cost a call and the segment check for
+  // each): the segment is left only when its run is done.
+  for (std::uint32_t i = 0; i < n;) {
+    if (head_slot_ == head_->slot_count) {
+      Segment* next = head_->next.load(std::memory_order_acquire);
+      RetireSegment(std::exchange(head_, next));
+      head_slot_ = 0;
+    }
+    const std::uint32_t run = std::min<std::uint32_t>(n - i, head_->slot_count - head_slot_);
+    Message** slots = &head_->Slot(head_slot_);
+    for (std::uint32_t j = 0; j < run; ++j) batch[i + j] = slots[j];
+    i += run;
+    head_slot_ = static_cast<std::uint8_t>(head_slot_ + run);
+  }
   if (n != 0) taken_.store(taken + n, std::memory_order_relaxed);
   return n;
 }

@@ -11,9 +11,16 @@
 // that has handled its subscribe notice) keeps a small block rather than a full segment.
 //
 // Thread-safety contract:
-//   * Producer side (Push, PushFinal): any thread. Producers serialize on the mailbox lock
-//     (MailboxMutex, a leaf), which they hold for one enqueue only; nothing else is locked
-//     under it and no user code runs under it.
+//   * Producer side (Push, PushFinal): any thread, one at a time. The mailbox does not
+//     serialize its producers: its owner does. A subscription's pushes all run under its
+//     topic's lock (the fan-out's, or the subscribe's), and its final push follows the
+//     unsubscribe's removal from the topic under that lock, so every other thread's push
+//     happens before it and pushes that come after it run on its own thread (a synchronous
+//     callback that unsubscribed, inside a fan-out still walking the old snapshot). An
+//     unbounded mailbox's push therefore takes no lock: a few stores, and one sequentially
+//     consistent store that publishes the slot. The mailbox lock (MailboxMutex, a leaf held
+//     for a few stores, never with user code under it) is taken by a bounded policy's push,
+//     whose drops and refusals race the consumer's take, and by the rare alert changes.
 //   * Consumer side (Take, LooksEmpty, NoteHandled, NoteBatchDone, EndTurn, RecheckAlert): the
 //     running turn only, which Push's `schedule` hands out one at a time. The consumer reads
 //     the queue without the lock, except under a bounded policy, whose producers drop at the
@@ -86,10 +93,16 @@ class Mailbox {
   PushResult Push(Message* message, std::uint64_t* seq, std::uint32_t& dropped,
                   bool& alert_changed) {
     if (bounded_) return PushBounded(message, seq, dropped, alert_changed);
-    MutexLock lock(mu_);
-    if (closed_) return PushResult{.outcome = Outcome::kClosed};
+    if (closed_) [[unlikely]] {
+      return PushResult{.outcome = Outcome::kClosed};
+    }
     message->AddRef(SourceLocation::current(), this);
-    return PushResult{.schedule = EnqueueLocked(message, seq, alert_changed)};
+    std::uint64_t raise_at = 0;
+    const bool schedule = Enqueue(message, seq, raise_at);
+    if (raise_at != 0) [[unlikely]] {
+      alert_changed = RaiseAlert(raise_at);
+    }
+    return PushResult{.schedule = schedule};
   }
   // Queues the final message whatever the policy and depth, taking a reference, and closes the
   // mailbox. Called once.
@@ -149,33 +162,38 @@ class Mailbox {
   // Push under kDropOldest or kRejectNew.
   PushResult PushBounded(Message* message, std::uint64_t* seq, std::uint32_t& dropped,
                          bool& alert_changed);
-  // Queues `message` (its reference already taken); says whether to schedule a turn.
-  bool EnqueueLocked(Message* message, std::uint64_t* seq, bool& alert_changed)
-      PLEXUS_REQUIRES(mu_);
+  // Queues `message` (its reference already taken); says whether to schedule a turn. Sets
+  // `raise_at` to the depth when it reached high water while no alert is raised: the caller
+  // then raises it under mu_ (RaiseAlert, or CheckAlertLocked when it holds mu_ already).
+  bool Enqueue(Message* message, std::uint64_t* seq, std::uint64_t& raise_at);
+  // Raises the alert for `depth` unless it is raised already; true when it changed.
+  bool RaiseAlert(std::uint64_t depth) PLEXUS_EXCLUDES(mu_);
   // Updates the alert state for `depth`; true when it changed.
   bool CheckAlertLocked(std::uint64_t depth) PLEXUS_REQUIRES(mu_);
   // The consumer, or a producer dropping under mu_ (bounded policies).
   Message* PopHead();
   void RetireSegment(Segment* segment);
 
-  // Producer line: written by publishers on every push (the lock, the tail, the counts), read
-  // by them (the limits), and by the consumer only to see what arrived (enqueued_) and when its
-  // turn ends (scheduled_).
+  // Producer line: written by publishers on every push (the tail, the counts), read by them
+  // (the limits), and by the consumer only to see what arrived (enqueued_) and when its turn
+  // ends (scheduled_). The producers' own fields (closed_, the tail, handled_seen_) are
+  // guarded by the owner's serialization of pushes (see the contract above), which the
+  // analysis cannot name; under a bounded policy mu_ is held over them as well.
   alignas(kCacheLineSize) mutable MailboxMutex mu_;
   const bool bounded_;      // policy other than kUnbounded
   const bool drop_oldest_;  // kDropOldest (else a bounded mailbox is kRejectNew)
-  bool closed_ PLEXUS_GUARDED_BY(mu_) = false;  // the final message was queued
+  bool closed_ = false;     // the final message was queued
   bool alerted_ PLEXUS_GUARDED_BY(mu_) = false;
   // The next free slot of tail_ (its slot count: full).
-  std::uint8_t tail_slot_ PLEXUS_GUARDED_BY(mu_);
+  std::uint8_t tail_slot_;
   std::atomic<bool> scheduled_{false};     // a turn is queued on the pool or running
   std::atomic<bool> alerted_flag_{false};  // alerted_, readable without the lock
   const std::uint32_t capacity_;
   const std::uint32_t high_water_;
   std::atomic<std::uint32_t> max_depth_{0};
-  Segment* tail_ PLEXUS_GUARDED_BY(mu_) = nullptr;
-  std::uint64_t handled_seen_ PLEXUS_GUARDED_BY(mu_) = 0;  // a recent handled_, for depth
-  // Messages ever queued (the last one's position): written under mu_, read by the consumer.
+  Segment* tail_ = nullptr;
+  std::uint64_t handled_seen_ = 0;  // a recent handled_, for depth
+  // Messages ever queued (the last one's position): written by producers, read by the consumer.
   std::atomic<std::uint64_t> enqueued_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> rejected_{0};
@@ -197,7 +215,7 @@ class Mailbox {
   std::atomic<std::uint64_t> taken_{0};        // messages taken from the queue or dropped
   std::atomic<std::uint64_t> handled_{0};      // messages whose callback returned
   std::atomic<std::uint64_t> done_upto_{0};
-  std::atomic<Segment*> spares_{nullptr};  // pushed by the consumer, popped under mu_
+  std::atomic<Segment*> spares_{nullptr};  // pushed by the consumer, popped by producers
 };
 
 }  // namespace plexus::bus_internal

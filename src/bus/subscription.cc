@@ -127,7 +127,7 @@ bool SubscriptionCore::InOwnCallback() const noexcept {
 // Filter
 // -----------------------------------------------------------------------------
 
-bool SubscriptionCore::Passes(const Message& message) const noexcept {
+bool SubscriptionCore::PassesFilter(const Message& message) const noexcept {
   const bool selective = selective_.load(std::memory_order_relaxed);
   const std::uint32_t formats = formats_.load(std::memory_order_relaxed);
   if (!selective && formats == 0) return true;

@@ -48,7 +48,9 @@ class SubscriptionCore final : public RefCounted {
  public:
   SubscriptionCore(Ref<Topic> topic, MessageHandler handler, SubscriptionOptions&& options);
 
-  // Called by a topic's fan-out. Counts into `dropped` the older messages dropped for it. Sets
+  // Called by its topic's fan-out (or its own Subscribe), always under the topic's lock: that
+  // lock is what serializes the mailbox's producers (mailbox.h). Counts into `dropped` the
+  // older messages dropped for it. Sets
   // `alert_changed` when the queue's alert state changed: the fan-out then calls
   // ReportAlertChanges once it let go of the topic's lock.
   DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped,
@@ -95,7 +97,16 @@ class SubscriptionCore final : public RefCounted {
  private:
   ~SubscriptionCore() override;
 
-  bool Passes(const Message& message) const noexcept;
+  // Whether the filter lets `message` through. Inline for the usual case, a subscription
+  // with no filter set (two loads); a filter is checked out of line.
+  bool Passes(const Message& message) const noexcept {
+    if (!selective_.load(std::memory_order_relaxed) &&
+        formats_.load(std::memory_order_relaxed) == 0) [[likely]] {
+      return true;
+    }
+    return PassesFilter(message);
+  }
+  bool PassesFilter(const Message& message) const noexcept;
   void DeliverFinal(Message* message);
   // The job a pool thread runs while the mailbox has messages.
   void RunTurn();

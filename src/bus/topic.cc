@@ -219,44 +219,85 @@ PublishResult Topic::PublishAndWait(const Ref<Message>& message, const Subscript
   return result;
 }
 
+namespace bus_internal {
+
+// The walk along forward edges: the targets still to visit, and the topics this publish
+// already reached (each topic is visited once, so cycles end and diamonds deliver once). No
+// topic lock is held while another topic is visited, so forward edges impose no lock order.
+struct ForwardWalk {
+  explicit ForwardWalk(const Topic* origin) { visited.push_back(origin); }
+
+  SmallVector<Ref<Topic>, 4> pending;
+  SmallVector<const Topic*, 8> visited;
+};
+
+// A publish's forward walk, made only when a fan-out meets a forward: most topics have none,
+// and their publishes then pay nothing for it (not even the zeroing of its inline arrays,
+// which a std::optional<ForwardWalk> costs).
+class LazyForwardWalk {
+ public:
+  explicit LazyForwardWalk(const Topic* origin) noexcept : origin_(origin) {}
+  ~LazyForwardWalk() {
+    if (walk_ != nullptr) walk_->~ForwardWalk();
+  }
+  LazyForwardWalk(const LazyForwardWalk&) = delete;
+  LazyForwardWalk& operator=(const LazyForwardWalk&) = delete;
+
+  // What FanOut calls for each forward target of a snapshot.
+  void push_back(const Ref<Topic>& target) {
+    if (walk_ == nullptr) walk_ = new (storage_) ForwardWalk(origin_);
+    walk_->pending.push_back(target);
+  }
+  // Null until a forward was met.
+  ForwardWalk* get() const noexcept { return walk_; }
+
+ private:
+  const Topic* const origin_;
+  ForwardWalk* walk_ = nullptr;
+  alignas(ForwardWalk) unsigned char storage_[sizeof(ForwardWalk)];
+};
+
+}  // namespace bus_internal
+
 PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice,
                                  const SubscriptionCore* exclude) {
   published_.fetch_add(1, std::memory_order_relaxed);
   PublishResult result;
   if (receivers_.load(std::memory_order_acquire) == 0) return result;
-
-  // Forward targets still to visit, and the topics this publish already reached: each topic is
-  // visited once, so cycles end and diamonds deliver once. No topic lock is held while another
-  // topic is visited, so forward edges impose no lock order.
-  bus_internal::SmallVector<Ref<Topic>, 4> pending;
-  bus_internal::SmallVector<const Topic*, 8> visited;
-  visited.push_back(this);
-  FanOut(message, ticket, notice, exclude, result, pending);
-  while (!pending.empty()) {
-    Ref<Topic> next = pending.pop_back();
-    if (visited.contains(next.get())) continue;
-    visited.push_back(next.get());
+  bus_internal::LazyForwardWalk lazy(this);
+  FanOut(message, ticket, notice, exclude, result, lazy);
+  bus_internal::ForwardWalk* walk = lazy.get();
+  if (walk == nullptr) [[likely]] {
+    return result;
+  }
+  while (!walk->pending.empty()) {
+    Ref<Topic> next = walk->pending.pop_back();
+    if (walk->visited.contains(next.get())) continue;
+    walk->visited.push_back(next.get());
     next->forwarded_in_.fetch_add(1, std::memory_order_relaxed);
     if (next->receivers_.load(std::memory_order_acquire) == 0) continue;
-    next->FanOut(message, ticket, notice, exclude, result, pending);
+    next->FanOut(message, ticket, notice, exclude, result, lazy);
   }
   return result;
 }
 
+// `next`: the publish's forward walk (a LazyForwardWalk), which gets this topic's forwards.
 template <class Targets>
 void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool notice,
                    const SubscriptionCore* exclude, PublishResult& result, Targets& next) {
+  // Snapshots retired during this fan-out, and subscriptions whose congestion alert changed:
+  // both handled once the lock is let go (the alert handler is user code; it may publish here,
+  // or wait for a thread that does). Both are rare: empty, a std::vector costs three stores.
   std::vector<TopicSnapshot*> to_free;
-  // Subscriptions whose congestion alert changed: reported once the lock is let go (the alert
-  // handler is user code; it may publish here, or wait for a thread that does).
-  // (A std::vector: empty, it costs a publish three stores and nothing to destroy.)
   std::vector<Ref<SubscriptionCore>> alerted;
   {
     MutexLock lock(mu_);
     TopicSnapshot* snapshot = snapshot_;
     if (snapshot == nullptr) return;
     ++fanout_depth_;
+    // Tallied in locals and added to the result and the topic's counter once.
     std::uint32_t delivered = 0;
+    std::uint32_t dropped = 0;
     // Caching topics first (their caches are current before any other subscriber runs).
     if (!notice && snapshot->HasInlines()) [[unlikely]] {
       delivered += bus_internal::RunInlines(*snapshot, *message);
@@ -268,29 +309,26 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
       }
       bool alert_changed = false;
       const bus_internal::DeliverOutcome outcome =
-          sub->Deliver(message, ticket, result.dropped, alert_changed);
+          sub->Deliver(message, ticket, dropped, alert_changed);
+      if (outcome == bus_internal::DeliverOutcome::kDelivered) [[likely]] {
+        ++delivered;
+      } else if (outcome == bus_internal::DeliverOutcome::kFiltered) {
+        ++result.filtered;
+      } else if (outcome == bus_internal::DeliverOutcome::kRejected) {
+        ++result.rejected;
+      }  // kDropped: counted in `dropped` by Deliver
       if (alert_changed) [[unlikely]] {
         alerted.push_back(sub);
       }
-      switch (outcome) {
-        case bus_internal::DeliverOutcome::kDelivered:
-          ++delivered;
-          break;
-        case bus_internal::DeliverOutcome::kFiltered:
-          ++result.filtered;
-          break;
-        case bus_internal::DeliverOutcome::kRejected:
-          ++result.rejected;
-          break;
-        case bus_internal::DeliverOutcome::kDropped:
-          break;  // counted in result.dropped by Deliver
-      }
     }
     result.delivered += delivered;
+    result.dropped += dropped;
     deliveries_.store(deliveries_.load(std::memory_order_relaxed) + delivered,
                       std::memory_order_relaxed);
     for (const Ref<Topic>& target : snapshot->Forwards()) next.push_back(target);
-    if (--fanout_depth_ == 0 && !retired_.empty()) to_free.swap(retired_);
+    if (--fanout_depth_ == 0 && !retired_.empty()) [[unlikely]] {
+      to_free.swap(retired_);
+    }
   }
   for (TopicSnapshot* s : to_free) TopicSnapshot::Destroy(s);
   for (const Ref<SubscriptionCore>& sub : alerted) sub->ReportAlertChanges();

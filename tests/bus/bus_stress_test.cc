@@ -1,7 +1,8 @@
 // Stress tests for the bus: races between unsubscribe and publishers, forward cancel and
 // publish, dropping a topic's last reference and subscribing, PublishAndWait from several
 // threads, ordering under concurrency, thousands of pool subscriptions on a small pool, a
-// drop-oldest queue under a slow consumer, and the listings racing routers and caches that come
+// drop-oldest queue under a slow consumer, congestion alerts raised by publishers while the turn
+// clears them, and the listings racing routers and caches that come
 // and go. Each runs for every delivery mode where that makes
 // sense; loops shrink in sanitized builds (BusScaled). No sleeps, no timing thresholds: every
 // check is a property that a wrong implementation breaks.
@@ -22,6 +23,8 @@
 #include "exec/exec_test_support.h"
 #include "gtest/gtest.h"
 #include "plexus/bus/bus.h"
+#include "plexus/core/internal/cpu_relax.h"
+#include "plexus/exec/task_processor.h"
 #include "plexus/exec/thread_pool.h"
 
 namespace plexus {
@@ -549,6 +552,71 @@ TEST_P(BusStress, DropOldestUnderASlowConsumerNeverBlocksPublishers) {
     some_last_kept = some_last_kept || last[static_cast<std::size_t>(p)] == per_publisher - 1;
   }
   EXPECT_TRUE(some_last_kept);
+  EXPECT_EQ(rec.FinalCount(), 1);
+}
+
+// An unbounded queue's push takes no mailbox lock: publishers raise the congestion alert under
+// it (reaching high water) while the turn clears it (falling to low water). Whatever the
+// interleaving, the queue's reports alternate, raise first, and end cleared; every message
+// arrives once, in each publisher's order.
+TEST_P(BusStress, CongestionAlertsRaisedByLockFreePushesAlternateWithTheTurnsClears) {
+  if (mode() == DeliveryMode::kSynchronous) GTEST_SKIP() << "no queue";
+  constexpr int kPublishers = 3;
+  const int per_publisher = BusScaled(4000);
+  struct Reports {
+    std::mutex mu;
+    std::vector<bool> raised;  // this queue's changes, in the order reported
+  };
+  auto reports = std::make_shared<Reports>();
+  // The only queue of a topic of this name.
+  auto previous = SetTaskProcessorAlertHandler([reports](const TaskProcessorAlert& a) {
+    if (a.subsystem != "bus" || !a.processor.starts_with("bus/stress-alerts-")) return;
+    std::lock_guard lock(reports->mu);
+    reports->raised.push_back(a.raised);
+  });
+  ScopeExit restore([&] { SetTaskProcessorAlertHandler(std::move(previous)); });
+  Ref<Topic> topic = Topic::Create("stress-alerts");
+  Recorder rec = Recorder::IgnoringChanges();
+  SubscriptionOptions opts = options();
+  opts.high_water = 8;
+  opts.low_water = 2;
+  Subscription sub = Subscription::Create(
+      topic,
+      [rec](const Message& m, bool is_final) {
+        // A little work per message, so the queue builds up behind the publishers.
+        for (int i = 0; i < 200; ++i) core_internal::CpuRelax();
+        rec.Receive(m, is_final);
+      },
+      opts);
+  ASSERT_TRUE(WaitUntil([&] { return sub.Stats().dispatched >= 1; }));
+  RunThreads(kPublishers, [&](int p) {
+    for (int n = 0; n < per_publisher; ++n) topic->Publish(SeqType(), Seq{p, n});
+  });
+  ASSERT_TRUE(sub.UnsubscribeAndJoin());
+  // The turn reports the last clear after the final message's batch: wait for it.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::lock_guard lock(reports->mu);
+    return reports->raised.size() % 2 == 0;
+  }));
+  std::vector<bool> raised;
+  {
+    std::lock_guard lock(reports->mu);
+    raised = reports->raised;
+  }
+  for (std::size_t i = 0; i < raised.size(); ++i) {
+    EXPECT_EQ(raised[i], i % 2 == 0) << "report " << i;
+  }
+  EXPECT_FALSE(sub.Stats().alerted);
+  std::size_t got = 0;
+  std::vector<int> last(kPublishers, -1);
+  for (const Ref<Message>& m : rec.Messages()) {
+    if (const Seq* s = SeqType().Get(*m)) {
+      ++got;
+      EXPECT_EQ(s->n, last[static_cast<std::size_t>(s->source)] + 1);
+      last[static_cast<std::size_t>(s->source)] = s->n;
+    }
+  }
+  EXPECT_EQ(got, static_cast<std::size_t>(kPublishers * per_publisher));
   EXPECT_EQ(rec.FinalCount(), 1);
 }
 

@@ -587,7 +587,7 @@ TEST_F(LockOrderTest, MutexesWithoutAClassGetOnePerCreationLine) {
 // and Class() gives back the one it was made with.
 TEST_F(LockOrderTest, MutexClassIsItsLockClassOrItsCreationSite) {
   static_assert(sizeof(Mutex) == sizeof(std::mutex) + 16);
-  static_assert(sizeof(RecursiveMutex) == sizeof(std::recursive_mutex) + 16);
+  static_assert(sizeof(RecursiveMutex) == sizeof(plexus::sync_internal::FutexRecursiveMutex) + 16);
   static LockClass kNamed("compact.named");
   Mutex named(kNamed);
   const SourceLocation here = SourceLocation::current();

@@ -158,7 +158,11 @@ template <class T>
 requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) Ref<Message> Message::Create(
     const MessageType* type, T&& value, NodeId node, SourceLocation where) {
   using V = std::remove_cvref_t<T>;
-  if (!bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
+  // The usual case, a live type bound to this very payload type, is decided here without a
+  // call; anything else (a type_info object of another shared object included) is checked out
+  // of line.
+  const bool usual = type != nullptr && type->PayloadType() == &typeid(V) && !type->IsDeclined();
+  if (!usual && !bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
   return Ref<Message>::Adopt(new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value)),
                              where);
 }

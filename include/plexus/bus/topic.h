@@ -192,9 +192,9 @@ class Topic final : public RefCounted {
   // after the topic: see "Lock order" above. Its id is registered on the first validated use
   // only, so with validation off a topic pays these 16 bytes and nothing else.
   //
-  // Memory: a topic is 248 bytes, which glibc serves from its 256-byte chunks (248 usable);
-  // 8 bytes more would move it to the 272-byte ones. The lock keeps its class in 16 bytes
-  // (CompactLockClassRef: the LockClass pointer, with no creation site beside it), not 24.
+  // Memory: a topic is 224 bytes, which glibc serves from its 240-byte chunks (232 usable). The
+  // lock keeps its class in 16 bytes (CompactLockClassRef: the LockClass pointer, with no creation
+  // site beside it), not 24.
   const LockClass lock_class_;
   // Serializes fan-outs and snapshot changes. Recursive: a synchronous callback may publish on
   // the topic it is called from, or unsubscribe itself.

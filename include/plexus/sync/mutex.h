@@ -2,8 +2,9 @@
 // plexus/sync/mutex.h
 // -----------------------------------------------------------------------------
 //
-// Mutex and RecursiveMutex: std::mutex and std::recursive_mutex with two additions a server
-// needs from its own locks:
+// Mutex and RecursiveMutex: std::mutex and a recursive mutex (std::recursive_mutex's contract,
+// with a cheaper lock of plexus's own inside: sync/internal/futex_recursive_mutex.h) with two
+// additions a server needs from its own locks:
 //
 //   * lock-order validation (lock_order.h): each lock has a class, by name or by the line
 //     that constructed it, and inversions between classes are reported before they deadlock;
@@ -21,7 +22,7 @@
 // Unlocking a Mutex the thread does not hold is undefined behaviour as for std::mutex; with
 // validation on it is reported as misuse first.
 //
-// Cost: with validation off, lock/unlock cost std::mutex's plus one predictable branch each.
+// Cost: with validation off, lock/unlock cost the inner lock's plus one predictable branch each.
 
 #pragma once
 
@@ -29,6 +30,7 @@
 
 #include "plexus/core/source_location.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/sync/internal/futex_recursive_mutex.h"
 #include "plexus/sync/internal/lock_order_flag.h"
 #include "plexus/sync/lock_order.h"
 
@@ -110,7 +112,7 @@ class PLEXUS_CAPABILITY("mutex") Mutex : public sync_internal::ValidatedMutex<st
 
 // A recursive mutex with lock-order validation. See the file comment.
 class PLEXUS_CAPABILITY("mutex") RecursiveMutex
-    : public sync_internal::ValidatedMutex<std::recursive_mutex> {
+    : public sync_internal::ValidatedMutex<sync_internal::FutexRecursiveMutex> {
  public:
   explicit RecursiveMutex(SourceLocation created = SourceLocation::current()) noexcept
       : ValidatedMutex(created) {}
