@@ -180,11 +180,12 @@ void BridgeCore::NodeGone(const NodeId& node) {
     MutexLock lock(mu_);
     for (const auto& t : topics_) links.push_back(t.get());
   }
+  // Counted before the clears: whoever sees a clear update of the node sees it counted as left.
+  nodes_left_.fetch_add(1, std::memory_order_relaxed);
   for (TopicLink* t : links) {
     t->watermarks.Store(NodeKey(node), 0);
     if (t->caching != nullptr && t->caching->IsSubscribed()) t->caching->RemoveNode(node);
   }
-  nodes_left_.fetch_add(1, std::memory_order_relaxed);
   BridgeAlert alert;
   alert.kind = BridgeAlert::Kind::kNodeLeft;
   alert.node = node;

@@ -516,7 +516,7 @@ TEST(Bridge, CL05_CrashedNodeIsClearedAndReturnsByResync) {
     ASSERT_TRUE(WaitUntil([&] { return agg_d0(*n) == 0; }));
   }
   ASSERT_TRUE(WaitUntil([&] { return clear_updates.load() == 20; }));
-  EXPECT_EQ(a.bridge->Stats().nodes_left, 1u);
+  EXPECT_EQ(a.bridge->Stats().nodes_left, 1u);  // counted before the clears went out
 
   // B again, same node id, new run: its state is in its cache before it connects, so only
   // the resync can bring it to the others.
