@@ -4,9 +4,17 @@
 // malloc that is the worst pattern there is: every free lands in another thread's arena (under
 // its lock) and every publisher's allocation misses its thread cache. Here a block goes back
 // to the thread that made it: freed by that thread onto its local list, by any other thread
-// onto its remote list (one CAS); the maker takes the whole remote list when its local one is
-// empty. Taking the whole list (never popping one) is what makes the lock-free stack immune to
-// ABA.
+// onto its remote list; the maker takes the whole remote list when its local one is empty.
+// Taking the whole list (never popping one) is what makes the lock-free stack immune to ABA.
+//
+// Remote returns are batched: a thread that frees another thread's blocks chains them up (per
+// size class, for one owner at a time) and hands the chain over with one CAS every
+// kReturnBatch blocks, when a block of another owner comes, or when it exits. A subscriber
+// that frees one publisher's messages one by one would otherwise take the owner's remote line
+// away from it at every free: one atomic read-modify-write and one cross-core line transfer
+// per message instead of per batch. A free block may so wait in another thread's chain; the
+// maker meanwhile allocates anew, so a thread keeps at most kReturnBatch - 1 foreign blocks
+// per class aside.
 //
 // A thread that exits closes its cache: its free blocks go back to the system, and blocks
 // still in use are freed to the system by whichever thread drops them last; the cache itself
@@ -26,8 +34,9 @@ namespace {
 
 constexpr std::size_t kHeader = 16;  // keeps the object 16-byte aligned
 constexpr std::size_t kClassBytes = 64;
-constexpr std::size_t kClasses = 4;      // blocks of 64, 128, 192, 256 bytes (header included)
-constexpr std::size_t kMaxLocal = 4096;  // free blocks kept per class; more go back to malloc
+constexpr std::size_t kClasses = 4;       // blocks of 64, 128, 192, 256 bytes (header included)
+constexpr std::size_t kMaxLocal = 4096;   // free blocks kept per class; more go back to malloc
+constexpr std::size_t kReturnBatch = 32;  // foreign blocks chained before one remote return
 
 struct ThreadCache;
 
@@ -40,8 +49,11 @@ static_assert(sizeof(Block) <= kHeader);
 Block* const kClosed = reinterpret_cast<Block*>(std::uintptr_t{1});
 
 struct ThreadCache {
-  std::atomic<Block*> remote[kClasses] = {};
-  Block* local[kClasses] = {};
+  // Written by other threads (one CAS per block they give back), so on a line of its own: on
+  // the owner's line it would take that line away from the owner at every remote free, and
+  // the owner's next allocation would miss on its own free list.
+  alignas(64) std::atomic<Block*> remote[kClasses] = {};
+  alignas(64) Block* local[kClasses] = {};
   std::size_t local_count[kClasses] = {};
   // Blocks made and not yet given back to the system, plus one for the owning thread.
   std::atomic<std::int64_t> owned{1};
@@ -86,6 +98,65 @@ struct CacheHolder {
 };
 
 thread_local CacheHolder tls_cache;
+
+// Hands `first`..`last` (blocks of class `c`, linked by `next`) back to `owner`: one CAS onto
+// its remote list, or, if the owner exited, back to the system.
+void ReturnRemote(ThreadCache* owner, std::size_t c, Block* first, Block* last) {
+  Block* head = owner->remote[c].load(std::memory_order_relaxed);
+  do {
+    if (head == kClosed) {
+      std::int64_t freed = 0;
+      last->next = nullptr;
+      FreeChain(first, freed);
+      owner->Release(freed);
+      return;
+    }
+    last->next = head;
+  } while (!owner->remote[c].compare_exchange_weak(head, first, std::memory_order_release,
+                                                   std::memory_order_relaxed));
+}
+
+// This thread's chains of other threads' free blocks, one per class, each for one owner.
+struct PendingReturns {
+  struct Chain {
+    ThreadCache* owner = nullptr;
+    Block* first = nullptr;
+    Block* last = nullptr;
+    std::size_t count = 0;
+  };
+  Chain chains[kClasses];
+
+  void Flush(std::size_t c) {
+    Chain& chain = chains[c];
+    if (chain.count == 0) return;
+    ReturnRemote(chain.owner, c, chain.first, chain.last);
+    chain = Chain{};
+  }
+};
+
+// As for the cache: a plain pointer for the hot path, and a holder that flushes the chains
+// when the thread exits. Frees that come later (other thread_local destructors) return their
+// block at once.
+__attribute__((tls_model("initial-exec"))) thread_local PendingReturns* tls_pending_ptr = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local bool tls_pending_gone = false;
+
+struct PendingHolder {
+  PendingReturns pending;
+  ~PendingHolder() {
+    tls_pending_ptr = nullptr;
+    tls_pending_gone = true;
+    for (std::size_t c = 0; c < kClasses; ++c) pending.Flush(c);
+  }
+};
+
+thread_local PendingHolder tls_pending_holder;
+
+// Null once the thread's holder is gone.
+[[gnu::noinline]] PendingReturns* MakePending() {
+  if (tls_pending_gone) return nullptr;
+  tls_pending_ptr = &tls_pending_holder.pending;
+  return tls_pending_ptr;
+}
 
 [[gnu::noinline]] ThreadCache& MakeMine() {
   tls_cache.cache = new ThreadCache();
@@ -146,17 +217,23 @@ void FreeMessage(void* p, std::size_t size) noexcept {
     owner->Release(1);
     return;
   }
-  Block* head = owner->remote[c].load(std::memory_order_relaxed);
-  do {
-    if (head == kClosed) {
-      // The owner exited: the block goes back to the system.
-      ::operator delete(static_cast<void*>(b));
-      owner->Release(1);
+  PendingReturns* pending = tls_pending_ptr;
+  if (pending == nullptr) [[unlikely]] {
+    pending = MakePending();
+    if (pending == nullptr) {
+      ReturnRemote(owner, c, b, b);
       return;
     }
-    b->next = head;
-  } while (!owner->remote[c].compare_exchange_weak(head, b, std::memory_order_release,
-                                                   std::memory_order_relaxed));
+  }
+  PendingReturns::Chain& chain = pending->chains[c];
+  if (chain.owner != owner) {
+    pending->Flush(c);
+    chain.owner = owner;
+    chain.last = b;
+  }
+  b->next = chain.first;
+  chain.first = b;
+  if (++chain.count == kReturnBatch) pending->Flush(c);
 }
 
 }  // namespace plexus::bus_internal
