@@ -664,18 +664,17 @@ bool GroupLock::TryAcquireSlow(SourceLocation where) {
   return true;
 }
 
-// The counterpart of TakeChainHoldingOwn's one-lock path. Validation that was ever on may have
-// pushed the chained lock (a Chain made while held, a walk that validated), so only a process
-// that never validated takes it; ReleaseSlow pops what needs popping.
+// The counterpart of TakeChainHoldingOwn's one-mutex path, for any hold of one level whose
+// own lock was not validated (a validated one is popped by ReleaseSlow). The mutex may have
+// been pushed on the validator's stack all the same (chained while held, or taken by a walk
+// while validation was on), so once validation was ever on it is popped, as UnlockEntry does.
 Liveness GroupLock::ReleaseChained(SourceLocation where) {
   const ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);
   const ChainEntry* sole = chain->sole;
-  if (PLEXUS_UNLIKELY(sole == nullptr || sole->native == nullptr ||
-                      sync_internal::LockOrderEver())) {
-    return ReleaseSlow(where);
-  }
+  if (PLEXUS_UNLIKELY(sole == nullptr || sole->native == nullptr)) return ReleaseSlow(where);
   // Let go of the mutex while the own lock still pins the snapshot; no pin needed.
   (void)pthread_mutex_unlock(sole->native);
+  if (sync_internal::LockOrderEver()) LockOrderNoteRelease(sole->lock);
   depth_ = 0;
   owner_.store(0, std::memory_order_relaxed);
   return DropOwnLock();

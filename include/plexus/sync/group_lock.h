@@ -378,8 +378,8 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   // own lock, let go of everything and unregister.
   void AbandonOwnership(const sync_internal::ChainSnapshot* chain, std::size_t before_own,
                         std::size_t after_own_taken) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
-  // Release of the outermost level of a chained hold: straight-line when the chain is one
-  // standard mutex and validation was never on, otherwise ReleaseSlow.
+  // Release of the outermost level of a chained hold whose own lock was not validated:
+  // straight-line when the chain is one standard mutex, otherwise ReleaseSlow.
   Liveness ReleaseChained(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   Liveness ReleaseSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   // Drops the own lock of a hold whose owner fields are already cleared: one CAS when nobody
