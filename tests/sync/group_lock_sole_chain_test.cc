@@ -134,7 +134,7 @@ TEST_P(GroupLockSoleChain, ChainChangesWhileUnheldSwitchBetweenTheSoleLockAndThe
     EXPECT_TRUE(OtherThreadCanTryLock(second));
   };
   cycle(true, false);
-  g.Chain(second, -GetParam());  // two locks: the general walk
+  g.Chain(second, 2);  // two locks: the general walk (first, then second, at either position)
   cycle(true, true);
   EXPECT_TRUE(g.Unchain(second));  // one again
   cycle(true, false);
