@@ -25,9 +25,12 @@
 
 #include "plexus/sync/group_lock.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <system_error>
 
 #include "group_lock_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
@@ -92,6 +95,41 @@ constexpr const char* kCycleMessage =
 
 bool IsGroupEntry(const ChainEntry& entry) {
   return entry.ops == sync_internal::GroupLockChainedOps();
+}
+
+// A chained lock's own operations, without validation: a standard mutex through its native
+// handle (what its lock/try_lock/unlock call), anything else through its type-erased ops.
+static_assert(std::is_same_v<sync_internal::NativeMutex, pthread_mutex_t*>);
+
+PLEXUS_HOT_INLINE void RawLock(const ChainEntry& entry, SourceLocation where) {
+  if (entry.native != nullptr) {
+    if (const int error = pthread_mutex_lock(entry.native); PLEXUS_UNLIKELY(error != 0)) {
+      throw std::system_error(error, std::system_category(), "chained mutex lock");
+    }
+    return;
+  }
+  entry.ops->lock(entry.lock, where);
+}
+
+PLEXUS_HOT_INLINE bool RawTryLock(const ChainEntry& entry, SourceLocation where) {
+  if (entry.native != nullptr) return pthread_mutex_trylock(entry.native) == 0;
+  return entry.ops->try_lock(entry.lock, where);
+}
+
+PLEXUS_HOT_INLINE void RawUnlock(const ChainEntry& entry) {
+  if (entry.native != nullptr) {
+    (void)pthread_mutex_unlock(entry.native);
+    return;
+  }
+  entry.ops->unlock(entry.lock);
+}
+
+// Fills in what a snapshot derives from its entries, once they are final.
+void Seal(ChainSnapshot& snapshot) {
+  snapshot.before_own =
+      static_cast<std::size_t>(std::count_if(snapshot.entries.begin(), snapshot.entries.end(),
+                                             [](const ChainEntry& e) { return e.position <= 0; }));
+  snapshot.sole = snapshot.entries.size() == 1 ? &snapshot.entries.front() : nullptr;
 }
 
 }  // namespace
@@ -327,7 +365,7 @@ PLEXUS_HOT_INLINE void GroupLock::LockEntry(const ChainEntry& entry, SourceLocat
   const bool validate = !entry.ops->self_validating && sync_internal::LockOrderOn();
   if (validate) LockOrderGuardAcquire(entry.lock, entry.cls, where);
   try {
-    entry.ops->lock(entry.lock, where);
+    RawLock(entry, where);
   } catch (...) {
     if (validate) LockOrderCancelAcquire(entry.lock);
     throw;
@@ -335,7 +373,7 @@ PLEXUS_HOT_INLINE void GroupLock::LockEntry(const ChainEntry& entry, SourceLocat
 }
 
 PLEXUS_HOT_INLINE bool GroupLock::TryLockEntry(const ChainEntry& entry, SourceLocation where) {
-  if (!entry.ops->try_lock(entry.lock, where)) return false;
+  if (!RawTryLock(entry, where)) return false;
   if (!entry.ops->self_validating && sync_internal::LockOrderOn()) {
     LockOrderNoteTryAcquired(entry.lock, entry.cls, where);
   }
@@ -343,7 +381,7 @@ PLEXUS_HOT_INLINE bool GroupLock::TryLockEntry(const ChainEntry& entry, SourceLo
 }
 
 PLEXUS_HOT_INLINE void GroupLock::UnlockEntry(const ChainEntry& entry) {
-  entry.ops->unlock(entry.lock);
+  RawUnlock(entry);
   if (!entry.ops->self_validating && sync_internal::LockOrderEver()) {
     LockOrderNoteRelease(entry.lock);
   }
@@ -508,7 +546,37 @@ void GroupLock::AcquireSlow(SourceLocation where) {
 // order and blocking there could deadlock against a walker that holds one of them and waits
 // for ours. An uncontended chained pair so costs the word's CAS at each end plus the chained
 // locks' own operations, against a registration, a CAS, a CAS and an unpin on the walk.
+//
+// A chain of exactly one standard mutex (the common shape: one external lock) is taken here
+// in straight-line code while validation is off, through the mutex's native handle; every
+// other chain is walked by TakeChainWalk. A mutex chained before the own lock is still only
+// tried: taking it before the own lock would need a waiter registration to pin the snapshot,
+// the RMW this path exists to save. One chained after it is taken in order, blocking.
 bool GroupLock::TakeChainHoldingOwn(SourceLocation where) {
+  const ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);
+  const ChainEntry* sole = chain->sole;
+  if (PLEXUS_UNLIKELY(sole == nullptr || sole->native == nullptr || sync_internal::LockOrderOn())) {
+    return TakeChainWalk(where);
+  }
+  if (PLEXUS_LIKELY(chain->before_own != 0)) {
+    if (PLEXUS_LIKELY(pthread_mutex_trylock(sole->native) == 0)) return true;
+    LetGoOwnAfterBusyChain();
+    return false;
+  }
+  if (const int error = pthread_mutex_lock(sole->native); PLEXUS_UNLIKELY(error != 0)) {
+    LetGoOwnAfterBusyChain();
+    throw std::system_error(error, std::system_category(), "chained mutex lock");
+  }
+  return true;
+}
+
+void GroupLock::LetGoOwnAfterBusyChain() {
+  depth_ = 0;
+  owner_.store(0, std::memory_order_relaxed);
+  (void)ReleaseOwnLock(false);  // the caller's reference keeps the group alive
+}
+
+bool GroupLock::TakeChainWalk(SourceLocation where) {
   const ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);
   const std::size_t before_own = chain->before_own;
   std::size_t i = 0;
@@ -522,15 +590,11 @@ bool GroupLock::TakeChainHoldingOwn(SourceLocation where) {
     }
   } catch (...) {
     UnlockEntries(*chain, 0, i);
-    depth_ = 0;
-    owner_.store(0, std::memory_order_relaxed);
-    (void)ReleaseOwnLock(false);
+    LetGoOwnAfterBusyChain();
     throw;
   }
   UnlockEntries(*chain, 0, i);
-  depth_ = 0;
-  owner_.store(0, std::memory_order_relaxed);
-  (void)ReleaseOwnLock(false);  // the caller's reference keeps the group alive
+  LetGoOwnAfterBusyChain();
   return false;
 }
 
@@ -598,6 +662,22 @@ bool GroupLock::TryAcquireSlow(SourceLocation where) {
     }
   }
   return true;
+}
+
+// The counterpart of TakeChainHoldingOwn's one-mutex path, for any hold of one level whose
+// own lock was not validated (a validated one is popped by ReleaseSlow). The mutex may have
+// been pushed on the validator's stack all the same (chained while held, or taken by a walk
+// while validation was on), so once validation was ever on it is popped, as UnlockEntry does.
+Liveness GroupLock::ReleaseChained(SourceLocation where) {
+  const ChainSnapshot* chain = chain_.load(std::memory_order_relaxed);
+  const ChainEntry* sole = chain->sole;
+  if (PLEXUS_UNLIKELY(sole == nullptr || sole->native == nullptr)) return ReleaseSlow(where);
+  // Let go of the mutex while the own lock still pins the snapshot; no pin needed.
+  (void)pthread_mutex_unlock(sole->native);
+  if (sync_internal::LockOrderEver()) LockOrderNoteRelease(sole->lock);
+  depth_ = 0;
+  owner_.store(0, std::memory_order_relaxed);
+  return DropOwnLock();
 }
 
 Liveness GroupLock::ReleaseSlow(SourceLocation where) {
@@ -853,9 +933,7 @@ ChainSnapshot* SnapshotWith(const ChainSnapshot* chain, const ChainEntry& entry)
     delete next;
     throw;
   }
-  next->before_own =
-      static_cast<std::size_t>(std::count_if(next->entries.begin(), next->entries.end(),
-                                             [](const ChainEntry& e) { return e.position <= 0; }));
+  Seal(*next);
   return next;
 }
 
@@ -888,7 +966,8 @@ void GroupLock::ChainErased(void* lock, const sync_internal::ChainedLockOps* ops
     return target->ChainErased(lock, ops, position, cls, where);
   }
   if (IsDestroyed()) return;  // ForwardTarget reported it
-  const ChainEntry entry{lock, ops, position, cls};
+  const ChainEntry entry{lock, ops, position, cls,
+                         ops->native != nullptr ? ops->native(lock) : nullptr};
   const GroupLock* chained = IsGroupEntry(entry) ? static_cast<const GroupLock*>(lock) : nullptr;
   if (chained != nullptr) {
     if (chained->IsDestroyed() &&
@@ -975,9 +1054,7 @@ bool GroupLock::UnchainErased(void* lock, SourceLocation where) {
     next = new ChainSnapshot();
     next->entries = current->entries;
     next->entries.erase(next->entries.begin() + (found - current->entries.begin()));
-    next->before_own = static_cast<std::size_t>(
-        std::count_if(next->entries.begin(), next->entries.end(),
-                      [](const ChainEntry& e) { return e.position <= 0; }));
+    Seal(*next);
     RetainEntries(*next);
   }
   // The lock leaves the chain: let go of it once per level held (ours included), since the

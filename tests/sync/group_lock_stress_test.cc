@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <latch>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -383,6 +384,98 @@ TEST(GroupLockStress, GL20_ChainAndUnchainRacingAcquirers) {
 
 TEST(GroupLockStress, GL20_ChainAndUnchainWhileHoldingRacingAcquirers) {
   ChainAndUnchainRacingAcquirers(/*chain_while_holding=*/true);
+}
+
+// A chain that moves between none, one standard mutex (each of two, before and after the own
+// lock) and both, while acquirers take the group and another thread takes the mutexes on their
+// own. An acquirer adds to a counter guarded by each mutex chained while it holds the group, and
+// the outside thread adds to the same counters under the mutex alone: ThreadSanitizer sees any
+// hold in which the group did not really hold a chained mutex (a busy one makes the
+// uncontended path fall back to the ordered walk). The tallies match and nothing is left held.
+TEST(GroupLockStress, SoleChainedMutexRacingChainChangesAndOutsideUse) {
+  constexpr int kAcquirers = 3;
+  const int chain_changes = Scaled(20'000);
+  // Recursive: the chainer holds the group while Chain and Unchain acquire it again.
+  std::array<std::recursive_mutex, 2> ext;
+  std::array<long, 2> guarded{0, 0};         // guarded[k] by ext[k]
+  std::array<std::atomic<bool>, 2> chained;  // written under the group's lock
+  for (std::atomic<bool>& c : chained) c.store(false);
+  std::array<std::atomic<long>, 2> tally{0, 0};
+  long under_group = 0;  // guarded by the group
+  std::atomic<long> acquisitions{0};
+  Ref<GroupLock> group = GroupLock::Create();
+  GroupLock& g = *group;
+  std::atomic<bool> done{false};
+  std::atomic<bool> all_done{false};
+  std::latch start(kAcquirers + 2);
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kAcquirers; ++t) {
+    threads.emplace_back([&, t]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+      start.arrive_and_wait();
+      for (long i = 0; !done.load(std::memory_order_relaxed) || i < 100; ++i) {
+        g.Acquire();
+        const bool recurse = (i + t) % 7 == 0;
+        if (recurse) g.Acquire();  // every level retakes the chain
+        ++under_group;
+        for (std::size_t k = 0; k < ext.size(); ++k) {
+          if (!chained[k].load(std::memory_order_relaxed)) continue;
+          ++guarded[k];
+          tally[k].fetch_add(1, std::memory_order_relaxed);
+        }
+        if (recurse) (void)g.Release();
+        (void)g.Release();
+        acquisitions.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    start.arrive_and_wait();
+    for (long i = 0; !done.load(std::memory_order_relaxed); ++i) {
+      const std::size_t k = static_cast<std::size_t>(i) % ext.size();
+      std::lock_guard hold(ext[k]);
+      ++guarded[k];
+      tally[k].fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  threads.emplace_back([&]() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+    start.arrive_and_wait();
+    for (int i = 0; i < chain_changes; ++i) {
+      const std::size_t k = static_cast<std::size_t>(i * 5 + i / 4) % ext.size();
+      // ext[0] alternates between before and after the own lock; ext[1] is after it.
+      const int position = k == 1 ? 2 : ((i / 2) % 2 == 0 ? -1 : 1);
+      std::lock_guard hold(g);
+      if (chained[k].load(std::memory_order_relaxed)) {
+        (void)g.Unchain(ext[k]);
+      } else {
+        g.Chain(ext[k], position);
+      }
+      chained[k].store(!chained[k].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    {
+      std::lock_guard hold(g);
+      for (std::size_t k = 0; k < ext.size(); ++k) {
+        if (chained[k].load(std::memory_order_relaxed)) (void)g.Unchain(ext[k]);
+        chained[k].store(false, std::memory_order_relaxed);
+      }
+    }
+    done.store(true);
+  });
+
+  std::thread joiner([&] {
+    for (std::thread& t : threads) t.join();
+    all_done.store(true);
+  });
+  ExpectFinishesOrDie(all_done, "sole chained mutex racing chain changes");
+  joiner.join();
+  EXPECT_EQ(under_group, acquisitions.load());
+  for (std::size_t k = 0; k < ext.size(); ++k) {
+    EXPECT_EQ(guarded[k], tally[k].load()) << k;
+    EXPECT_TRUE(ext[k].try_lock()) << k;  // nothing left held
+    ext[k].unlock();
+  }
+  EXPECT_EQ(g.ChainLength(), 0u);
+  EXPECT_EQ(g.WaiterCount(), 0u);
 }
 
 }  // namespace

@@ -98,6 +98,11 @@ namespace sync_internal {
 
 struct GroupLockRegistryAccess;
 
+// A standard mutex's native handle (a pthread mutex). A chained std::mutex or
+// std::recursive_mutex is taken through it directly: its lock/try_lock/unlock are exactly the
+// native calls, so the type-erased call and the wrapper around it are skipped.
+using NativeMutex = std::mutex::native_handle_type;
+
 // Type-erased operations on a chained lock.
 struct ChainedLockOps {
   void (*lock)(void* lock, SourceLocation where);
@@ -106,6 +111,7 @@ struct ChainedLockOps {
   void (*retain)(void* lock);  // keeps a chained GroupLock alive; null for other locks
   void (*drop)(void* lock);
   bool self_validating;  // the lock reports itself to the lock-order validator
+  NativeMutex (*native)(void* lock) = nullptr;  // the native handle, for standard mutexes
 };
 
 // A lock with plexus's explicit spelling (Acquire/TryAcquire/Release taking the caller's
@@ -135,6 +141,18 @@ const ChainedLockOps* ChainedLockOpsFor() noexcept {
           nullptr,
           nullptr,
           true};
+    } else if constexpr (std::is_same_v<L, std::mutex> || std::is_same_v<L, std::recursive_mutex>) {
+      static_assert(std::is_same_v<typename L::native_handle_type, NativeMutex>);
+      return ChainedLockOps{
+          [](void* l, SourceLocation)
+              PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->lock(); },
+          [](void* l, SourceLocation)
+              PLEXUS_NO_THREAD_SAFETY_ANALYSIS { return static_cast<L*>(l)->try_lock(); },
+          [](void* l) PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->unlock(); },
+          nullptr,
+          nullptr,
+          false,
+          [](void* l) { return static_cast<L*>(l)->native_handle(); }};
     } else {
       return ChainedLockOps{[](void* l, SourceLocation)
                                 PLEXUS_NO_THREAD_SAFETY_ANALYSIS { static_cast<L*>(l)->lock(); },
@@ -157,13 +175,22 @@ struct ChainEntry {
   void* lock;
   const ChainedLockOps* ops;
   int position;
-  LockClassRef cls;  // used to validate locks that do not validate themselves
+  LockClassRef cls;      // used to validate locks that do not validate themselves
+  NativeMutex native{};  // ops->native(lock), resolved once at chaining; null if none
 };
 
 // An immutable snapshot of a group's chain, swapped as a whole on every change.
 struct ChainSnapshot {
+  ChainSnapshot() = default;
+  ChainSnapshot(const ChainSnapshot&) = delete;  // `sole` points into `entries`
+  ChainSnapshot& operator=(const ChainSnapshot&) = delete;
+
   std::vector<ChainEntry> entries;  // ascending position
   std::size_t before_own = 0;       // entries[0, before_own) are taken before the own lock
+  // The chain's only entry when it has exactly one (the common shape: one external lock),
+  // else null. Acquire and Release take and let go of a sole standard mutex in straight-line
+  // code.
+  const ChainEntry* sole = nullptr;
 };
 
 }  // namespace sync_internal
@@ -334,6 +361,9 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   // lock without blocking (they are out of order here), those after it in order. On a busy
   // one it lets go of everything, own lock included, and returns false.
   bool TakeChainHoldingOwn(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // TakeChainHoldingOwn's walk over any chain, and its way out (owner cleared, own lock let go).
+  bool TakeChainWalk(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  void LetGoOwnAfterBusyChain() PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   void AcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryAcquireSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   bool TryAcquireRecursive(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
@@ -348,7 +378,13 @@ class PLEXUS_CAPABILITY("mutex") GroupLock {
   // own lock, let go of everything and unregister.
   void AbandonOwnership(const sync_internal::ChainSnapshot* chain, std::size_t before_own,
                         std::size_t after_own_taken) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // Release of the outermost level of a chained hold whose own lock was not validated:
+  // straight-line when the chain is one standard mutex, otherwise ReleaseSlow.
+  Liveness ReleaseChained(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   Liveness ReleaseSlow(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
+  // Drops the own lock of a hold whose owner fields are already cleared: one CAS when nobody
+  // is parked and a reference is left, else ReleaseOwnLock.
+  Liveness DropOwnLock() PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   Liveness ReleaseOwnLock(bool stay_pinned_while_waking) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
   // Returns false, without the lock, when the chain changed from `walked` while waiting.
   bool LockOwnAsWaiter(const sync_internal::ChainSnapshot* walked) PLEXUS_NO_THREAD_SAFETY_ANALYSIS;
@@ -454,25 +490,32 @@ inline void GroupLock::Acquire(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANA
 
 inline Liveness GroupLock::Release(SourceLocation where) PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
   if (PLEXUS_LIKELY(owner_.load(std::memory_order_relaxed) == CurrentThreadToken() && depth_ == 1 &&
-                    !validated_ && chain_.load(std::memory_order_relaxed) == nullptr)) {
+                    !validated_)) {
+    if (PLEXUS_UNLIKELY(chain_.load(std::memory_order_relaxed) != nullptr)) {
+      return ReleaseChained(where);
+    }
     depth_ = 0;
     owner_.store(0, std::memory_order_relaxed);
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    // Nobody asleep, not destroyed, and a reference left (so this release cannot be the
-    // last thing keeping the group alive): drop the locked bit and be done.
-    if (PLEXUS_LIKELY((w & (kParked | kDestroyed)) == 0 && w >= kRef)) {
-      if (sync_internal::ProcessIsSingleThreaded()) {
-        word_.store(w - kLocked, std::memory_order_relaxed);
-        return Liveness::kAlive;
-      }
-      if (PLEXUS_LIKELY(word_.compare_exchange_strong(w, w - kLocked, std::memory_order_release,
-                                                      std::memory_order_relaxed))) {
-        return Liveness::kAlive;
-      }
-    }
-    return ReleaseOwnLock(false);
+    return DropOwnLock();
   }
   return ReleaseSlow(where);
+}
+
+inline Liveness GroupLock::DropOwnLock() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+  std::uint64_t w = word_.load(std::memory_order_relaxed);
+  // Nobody asleep, not destroyed, and a reference left (so this release cannot be the
+  // last thing keeping the group alive): drop the locked bit and be done.
+  if (PLEXUS_LIKELY((w & (kParked | kDestroyed)) == 0 && w >= kRef)) {
+    if (sync_internal::ProcessIsSingleThreaded()) {
+      word_.store(w - kLocked, std::memory_order_relaxed);
+      return Liveness::kAlive;
+    }
+    if (PLEXUS_LIKELY(word_.compare_exchange_strong(w, w - kLocked, std::memory_order_release,
+                                                    std::memory_order_relaxed))) {
+      return Liveness::kAlive;
+    }
+  }
+  return ReleaseOwnLock(false);
 }
 
 inline void GroupLock::AddRef(SourceLocation where, const void* holder) const {
