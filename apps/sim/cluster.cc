@@ -171,8 +171,8 @@ class BridgedCluster final : public SimCluster {
       f.nodes_joined = s.nodes_joined;
       f.nodes_left = s.nodes_left;
       for (const auto& t : s.topics) {
-        f.topics.push_back({t.topic, t.subject, t.messages_in, t.messages_out, t.encode_failures,
-                            t.send_failures, t.nats_dropped});
+        f.topics.push_back({t.topic, t.subject, t.messages_in, t.messages_out, t.batches_out,
+                            t.encode_failures, t.send_failures, t.nats_dropped});
       }
       for (std::size_t r = 0; r < s.rejects.size(); ++r) {
         if (s.rejects[r] == 0) continue;
@@ -214,6 +214,7 @@ class BridgedCluster final : public SimCluster {
                         {"subject", t.subject},
                         {"messages_in", t.messages_in},
                         {"messages_out", t.messages_out},
+                        {"batches_out", t.batches_out},
                         {"send_failures", t.send_failures},
                         {"nats_dropped", t.nats_dropped}});
     }

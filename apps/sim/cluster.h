@@ -47,6 +47,7 @@ struct ClusterFigures {
     std::string name;
     std::string subject;
     std::uint64_t messages_in = 0, messages_out = 0;
+    std::uint64_t batches_out = 0;  // NATS messages that carried messages_out
     std::uint64_t encode_failures = 0, send_failures = 0;
     std::int64_t nats_dropped = 0;
   };

@@ -139,10 +139,12 @@ std::string TextReport(const Figures& f) {
                 c.node.c_str(), c.nodes.size(), nodes.empty() ? "" : ": ", nodes.c_str(),
                 Grouped(c.nodes_joined).c_str(), Grouped(c.nodes_left).c_str()));
     for (const auto& t : c.topics) {
-      line(Format("             %s: %s out, %s in, %s send failures, %lld dropped by NATS",
-                  t.subject.c_str(), Grouped(t.messages_out).c_str(),
-                  Grouped(t.messages_in).c_str(), Grouped(t.send_failures).c_str(),
-                  static_cast<long long>(t.nats_dropped)));
+      line(
+          Format("             %s: %s out in %s NATS messages, %s in, %s send failures, %lld "
+                 "dropped by NATS",
+                 t.subject.c_str(), Grouped(t.messages_out).c_str(), Grouped(t.batches_out).c_str(),
+                 Grouped(t.messages_in).c_str(), Grouped(t.send_failures).c_str(),
+                 static_cast<long long>(t.nats_dropped)));
     }
     line(
         Format("             %s rejects, %s resyncs (%s snapshots, %s failed), %s foreign "
@@ -238,6 +240,7 @@ std::string JsonReport(const Figures& f) {
       topics.push_back({{"topic", t.name},
                         {"subject", t.subject},
                         {"messages_out", t.messages_out},
+                        {"batches_out", t.batches_out},
                         {"messages_in", t.messages_in},
                         {"encode_failures", t.encode_failures},
                         {"send_failures", t.send_failures},

@@ -13,8 +13,8 @@
 // not be in the dump; the receiving side compares that one frame with what the dump installed.
 //
 // The send side costs one sequentially consistent store and a load per message (a Dekker pair
-// against Close's store), then a release store and a relaxed load; it takes the mutex only
-// while a dump is being taken.
+// against Close's store, sync/internal/flag_pair.h), then a release store and a relaxed load;
+// it takes the mutex only while a dump is being taken.
 //
 // Thread safety: Enter and Exit are called by the topic's sends, which the topic's fan-out
 // runs one at a time (a send's word is written by one thread at a time, ordered by the topic's
@@ -23,10 +23,9 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <cstdint>
 
 #include "plexus/sync/cond_var.h"
+#include "plexus/sync/internal/flag_pair.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus::cluster::cluster_internal {
@@ -40,55 +39,34 @@ class DumpFence {
   // Send side: returns once no dump is being taken, with the send marked as running.
   void Enter() {
     for (;;) {
-      busy_.store((++sends_ << 1) | 1, std::memory_order_seq_cst);
-      if (!closed_.load(std::memory_order_seq_cst)) [[likely]] {
+      if (!closed_.Enter()) [[likely]] {
         return;
       }
-      Exit();
+      closed_.Exit();
       MutexLock lock(mu_);
-      while (closed_.load(std::memory_order_relaxed)) cv_.Wait(mu_);
+      while (closed_.Load(std::memory_order_relaxed)) cv_.Wait(mu_);
     }
   }
 
   // Send side: the send is over.
-  void Exit() {
-    busy_.store(sends_ << 1, std::memory_order_release);
-    // A plain load: Close does not rely on this wake-up alone (it polls as well).
-    if (waiting_.load(std::memory_order_relaxed)) [[unlikely]] {
-      MutexLock lock(mu_);
-      cv_.NotifyAll();
-    }
-  }
+  void Exit() { closed_.Exit(); }
 
   // Dump side: sends that start from now on wait for Open; returns once a send that started
   // before (it may have missed the fence) is over.
-  void Close() {
-    closed_.store(true, std::memory_order_seq_cst);
-    const std::uint64_t running = busy_.load(std::memory_order_seq_cst);
-    if ((running & 1) == 0) return;
-    MutexLock lock(mu_);
-    waiting_.store(true, std::memory_order_relaxed);
-    while (busy_.load(std::memory_order_acquire) == running) {
-      cv_.WaitFor(mu_, std::chrono::milliseconds(1));
-    }
-    waiting_.store(false, std::memory_order_relaxed);
-  }
+  void Close() { closed_.Raise(true); }
 
   // Dump side: lets the sends go on.
   void Open() {
     MutexLock lock(mu_);
-    closed_.store(false, std::memory_order_seq_cst);
+    closed_.Store(false);
     cv_.NotifyAll();
   }
 
  private:
-  std::atomic<bool> closed_{false};
-  // The send side's word: (sends << 1) | 1 while a send runs, sends << 1 after.
-  std::atomic<std::uint64_t> busy_{0};
-  std::uint64_t sends_ = 0;  // written by the running send only
-  std::atomic<bool> waiting_{false};
   Mutex mu_;
-  CondVar cv_;
+  CondVar cv_;  // sends wait here for Open, Close for the running send
+  // The dump's flag and the sends' run word.
+  sync_internal::FlagPair<bool> closed_{mu_, cv_};
 };
 
 }  // namespace plexus::cluster::cluster_internal

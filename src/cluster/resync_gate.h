@@ -15,10 +15,10 @@
 // Begin does not return while a live publish that started before it is still running (it may
 // not have seen the mark): the dump is compared with a cache that holds what that publish
 // carried. The live side pays one sequentially consistent store and one load per frame (a
-// Dekker pair against Begin's store of the mark), then a release store and a relaxed load when
-// its publish ends; it takes the gate's mutex only for frames of the node being resynced, and
-// to wake a Begin that waits for it. No user code runs under the gate's mutex: the caller
-// publishes, the gate only holds and hands out.
+// Dekker pair against Begin's store of the mark, sync/internal/flag_pair.h), then a release store
+// and a relaxed load when its publish ends; it takes the gate's mutex only for frames of the node
+// being resynced, and to wake a Begin that waits for it. No user code runs under the gate's mutex:
+// the caller publishes, the gate only holds and hands out.
 //
 // Usage, live thread:
 //   if (gate.Hold(node, seq, frame)) return;   // kept for the resync to release
@@ -39,13 +39,13 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "plexus/sync/cond_var.h"
+#include "plexus/sync/internal/flag_pair.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus::cluster::cluster_internal {
@@ -67,16 +67,15 @@ class ResyncGate {
   // publishes, then calls EndLive.
   bool Hold(std::uint64_t node, std::uint64_t seq, Frame& frame) {
     for (;;) {
-      live_.store((++publishes_ << 1) | 1, std::memory_order_seq_cst);
-      const std::uint64_t resyncing = resyncing_.load(std::memory_order_seq_cst);
+      const std::uint64_t resyncing = resyncing_.Enter();
       if (resyncing == 0 || resyncing != node) [[likely]] {
         return false;
       }
-      EndLive();
+      resyncing_.Exit();
       MutexLock lock(mu_);
       // Checked again under the lock: TakeOrEnd ends the resync under it when nothing is held,
       // so a frame is either held before that or published after it, never in between.
-      if (resyncing_.load(std::memory_order_relaxed) == node) {
+      if (resyncing_.Load(std::memory_order_relaxed) == node) {
         held_.push_back(Held{seq, std::move(frame)});
         held_total_.fetch_add(1, std::memory_order_relaxed);
         return true;
@@ -85,32 +84,12 @@ class ResyncGate {
   }
 
   // Live thread: the publish Hold let through has finished.
-  void EndLive() {
-    live_.store(publishes_ << 1, std::memory_order_release);
-    // A plain load: Begin does not rely on this wake-up alone (it polls as well), so the end of
-    // a publish costs no fence.
-    if (waiting_.load(std::memory_order_relaxed)) [[unlikely]] {
-      MutexLock lock(mu_);
-      cv_.NotifyAll();
-    }
-  }
+  void EndLive() { resyncing_.Exit(); }
 
   // Resync thread: holds `node`'s live frames from now on, and returns once a live publish
-  // that may have missed the mark has finished.
-  void Begin(std::uint64_t node) {
-    resyncing_.store(node, std::memory_order_seq_cst);
-    // Only the publish running now may have missed the mark: the live thread's next ones see
-    // it. Waiting for that one (not for a moment with none running) cannot be starved by a
-    // busy live thread publishing other nodes' frames.
-    const std::uint64_t running = live_.load(std::memory_order_seq_cst);
-    if ((running & 1) == 0) return;
-    MutexLock lock(mu_);
-    waiting_.store(true, std::memory_order_relaxed);
-    while (live_.load(std::memory_order_acquire) == running) {
-      cv_.WaitFor(mu_, std::chrono::milliseconds(1));
-    }
-    waiting_.store(false, std::memory_order_relaxed);
-  }
+  // that may have missed the mark has finished. Only the publish running now may have missed
+  // it: the live thread's next ones see it.
+  void Begin(std::uint64_t node) { resyncing_.Raise(node); }
 
   // Resync thread: appends what is held to `out` (arrival order) and returns true; when
   // nothing is held, ends the resync (live publishing of the node resumes) and returns false.
@@ -118,7 +97,7 @@ class ResyncGate {
   bool TakeOrEnd(std::vector<Held>& out) {
     MutexLock lock(mu_);
     if (held_.empty()) {
-      resyncing_.store(0, std::memory_order_seq_cst);
+      resyncing_.Store(0);
       return false;
     }
     if (out.empty()) {
@@ -145,20 +124,17 @@ class ResyncGate {
   }
 
   // Whether a resync is running (for tests and assertions).
-  bool Resyncing() const noexcept { return resyncing_.load(std::memory_order_acquire) != 0; }
+  bool Resyncing() const noexcept { return resyncing_.Load(std::memory_order_acquire) != 0; }
 
   // Frames held since construction.
   std::uint64_t HeldTotal() const noexcept { return held_total_.load(std::memory_order_relaxed); }
 
  private:
-  std::atomic<std::uint64_t> resyncing_{0};  // the node whose frames are held; 0: none
-  // The live thread's word: (publishes << 1) | 1 while a publish runs, publishes << 1 after.
-  std::atomic<std::uint64_t> live_{0};
-  std::uint64_t publishes_ = 0;       // the live thread's own count
-  std::atomic<bool> waiting_{false};  // Begin waits for live_ to fall
-  std::atomic<std::uint64_t> held_total_{0};
   Mutex mu_;
-  CondVar cv_;
+  CondVar cv_;  // Begin waits here for the running live publish
+  // The node whose frames are held (0: none) and the live thread's run word.
+  sync_internal::FlagPair<std::uint64_t> resyncing_{mu_, cv_};
+  std::atomic<std::uint64_t> held_total_{0};
   std::vector<Held> held_ PLEXUS_GUARDED_BY(mu_);
 };
 

@@ -55,8 +55,9 @@ void AddTopics(const OpsSnapshot& s, Families& f) {
   for (const TopicStats& t : s.topics) {
     const Labels l{{"topic", t.name}, {"topic_id", std::to_string(t.id)}};
     f.Counter("plexus_topic_published_messages_total",
-              "Messages published on the topic (not forwarded in).", l,
-              static_cast<double>(t.published));
+              "Messages published on the topic, subscription change notices included (not "
+              "forwarded in).",
+              l, static_cast<double>(t.published));
     f.Counter("plexus_topic_forwarded_in_messages_total",
               "Messages that reached the topic through a forward.", l,
               static_cast<double>(t.forwarded_in));

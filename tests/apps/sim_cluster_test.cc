@@ -86,7 +86,11 @@ void StopAndCheck(Node& node, const std::string& id) {
   EXPECT_EQ(cluster["node"], id);
   EXPECT_EQ(cluster["rejects_total"], 0);
   EXPECT_GT(cluster["device_states_published"].get<long>(), 0);
-  EXPECT_GT(cluster["topics"][0]["messages_out"].get<long>(), 0);
+  const json& topic = cluster["topics"][0];
+  EXPECT_GT(topic["messages_out"].get<long>(), 0);
+  // The NATS messages that carried them: batches of several frames, or lone frames.
+  EXPECT_GT(topic["batches_out"].get<long>(), 0) << topic;
+  EXPECT_LE(topic["batches_out"].get<long>(), topic["messages_out"].get<long>()) << topic;
 }
 
 TEST(Sim, CL05_SimulatorsShareDeviceStatesAndDropAKilledOne) {
@@ -112,6 +116,14 @@ TEST(Sim, CL05_SimulatorsShareDeviceStatesAndDropAKilledOne) {
       }
     }
     return false;
+  })) << a->Cluster();
+  // Per topic, the frames sent and the NATS messages (batches, lone frames) that carried them.
+  ASSERT_TRUE(Eventually([&] {
+    const json cluster = a->Cluster();
+    if (!cluster.is_object() || cluster["topics"].empty()) return false;
+    const json& topic = cluster["topics"][0];
+    return topic["batches_out"].get<long>() > 0 &&
+           topic["batches_out"].get<long>() <= topic["messages_out"].get<long>();
   })) << a->Cluster();
   // And on /metrics: one series per peer, its incarnation a label.
   const plexus_test::HttpResponse metrics = plexus_test::Get(a->port, "/metrics");

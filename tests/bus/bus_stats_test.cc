@@ -202,6 +202,36 @@ TEST(BusAcceptance, BUS17_ForwardedCountsOnTheParent) {
   EXPECT_EQ(parent->Stats().published - p0.published, 0u);
 }
 
+// A topic's published count includes the subscription change notices, one per Subscribe and one
+// per Unsubscribe, whether anything listens or not (as Asterisk's does); a topic it forwards into
+// counts them as forwarded in.
+TEST(BusAcceptance, BUS17_PublishedCountsSubscriptionNotices) {
+  Ref<Topic> topic = Topic::Create("bus17-notices");
+  Ref<Topic> parent = Topic::Create("bus17-notices-parent");
+  Forward f = ForwardAll(topic, parent);
+  EXPECT_EQ(topic->Stats().published, 0u);
+  Subscription a = Subscription::Create(topic, [](const Message&, bool) {});
+  EXPECT_EQ(topic->Stats().published, 1u);  // a's Subscribe notice (nobody listens)
+  SubscriptionOptions listening;
+  listening.subscription_changes = true;
+  Subscription b = Subscription::Create(
+      topic, [](const Message&, bool) {}, listening);
+  EXPECT_EQ(topic->Stats().published, 2u);
+  topic->Publish(IntType(), 1);
+  EXPECT_EQ(topic->Stats().published, 3u);
+  ASSERT_TRUE(a.UnsubscribeAndJoin());  // heard by b
+  EXPECT_EQ(topic->Stats().published, 4u);
+  ASSERT_TRUE(b.UnsubscribeAndJoin());
+  const TopicStats st = topic->Stats();
+  EXPECT_EQ(st.published, 5u);
+  EXPECT_EQ(st.forwarded_in, 0u);
+  EXPECT_EQ(parent->Stats().published, 0u);
+  EXPECT_EQ(parent->Stats().forwarded_in, 5u);
+  const std::optional<TopicStats> listed = ListedTopic(topic->Id());
+  ASSERT_TRUE(listed.has_value());
+  EXPECT_EQ(listed->published, 5u);
+}
+
 // -----------------------------------------------------------------------------------------
 // Listings
 // -----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/cluster_test_support.h"
 #include "gtest/gtest.h"
 #include "plexus/cluster/wire.h"
 
@@ -14,23 +15,15 @@ namespace {
 const NodeId kNode(NodeId::Bytes{0x02, 0x11, 0x22, 0x33, 0x44, 0x55});
 const NodeId kOther(NodeId::Bytes{0x02, 0x66, 0x77, 0x88, 0x99, 0xaa});
 
-std::string FrameOf(const NodeId& node, std::uint64_t seq, std::string_view payload) {
-  Frame frame;
-  frame.encoding = Encoding::kBinary;
-  frame.node = node;
-  frame.seq = seq;
-  frame.type_name = "DeviceState";
-  frame.payload = payload;
-  std::string out;
-  EncodeFrame(frame, out);
-  return out;
-}
+using testing::BatchOf;
+using testing::Encoded;
 
-std::string BatchOf(const NodeId& node, const std::vector<std::string>& frames) {
-  std::string batch;
-  BeginBatch(node, batch);
-  for (const std::string& f : frames) AppendToBatch(f, batch);
-  return batch;
+std::string FrameOf(const NodeId& node, std::uint64_t seq, std::string_view payload) {
+  return Encoded({.encoding = Encoding::kBinary,
+                  .node = node,
+                  .seq = seq,
+                  .type_name = "DeviceState",
+                  .payload = payload});
 }
 
 std::vector<std::string> ReadAll(BatchReader& reader) {

@@ -3,8 +3,6 @@
 // at once, coalescing off sends a NATS message per frame, and a receiver checks containers (the
 // container's part of CL08).
 
-#include <nats/nats.h>
-
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "cluster/bridge_test_support.h"
+#include "cluster/cluster_test_support.h"
 #include "cluster/nats_test_server.h"
 #include "gtest/gtest.h"
 #include "plexus/cluster/bridge.h"
@@ -21,11 +20,6 @@
 
 namespace plexus::cluster::testing {
 namespace {
-
-#define START_SERVER(server)                                        \
-  if (NatsServerBinary().empty()) GTEST_SKIP() << "no nats-server"; \
-  auto server = NatsServer::Start({});                              \
-  ASSERT_NE(server, nullptr)
 
 // A's frames wait in their batch until Flush, Stop, or a full batch sends them.
 void NeverByTimer(BridgeOptions& o) {
@@ -39,17 +33,11 @@ struct Pair {
   std::unique_ptr<Node> a = Node::Make(1);
   std::unique_ptr<Node> b = Node::Make(2);
 
-  static bool BridgeNode(Node& n, NatsServer& server,
-                         const std::function<void(BridgeOptions&)>& tweak) {
-    BridgeOptions o = Node::Options({server.Url()}, n.id);
-    if (tweak) tweak(o);
-    n.bridge = Bridge::Create(std::move(o));
-    return n.bridge != nullptr && n.bridge->AddTopic(n.devices);
-  }
   // B's subscription is known to the server when AddTopic returns, so A's frames reach it.
   bool Connect(NatsServer& server, const std::function<void(BridgeOptions&)>& tweak_a = nullptr,
                const std::function<void(BridgeOptions&)>& tweak_b = nullptr) {
-    return BridgeNode(*b, server, tweak_b) && BridgeNode(*a, server, tweak_a);
+    return b->Connect({server.Url()}, tweak_b, Node::kWithoutCache) &&
+           a->Connect({server.Url()}, tweak_a, Node::kWithoutCache);
   }
   BridgeTopicStats Out() const { return a->bridge->Stats().topics.at(0); }
   // What B saw, for a failure's message.
@@ -199,33 +187,7 @@ TEST(BridgeCoalescing, OffSendsAMessagePerFrame) {
 // --- The receiver's side ------------------------------------------------------------------
 
 std::string DeviceFrame(const NodeId& node, std::uint64_t seq, std::string_view payload) {
-  Frame f;
-  f.node = node;
-  f.seq = seq;
-  f.type_name = "TestDeviceState";
-  f.payload = payload;
-  std::string out;
-  EncodeFrame(f, out);
-  return out;
-}
-
-std::string Batch(const NodeId& node, const std::vector<std::string>& frames) {
-  std::string out;
-  BeginBatch(node, out);
-  for (const std::string& f : frames) AppendToBatch(f, out);
-  return out;
-}
-
-void PublishRaw(const std::string& url, const std::string& subject,
-                const std::vector<std::string>& messages) {
-  natsConnection* nc = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, url.c_str()), NATS_OK);
-  for (const std::string& m : messages) {
-    ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), m.data(), static_cast<int>(m.size())),
-              NATS_OK);
-  }
-  ASSERT_EQ(natsConnection_FlushTimeout(nc, 5000), NATS_OK);
-  natsConnection_Destroy(nc);
+  return Encoded({.node = node, .seq = seq, .type_name = "TestDeviceState", .payload = payload});
 }
 
 TEST(BridgeCoalescing, CL08_MalformedContainersAreRefusedWholeAndValidOnesFollow) {
@@ -238,18 +200,18 @@ TEST(BridgeCoalescing, CL08_MalformedContainersAreRefusedWholeAndValidOnesFollow
     return DeviceFrame(node, static_cast<std::uint64_t>(state),
                        R"({"device":"d","state":)" + std::to_string(state) + "}");
   };
-  std::string truncated = Batch(a, {frame(a, 1), frame(a, 2)});
+  std::string truncated = BatchOf(a, {frame(a, 1), frame(a, 2)});
   truncated.pop_back();
-  std::string trailing = Batch(a, {frame(a, 1)});
+  std::string trailing = BatchOf(a, {frame(a, 1)});
   trailing.push_back('x');
   const std::vector<std::string> messages = {
-      truncated,     // truncated
-      trailing,      // trailing bytes
-      Batch(a, {}),  // empty
-      Batch(a, {frame(a, 1), frame(a, 2), frame(a, 3), frame(a, 4), frame(a, 5)}),  // too many
-      Batch(a, {frame(a, 1), frame(c, 2)}),  // a frame of another node
-      Batch(a, {frame(a, 1), DeviceFrame(a, 2, "not json"), frame(a, 3)}),  // one bad frame
-      Batch(c, {frame(c, 7), frame(c, 8)}),                                 // good
+      truncated,       // truncated
+      trailing,        // trailing bytes
+      BatchOf(a, {}),  // empty
+      BatchOf(a, {frame(a, 1), frame(a, 2), frame(a, 3), frame(a, 4), frame(a, 5)}),  // too many
+      BatchOf(a, {frame(a, 1), frame(c, 2)}),  // a frame of another node
+      BatchOf(a, {frame(a, 1), DeviceFrame(a, 2, "not json"), frame(a, 3)}),  // one bad frame
+      BatchOf(c, {frame(c, 7), frame(c, 8)}),                                 // good
   };
   PublishRaw(server->Url(), b->bridge->SubjectFor("devices"), messages);
   ASSERT_TRUE(WaitUntil([&] { return b->recorder->CountFrom(c) == 2; }));

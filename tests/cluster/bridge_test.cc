@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cluster/bridge_test_support.h"
+#include "cluster/cluster_test_support.h"
 #include "cluster/nats_test_server.h"
 #include "core/test_support.h"
 #include "gtest/gtest.h"
@@ -21,11 +22,6 @@ namespace plexus::cluster::testing {
 namespace {
 
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new NatsEnvironment());
-
-#define START_SERVER(server)                                        \
-  if (NatsServerBinary().empty()) GTEST_SKIP() << "no nats-server"; \
-  auto server = NatsServer::Start({});                              \
-  ASSERT_NE(server, nullptr)
 
 std::vector<std::unique_ptr<Node>> StartNodes(int n, const std::vector<std::string>& urls) {
   std::vector<std::unique_ptr<Node>> nodes;
@@ -229,30 +225,9 @@ TEST(Bridge, CL07_MisuseIsReportedWithTheCaller) {
   EXPECT_THROW(Bridge::Create(none), UsageError);
 }
 
-// Publishes `bytes` on `subject` through a plain connection of its own.
-void PublishRaw(const std::string& url, const std::string& subject,
-                const std::vector<std::string>& frames) {
-  natsConnection* nc = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, url.c_str()), NATS_OK);
-  for (const std::string& f : frames) {
-    ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), f.data(), static_cast<int>(f.size())),
-              NATS_OK);
-  }
-  ASSERT_EQ(natsConnection_FlushTimeout(nc, 5000), NATS_OK);
-  natsConnection_Destroy(nc);
-}
-
 std::string DeviceFrame(const NodeId& node, std::string_view payload, std::string_view id = {},
                         std::string_view type = "TestDeviceState") {
-  Frame f;
-  f.node = node;
-  f.seq = 1;
-  f.type_name = type;
-  f.id = id;
-  f.payload = payload;
-  std::string out;
-  EncodeFrame(f, out);
-  return out;
+  return Encoded({.node = node, .seq = 1, .type_name = type, .id = id, .payload = payload});
 }
 
 TEST(Bridge, CL08_BadFramesAreCountedAndValidOnesFollow) {

@@ -164,12 +164,19 @@ struct Node {
     return o;
   }
 
+  // Whether Connect bridges the topic with its cache (a resync fills the cache with what the
+  // other nodes hold) or without (no resync runs: only live frames arrive).
+  enum Bridged : bool { kWithoutCache = false, kWithCache = true };
+
   bool Connect(std::vector<std::string> servers,
-               const std::function<void(BridgeOptions&)>& tweak = nullptr) {
+               const std::function<void(BridgeOptions&)>& tweak = nullptr,
+               Bridged bridged = kWithCache) {
     BridgeOptions o = Options(std::move(servers), id);
     if (tweak) tweak(o);
     bridge = Bridge::Create(std::move(o));
-    return bridge != nullptr && bridge->AddTopic(devices, {.caching = caching});
+    if (bridge == nullptr) return false;
+    return bridged == kWithCache ? bridge->AddTopic(devices, {.caching = caching})
+                                 : bridge->AddTopic(devices);
   }
 
   void Publish(const std::string& device, int state) {

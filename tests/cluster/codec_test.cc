@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cluster/cluster_test_support.h"
 #include "core/test_support.h"
 #include "gtest/gtest.h"
 #include "plexus/bus/json.h"
@@ -83,14 +84,8 @@ std::string EncodeFrom(const CodecRegistry& codecs, const Ref<Message>& message,
 // A frame made by hand (for payloads no encoder would write).
 std::string RawFrame(std::string_view type_name, Encoding encoding, std::string_view payload,
                      NodeId node = kNodeA) {
-  Frame frame;
-  frame.encoding = encoding;
-  frame.node = node;
-  frame.type_name = type_name;
-  frame.payload = payload;
-  std::string out;
-  EncodeFrame(frame, out);
-  return out;
+  return testing::Encoded(
+      {.encoding = encoding, .node = node, .type_name = type_name, .payload = payload});
 }
 
 TEST(Codec, JsonRoundTripKeepsTypePayloadNodeIdAndSequence) {

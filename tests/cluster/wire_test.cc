@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 
+#include "cluster/cluster_test_support.h"
 #include "gtest/gtest.h"
 
 namespace plexus::cluster {
@@ -25,11 +26,7 @@ Frame SampleFrame() {
   return frame;
 }
 
-std::string Encode(const Frame& frame) {
-  std::string out;
-  EncodeFrame(frame, out);
-  return out;
-}
+using testing::Encoded;
 
 RejectReason Decode(std::string_view bytes, const WireLimits& limits = {}) {
   Frame frame;
@@ -37,7 +34,7 @@ RejectReason Decode(std::string_view bytes, const WireLimits& limits = {}) {
 }
 
 TEST(Wire, RoundTripKeepsEveryField) {
-  const std::string bytes = Encode(SampleFrame());
+  const std::string bytes = Encoded(SampleFrame());
   Frame frame;
   ASSERT_EQ(DecodeFrame(bytes, {}, frame), RejectReason::kNone);
   EXPECT_EQ(frame.encoding, Encoding::kJson);
@@ -50,7 +47,7 @@ TEST(Wire, RoundTripKeepsEveryField) {
 }
 
 TEST(Wire, LayoutMatchesTheDocumentedOffsets) {
-  const std::string bytes = Encode(SampleFrame());
+  const std::string bytes = Encoded(SampleFrame());
   ASSERT_EQ(bytes.size(), kFrameFixedBytes + 11 + 2 + 11 + 4 + 11);
   EXPECT_EQ(bytes.substr(0, 2), "PX");
   EXPECT_EQ(static_cast<std::uint8_t>(bytes[2]), kWireVersion);
@@ -69,7 +66,7 @@ TEST(Wire, BinaryEncodingEmptyIdAndZeroPayloadRoundTrip) {
   in.encoding = Encoding::kBinary;
   in.id = {};
   in.payload = {};
-  const std::string bytes = Encode(in);
+  const std::string bytes = Encoded(in);
   Frame out;
   ASSERT_EQ(DecodeFrame(bytes, {}, out), RejectReason::kNone);
   EXPECT_EQ(out.encoding, Encoding::kBinary);
@@ -82,7 +79,7 @@ TEST(Wire, PayloadMayHoldAnyByte) {
   Frame in = SampleFrame();
   in.payload = payload;
   Frame out;
-  const std::string bytes = Encode(in);
+  const std::string bytes = Encoded(in);
   ASSERT_EQ(DecodeFrame(bytes, {}, out), RejectReason::kNone);
   EXPECT_EQ(out.payload, payload);
 }
@@ -97,7 +94,7 @@ TEST(Wire, EncodeAppends) {
 TEST(Wire, NoNodeIsAllZeroAndDecodesAsNone) {
   Frame in = SampleFrame();
   in.node = NodeId::None();
-  const std::string bytes = Encode(in);
+  const std::string bytes = Encoded(in);
   EXPECT_EQ(bytes.substr(4, 6), std::string(6, '\0'));
   Frame out;
   ASSERT_EQ(DecodeFrame(bytes, {}, out), RejectReason::kNone);  // the frame alone is fine
@@ -105,7 +102,7 @@ TEST(Wire, NoNodeIsAllZeroAndDecodesAsNone) {
 }
 
 TEST(Wire, PeekFrameNodeReadsTheFixedOffset) {
-  const std::string bytes = Encode(SampleFrame());
+  const std::string bytes = Encoded(SampleFrame());
   EXPECT_EQ(PeekFrameNode(bytes), kNode);
   EXPECT_EQ(PeekFrameNode(std::string_view(bytes).substr(0, 10)), kNode);  // 10 bytes suffice
   EXPECT_TRUE(PeekFrameNode(std::string_view(bytes).substr(0, 9)).IsNone());
@@ -114,7 +111,7 @@ TEST(Wire, PeekFrameNodeReadsTheFixedOffset) {
 }
 
 TEST(Wire, CL08_TruncatedAtEveryLength) {
-  const std::string bytes = Encode(SampleFrame());
+  const std::string bytes = Encoded(SampleFrame());
   for (std::size_t n = 0; n < bytes.size(); ++n) {
     EXPECT_EQ(Decode(std::string_view(bytes).substr(0, n)), RejectReason::kTruncated) << n;
   }
@@ -122,13 +119,13 @@ TEST(Wire, CL08_TruncatedAtEveryLength) {
 
 TEST(Wire, CL08_NotTheWireFormat) {
   EXPECT_EQ(Decode(R"({"device":"d1","state":2})"), RejectReason::kBadMagic);
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   bytes[1] = 'Y';
   EXPECT_EQ(Decode(bytes), RejectReason::kBadMagic);
 }
 
 TEST(Wire, CL08_WrongVersion) {
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   bytes[2] = static_cast<char>(kWireVersion + 1);
   EXPECT_EQ(Decode(bytes), RejectReason::kUnsupportedVersion);
   bytes[2] = 0;
@@ -136,13 +133,13 @@ TEST(Wire, CL08_WrongVersion) {
 }
 
 TEST(Wire, CL08_UnknownEncoding) {
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   bytes[3] = 2;
   EXPECT_EQ(Decode(bytes), RejectReason::kUnknownEncoding);
 }
 
 TEST(Wire, CL08_OversizedAtTheLimitAndOnePast) {
-  const std::string bytes = Encode(SampleFrame());
+  const std::string bytes = Encoded(SampleFrame());
   WireLimits limits;
   limits.max_frame_bytes = bytes.size();
   EXPECT_EQ(Decode(bytes, limits), RejectReason::kNone);
@@ -155,16 +152,16 @@ TEST(Wire, CL08_TypeNameAtTheLimitAndOnePast) {
   const std::string name(limits.max_type_name_bytes, 't');
   Frame in = SampleFrame();
   in.type_name = name;
-  EXPECT_EQ(Decode(Encode(in), limits), RejectReason::kNone);
+  EXPECT_EQ(Decode(Encoded(in), limits), RejectReason::kNone);
   const std::string longer(limits.max_type_name_bytes + 1, 't');
   in.type_name = longer;
-  EXPECT_EQ(Decode(Encode(in), limits), RejectReason::kTypeNameTooLong);
+  EXPECT_EQ(Decode(Encoded(in), limits), RejectReason::kTypeNameTooLong);
 }
 
 TEST(Wire, CL08_EmptyTypeName) {
   Frame in = SampleFrame();
   in.type_name = {};
-  EXPECT_EQ(Decode(Encode(in)), RejectReason::kTypeNameTooLong);
+  EXPECT_EQ(Decode(Encoded(in)), RejectReason::kTypeNameTooLong);
 }
 
 TEST(Wire, CL08_IdAtTheLimitAndOnePast) {
@@ -172,16 +169,16 @@ TEST(Wire, CL08_IdAtTheLimitAndOnePast) {
   const std::string id(limits.max_id_bytes, 'i');
   Frame in = SampleFrame();
   in.id = id;
-  EXPECT_EQ(Decode(Encode(in), limits), RejectReason::kNone);
+  EXPECT_EQ(Decode(Encoded(in), limits), RejectReason::kNone);
   const std::string longer(limits.max_id_bytes + 1, 'i');
   in.id = longer;
-  EXPECT_EQ(Decode(Encode(in), limits), RejectReason::kIdTooLong);
+  EXPECT_EQ(Decode(Encoded(in), limits), RejectReason::kIdTooLong);
 }
 
 TEST(Wire, CL08_IdLengthIsCheckedBeforeTheFrameLength) {
   // A huge declared id in a short frame names the id, not the truncation: the limit is checked
   // first, so a decoder never trusts a length it has not bounded.
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   const std::size_t id_length_at = kFrameFixedBytes + 11;
   bytes[id_length_at] = static_cast<char>(0xff);
   bytes[id_length_at + 1] = static_cast<char>(0xff);
@@ -189,14 +186,14 @@ TEST(Wire, CL08_IdLengthIsCheckedBeforeTheFrameLength) {
 }
 
 TEST(Wire, CL08_PayloadLengthPastTheEnd) {
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   const std::size_t payload_length_at = kFrameFixedBytes + 11 + 2 + 11;
   bytes[payload_length_at + 3] = static_cast<char>(0x80);  // 2 GiB declared
   EXPECT_EQ(Decode(bytes), RejectReason::kTruncated);
 }
 
 TEST(Wire, CL08_TrailingBytes) {
-  std::string bytes = Encode(SampleFrame());
+  std::string bytes = Encoded(SampleFrame());
   bytes.push_back('!');
   EXPECT_EQ(Decode(bytes), RejectReason::kTrailingBytes);
 }

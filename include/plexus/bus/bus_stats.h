@@ -12,6 +12,13 @@
 // Cache::DumpEntries does, so it costs one pass over the entries and counts what each shard held
 // when it was read, not one instant of the whole cache.
 //
+// A topic's `published` (TopicStats) counts what was published on the topic itself, not what
+// arrived through a forward (`forwarded_in`), and that includes the subscription change
+// notices: each Subscribe and each Unsubscribe on the topic publishes one, whether or not
+// anything listens for it (as Asterisk's topic statistics count subscription changes among the
+// messages published to the topic). A topic with S subscriptions made and U ended on it and M
+// messages published shows published = M + S + U.
+//
 // Thread safety: thread-safe.
 
 #pragma once

@@ -91,7 +91,7 @@ struct TopicStats {
   std::uint64_t id = 0;
   std::size_t subscribers = 0;     // current direct subscriptions
   std::size_t forwards_out = 0;    // topics this one forwards into
-  std::uint64_t published = 0;     // messages published on this topic (not forwarded in)
+  std::uint64_t published = 0;     // publishes here, subscription notices too (bus_stats.h)
   std::uint64_t forwarded_in = 0;  // messages that arrived through a forward
   std::uint64_t deliveries = 0;    // messages handed to its subscriptions
 };
