@@ -122,7 +122,8 @@ TEST(PublishHandoff, APublishOfAKeptMessageLeavesTheCallersReference) {
   Ref<Topic> topic = Topic::Create("handoff-kept");
   Gate gate;
   std::vector<Subscription> subs;
-  for (int i = 0; i < 3; ++i) subs.push_back(Blocking(topic, gate, DeliveryMode::kPool));
+  // Dedicated threads: three callbacks block at once, which a small shared pool cannot run.
+  for (int i = 0; i < 3; ++i) subs.push_back(Blocking(topic, gate, DeliveryMode::kDedicatedThread));
 
   auto destroyed = std::make_shared<std::atomic<int>>(0);
   const Ref<Message> message = TrackedType().Make(Tracked(destroyed));
@@ -201,11 +202,14 @@ TEST(PublishHandoff, ReferenceDebuggingNamesEachQueueAsAHolder) {
   Ref<Topic> topic = Topic::Create("handoff-debug");
   Gate gate;
   std::vector<Subscription> subs;
-  for (int i = 0; i < 3; ++i) subs.push_back(Blocking(topic, gate, DeliveryMode::kPool));
+  // First, so that no reference is left over for it: the references a fan-out drops unused are
+  // interchangeable records, and the caller's could be among them.
   SubscriptionOptions ints_only;
   ints_only.accepted_types.push_back(IntType().get());
   subs.push_back(Subscribe(
       topic, [](const Message&) {}, ints_only));
+  // Dedicated threads: three callbacks block at once, which a small shared pool cannot run.
+  for (int i = 0; i < 3; ++i) subs.push_back(Blocking(topic, gate, DeliveryMode::kDedicatedThread));
 
   ScopedRefDebugging debugging(true);
   auto destroyed = std::make_shared<std::atomic<int>>(0);
