@@ -36,16 +36,14 @@ namespace plexus::bus_internal {
 
 class MessageRefs {
  public:
-  // A publish that holds no reference of its own (the caller keeps the message alive).
-  explicit MessageRefs(Message* message) noexcept : message_(message) {}
-  // A publish that owns the caller's reference, taken out of `owned` (which is left empty).
-  MessageRefs(Message* message, Ref<Message>&& owned) noexcept
-      : message_(message), held_(1), owns_(true) {
-    // Re-keyed before the Ref lets go of it, so the record keeps where it was taken.
-    if (core_internal::RefDebugOn()) [[unlikely]] {
-      core_internal::RefTrackMove(message_, &owned, this);
+  // `owned`: the publish owns one reference (the caller's, detached from its Ref, which
+  // reference debugging re-keyed as a bare one: the newest bare record of the message is taken
+  // for it); otherwise the caller keeps the message alive.
+  MessageRefs(Message* message, bool owned) noexcept
+      : message_(message), held_(owned ? 1 : 0), owns_(owned) {
+    if (owned && core_internal::RefDebugOn()) [[unlikely]] {
+      core_internal::RefTrackMove(message_, nullptr, this);
     }
-    static_cast<void>(owned.Detach());
   }
   // Drops the references left over: after the publish's fan-outs, with no lock held (the drop
   // may destroy the message, running its payload's destructor).

@@ -344,7 +344,7 @@ void SubscriptionCore::Subscribe() {
     // Its own notice first: fan-outs are serialized by the topic's lock, so no message of a
     // publish that sees this subscription can come before it.
     std::uint32_t dropped = 0;
-    MessageRefs refs(notice.get());
+    MessageRefs refs(notice.get(), /*owned=*/false);
     refs.BeginFanOut(/*last=*/true);
     Deliver(notice.get(), nullptr, refs, 1, dropped, alert_changed);
   }

@@ -202,8 +202,10 @@ PublishResult Topic::Publish(Ref<Message>&& message, SourceLocation where) {
     ReportMisuse("Topic::Publish: null message", where);
     return {};
   }
-  bus_internal::MessageRefs refs(m, std::move(message));
-  return PublishImpl(refs, m, nullptr, false, nullptr);
+  // Let go of here without a count change (a tail call, no frame of its own): the publish
+  // owns that reference now.
+  static_cast<void>(message.Detach());
+  return PublishImpl(m, nullptr, /*notice=*/false, /*exclude=*/nullptr, /*owned=*/true);
 }
 
 PublishResult Topic::PublishAndWait(const Ref<Message>& message, const Subscription& subscriber,
@@ -274,14 +276,8 @@ class LazyForwardWalk {
 }  // namespace bus_internal
 
 PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice,
-                                 const SubscriptionCore* exclude) {
-  bus_internal::MessageRefs refs(message);
-  return PublishImpl(refs, message, ticket, notice, exclude);
-}
-
-PublishResult Topic::PublishImpl(bus_internal::MessageRefs& refs, Message* message,
-                                 bus_internal::WaitTicket* ticket, bool notice,
-                                 const SubscriptionCore* exclude) {
+                                 const SubscriptionCore* exclude, bool owned) {
+  bus_internal::MessageRefs refs(message, owned);
   PublishResult result;
   if (receivers_.load(std::memory_order_acquire) == 0) {
     published_unheard_.fetch_add(1, std::memory_order_relaxed);
@@ -347,7 +343,11 @@ void Topic::FanOut(bus_internal::MessageRefs& refs, Message* message,
       std::unique_ptr<bus_internal::FanOutAftermath>& aftermath;
       // Destroyed before `lock`, so mu_ is held; the analysis cannot see that through a
       // destructor.
-      ~DepthGuard() PLEXUS_NO_THREAD_SAFETY_ANALYSIS { topic.EndFanOutLocked(aftermath); }
+      ~DepthGuard() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+        if (--topic.fanout_depth_ == 0 && !topic.retired_.empty()) [[unlikely]] {
+          topic.TakeRetiredLocked(aftermath);
+        }
+      }
     } depth_guard{*this, after};
     // Tallied in locals and added to the result and the topic's counter once.
     std::uint32_t delivered = 0;
@@ -392,13 +392,11 @@ void Topic::FanOut(bus_internal::MessageRefs& refs, Message* message,
   }
 }
 
-void Topic::EndFanOutLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept {
-  if (--fanout_depth_ == 0 && !retired_.empty()) [[unlikely]] {
-    // Without memory for the aftermath the snapshots wait for the next outermost fan-out (or
-    // the topic's end): this runs from a destructor, which must not throw.
-    if (after == nullptr) after.reset(new (std::nothrow) bus_internal::FanOutAftermath);
-    if (after != nullptr) after->to_free.swap(retired_);
-  }
+void Topic::TakeRetiredLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept {
+  // Without memory for the aftermath the snapshots wait for the next outermost fan-out (or the
+  // topic's end): this runs from a destructor, which must not throw.
+  if (after == nullptr) after.reset(new (std::nothrow) bus_internal::FanOutAftermath);
+  if (after != nullptr) after->to_free.swap(retired_);
 }
 
 // -----------------------------------------------------------------------------

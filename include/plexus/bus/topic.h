@@ -170,21 +170,20 @@ class Topic final : public RefCounted {
   // `exclude`: a subscription this publish skips (a subscribe notice's own subscription, which
   // had it already). `notice`: deliver only to the subscriptions that listen to others'
   // subscription changes (subscription.h), along forwards as well.
+  // `owned`: the publish owns one reference to `message` (the caller's, detached), which the
+  // last queue it fills gets, or which it drops when done.
   PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice = false,
-                            const bus_internal::SubscriptionCore* exclude = nullptr);
-  // The same, with the queues' references taken from (and handed back to) `refs`.
-  PublishResult PublishImpl(bus_internal::MessageRefs& refs, Message* message,
-                            bus_internal::WaitTicket* ticket, bool notice,
-                            const bus_internal::SubscriptionCore* exclude);
+                            const bus_internal::SubscriptionCore* exclude = nullptr,
+                            bool owned = false);
   // Delivers to this topic's own subscriptions; appends its forward targets to `next`.
   // `origin`: the publish started here (counted as published, not as forwarded in).
   template <class Targets>
   void FanOut(bus_internal::MessageRefs& refs, Message* message, bus_internal::WaitTicket* ticket,
               bool notice, const bus_internal::SubscriptionCore* exclude, bool origin,
               PublishResult& result, Targets& next);
-  // Ends a fan-out (however it ends): the outermost one moves the snapshots retired meanwhile
-  // into `after`, made if need be, which frees them once the lock is let go.
-  void EndFanOutLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept
+  // The outermost fan-out's end, however it ends, when snapshots were retired meanwhile: moves
+  // them into `after`, made if need be, which frees them once the lock is let go.
+  void TakeRetiredLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept
       PLEXUS_REQUIRES(mu_);
   // Snapshot changes (copy on write), all through EditSnapshotLocked: `edit` changes a copy of
   // the current snapshot and says whether it changed anything; the copy then replaces it.
