@@ -130,10 +130,10 @@ class Topic final : public RefCounted {
   // gets that reference instead of a new one, and the publish drops it when no queue took the
   // message. `message` is empty afterwards, always. Chosen for a temporary
   // (`topic->Publish(Message::Create(...))`) and for `topic->Publish(std::move(m))`; it
-  // delivers exactly as the const& overload does, and saves every pool or dedicated-thread
-  // publish one atomic read-modify-write on the message's count (the only ones at all for a
-  // topic with a single such subscriber). A message kept for later use (published again, or
-  // inspected afterwards) goes through the const& overload.
+  // delivers exactly as the const& overload does, and saves the atomic read-modify-write of
+  // the caller dropping its reference afterwards; with a single pool or dedicated-thread
+  // subscriber it does not touch the message's count at all. A message kept for later use
+  // (published again, or inspected afterwards) goes through the const& overload.
   PublishResult Publish(Ref<Message>&& message, SourceLocation where = SourceLocation::current());
 
   // Makes a message of `type` carrying `value` and publishes it (handing its one reference to
