@@ -202,8 +202,7 @@ PublishResult Topic::Publish(Ref<Message>&& message, SourceLocation where) {
     ReportMisuse("Topic::Publish: null message", where);
     return {};
   }
-  // Let go of here without a count change (a tail call, no frame of its own): the publish
-  // owns that reference now.
+  // The publish owns the caller's reference now: let go of it here without a count change.
   static_cast<void>(message.Detach());
   return PublishImpl(m, nullptr, /*notice=*/false, /*exclude=*/nullptr, /*owned=*/true);
 }
