@@ -96,7 +96,6 @@ Mailbox::PushResult Mailbox::PushBounded(Message* message, std::uint64_t* seq,
       evicted = PopHead();
       taken_.store(taken + 1, std::memory_order_relaxed);
     }
-    message->AddRef(SourceLocation::current(), this);
     std::uint64_t raise_at = 0;
     result.schedule = Enqueue(message, seq, raise_at);
     if (raise_at != 0 && !alerted_) alert_changed = CheckAlertLocked(raise_at);

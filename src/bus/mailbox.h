@@ -84,19 +84,21 @@ class Mailbox {
     bool schedule = false;
   };
 
-  // Queues `message`, taking a reference to it, unless the mailbox is closed or (bounded
-  // policies) full. Adds to the caller's tallies, as a fan-out keeps them: `dropped` counts a
-  // message kDropOldest dropped (this one or an older one), and `alert_changed` is set when the
-  // alert state changed (call ReportAlertChanges once no lock is held). `seq`, when given,
-  // receives the message's position in the queue (1 for the first message ever queued).
-  // Inline, and its results small: the unbounded path is every publish's, per subscriber.
+  // Queues `message`, unless the mailbox is closed or (bounded policies) full. The caller took
+  // a reference for the queue (keyed to this mailbox under reference debugging): kQueued passes
+  // it to the queue, any other outcome leaves it with the caller. A fan-out takes its queues'
+  // references together (message_refs.h), which is why the push does not take its own. Adds to the
+  // caller's tallies, as a fan-out keeps them: `dropped` counts a message kDropOldest dropped (this
+  // one or an older one), and `alert_changed` is set when the alert state changed (call
+  // ReportAlertChanges once no lock is held). `seq`, when given, receives the message's position in
+  // the queue (1 for the first message ever queued). Inline, and its results small: the unbounded
+  // path is every publish's, per subscriber.
   PushResult Push(Message* message, std::uint64_t* seq, std::uint32_t& dropped,
                   bool& alert_changed) {
     if (bounded_) return PushBounded(message, seq, dropped, alert_changed);
     if (closed_) [[unlikely]] {
       return PushResult{.outcome = Outcome::kClosed};
     }
-    message->AddRef(SourceLocation::current(), this);
     std::uint64_t raise_at = 0;
     const bool schedule = Enqueue(message, seq, raise_at);
     if (raise_at != 0) [[unlikely]] {

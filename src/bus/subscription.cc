@@ -193,8 +193,9 @@ void SubscriptionCore::SetAcceptedFormats(MessageFormats formats) {
 // Delivery
 // -----------------------------------------------------------------------------
 
-DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
-                                         std::uint32_t& dropped, bool& alert_changed) {
+DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket, MessageRefs& refs,
+                                         std::uint32_t remaining, std::uint32_t& dropped,
+                                         bool& alert_changed) {
   if (!Passes(*message)) {
     filtered_.fetch_add(1, std::memory_order_relaxed);
     return DeliverOutcome::kFiltered;
@@ -216,16 +217,20 @@ DeliverOutcome SubscriptionCore::Deliver(Message* message, WaitTicket* ticket,
   }
 
   std::uint64_t* seq = ticket != nullptr && ticket->target == this ? &ticket->seq : nullptr;
-  const Mailbox::PushResult pushed = mailbox_.Push(message, seq, dropped, alert_changed);
-  switch (pushed.outcome) {
-    case Mailbox::Outcome::kQueued:
-      break;
-    case Mailbox::Outcome::kClosed:
-      return DeliverOutcome::kFiltered;
-    case Mailbox::Outcome::kRejected:
-      return DeliverOutcome::kRejected;
-    case Mailbox::Outcome::kDropped:
-      return DeliverOutcome::kDropped;
+  refs.Take(remaining, &mailbox_);
+  Mailbox::PushResult pushed;
+  try {
+    pushed = mailbox_.Push(message, seq, dropped, alert_changed);
+  } catch (...) {
+    // A segment could not be allocated: the message was not queued.
+    refs.GiveBack(&mailbox_);
+    throw;
+  }
+  if (pushed.outcome != Mailbox::Outcome::kQueued) [[unlikely]] {
+    refs.GiveBack(&mailbox_);
+    if (pushed.outcome == Mailbox::Outcome::kRejected) return DeliverOutcome::kRejected;
+    if (pushed.outcome == Mailbox::Outcome::kDropped) return DeliverOutcome::kDropped;
+    return DeliverOutcome::kFiltered;  // kClosed
   }
   if (pushed.schedule) ScheduleTurn();
   return DeliverOutcome::kDelivered;
@@ -339,7 +344,9 @@ void SubscriptionCore::Subscribe() {
     // Its own notice first: fan-outs are serialized by the topic's lock, so no message of a
     // publish that sees this subscription can come before it.
     std::uint32_t dropped = 0;
-    Deliver(notice.get(), nullptr, dropped, alert_changed);
+    MessageRefs refs(notice.get(), /*owned=*/false);
+    refs.BeginFanOut(/*last=*/true);
+    Deliver(notice.get(), nullptr, refs, 1, dropped, alert_changed);
   }
   if (alert_changed) ReportAlertChanges();
   // The others hear of it only if they asked to (Asterisk tells every subscriber, which makes N

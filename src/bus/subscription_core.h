@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mailbox.h"
+#include "message_refs.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/bus/topic.h"
 #include "plexus/core/config.h"
@@ -49,12 +50,13 @@ class SubscriptionCore final : public RefCounted {
   SubscriptionCore(Ref<Topic> topic, MessageHandler handler, SubscriptionOptions&& options);
 
   // Called by its topic's fan-out (or its own Subscribe), always under the topic's lock: that
-  // lock is what serializes the mailbox's producers (mailbox.h). Counts into `dropped` the
-  // older messages dropped for it. Sets
+  // lock is what serializes the mailbox's producers (mailbox.h). A queued delivery takes its
+  // reference from `refs`, with `remaining` deliveries of the fan-out left, this one included
+  // (message_refs.h). Counts into `dropped` the older messages dropped for it. Sets
   // `alert_changed` when the queue's alert state changed: the fan-out then calls
   // ReportAlertChanges once it let go of the topic's lock.
-  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, std::uint32_t& dropped,
-                         bool& alert_changed);
+  DeliverOutcome Deliver(Message* message, WaitTicket* ticket, MessageRefs& refs,
+                         std::uint32_t remaining, std::uint32_t& dropped, bool& alert_changed);
   // Reports the alert state to the executor's alert machinery (log and handler) if it differs
   // from the last state reported. Called with no lock held: the handler is user code, and may
   // publish to this very subscription.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "inline_receiver.h"
+#include "message_refs.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/core/id.h"
 #include "plexus/core/internal/run_catching.h"
@@ -176,7 +177,8 @@ TopicStats Topic::Stats() const {
   s.id = id_;
   s.subscribers = subscriber_count_.load(std::memory_order_relaxed);
   s.forwards_out = receivers_.load(std::memory_order_relaxed) - s.subscribers;
-  s.published = published_.load(std::memory_order_relaxed);
+  s.published = published_.load(std::memory_order_relaxed) +
+                published_unheard_.load(std::memory_order_relaxed);
   s.forwarded_in = forwarded_in_.load(std::memory_order_relaxed);
   s.deliveries = deliveries_.load(std::memory_order_relaxed);
   return s;
@@ -192,6 +194,17 @@ PublishResult Topic::Publish(const Ref<Message>& message, SourceLocation where) 
     return {};
   }
   return PublishImpl(message.get(), nullptr);
+}
+
+PublishResult Topic::Publish(Ref<Message>&& message, SourceLocation where) {
+  Message* m = message.get();
+  if (m == nullptr) [[unlikely]] {
+    ReportMisuse("Topic::Publish: null message", where);
+    return {};
+  }
+  // The publish owns the caller's reference now: let go of it here without a count change.
+  static_cast<void>(message.Detach());
+  return PublishImpl(m, nullptr, /*notice=*/false, /*exclude=*/nullptr, /*owned=*/true);
 }
 
 PublishResult Topic::PublishAndWait(const Ref<Message>& message, const Subscription& subscriber,
@@ -250,6 +263,8 @@ class LazyForwardWalk {
   }
   // Null until a forward was met.
   ForwardWalk* get() const noexcept { return walk_; }
+  // Whether topics are waiting to be visited.
+  bool HasPending() const noexcept { return walk_ != nullptr && !walk_->pending.empty(); }
 
  private:
   const Topic* const origin_;
@@ -260,12 +275,15 @@ class LazyForwardWalk {
 }  // namespace bus_internal
 
 PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice,
-                                 const SubscriptionCore* exclude) {
-  published_.fetch_add(1, std::memory_order_relaxed);
+                                 const SubscriptionCore* exclude, bool owned) {
+  bus_internal::MessageRefs refs(message, owned);
   PublishResult result;
-  if (receivers_.load(std::memory_order_acquire) == 0) return result;
+  if (receivers_.load(std::memory_order_acquire) == 0) {
+    published_unheard_.fetch_add(1, std::memory_order_relaxed);
+    return result;
+  }
   bus_internal::LazyForwardWalk lazy(this);
-  FanOut(message, ticket, notice, exclude, result, lazy);
+  FanOut(refs, message, ticket, notice, exclude, /*origin=*/true, result, lazy);
   bus_internal::ForwardWalk* walk = lazy.get();
   if (walk == nullptr) [[likely]] {
     return result;
@@ -276,25 +294,60 @@ PublishResult Topic::PublishImpl(Message* message, bus_internal::WaitTicket* tic
     walk->visited.push_back(next.get());
     next->forwarded_in_.fetch_add(1, std::memory_order_relaxed);
     if (next->receivers_.load(std::memory_order_acquire) == 0) continue;
-    next->FanOut(message, ticket, notice, exclude, result, lazy);
+    next->FanOut(refs, message, ticket, notice, exclude, /*origin=*/false, result, lazy);
   }
   return result;
 }
 
-// `next`: the publish's forward walk (a LazyForwardWalk), which gets this topic's forwards.
-template <class Targets>
-void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool notice,
-                   const SubscriptionCore* exclude, PublishResult& result, Targets& next) {
-  // Snapshots retired during this fan-out, and subscriptions whose congestion alert changed:
-  // both handled once the lock is let go (the alert handler is user code; it may publish here,
-  // or wait for a thread that does). Both are rare: empty, a std::vector costs three stores.
+namespace bus_internal {
+
+// What a fan-out leaves for after its lock is let go: snapshots retired during it, and
+// subscriptions whose congestion alert changed (the alert handler is user code; it may publish
+// here, or wait for a thread that does). Both are rare, so a fan-out holds one pointer to this,
+// made on first use, rather than two vectors to set up and tear down on every publish.
+struct FanOutAftermath {
+  FanOutAftermath() = default;
+  FanOutAftermath(const FanOutAftermath&) = delete;
+  FanOutAftermath& operator=(const FanOutAftermath&) = delete;
+  // Frees the retired snapshots (which may drop the last references to subscriptions and
+  // topics): after the lock, also when the fan-out is unwinding.
+  ~FanOutAftermath() {
+    for (TopicSnapshot* s : to_free) TopicSnapshot::Destroy(s);
+  }
+
   std::vector<TopicSnapshot*> to_free;
   std::vector<Ref<SubscriptionCore>> alerted;
+};
+
+}  // namespace bus_internal
+
+// `next`: the publish's forward walk (a LazyForwardWalk), which gets this topic's forwards.
+template <class Targets>
+void Topic::FanOut(bus_internal::MessageRefs& refs, Message* message,
+                   bus_internal::WaitTicket* ticket, bool notice, const SubscriptionCore* exclude,
+                   bool origin, PublishResult& result, Targets& next) {
+  std::unique_ptr<bus_internal::FanOutAftermath> after;
   {
     MutexLock lock(mu_);
+    if (origin) {
+      published_.store(published_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
     TopicSnapshot* snapshot = snapshot_;
     if (snapshot == nullptr) return;
+    // Lowered however the fan-out ends: a delivery that throws (a queue segment that could not
+    // be allocated) must not leave the retired snapshots unfreed for the topic's lifetime.
     ++fanout_depth_;
+    struct DepthGuard {
+      Topic& topic;
+      std::unique_ptr<bus_internal::FanOutAftermath>& aftermath;
+      // Destroyed before `lock`, so mu_ is held; the analysis cannot see that through a
+      // destructor.
+      ~DepthGuard() PLEXUS_NO_THREAD_SAFETY_ANALYSIS {
+        if (--topic.fanout_depth_ == 0 && !topic.retired_.empty()) [[unlikely]] {
+          topic.TakeRetiredLocked(aftermath);
+        }
+      }
+    } depth_guard{*this, after};
     // Tallied in locals and added to the result and the topic's counter once.
     std::uint32_t delivered = 0;
     std::uint32_t dropped = 0;
@@ -302,14 +355,19 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     if (!notice && snapshot->HasInlines()) [[unlikely]] {
       delivered += bus_internal::RunInlines(*snapshot, *message);
     }
-    for (const Ref<SubscriptionCore>& sub :
-         notice ? snapshot->Listeners() : snapshot->Subscribers()) {
+    // The last fan-out of the publish may hand the publish's own reference to a queue.
+    refs.BeginFanOut(snapshot->Forwards().empty() && !next.HasPending());
+    const std::span<const Ref<SubscriptionCore>> subs =
+        notice ? snapshot->Listeners() : snapshot->Subscribers();
+    auto remaining = static_cast<std::uint32_t>(subs.size());
+    for (const Ref<SubscriptionCore>& sub : subs) {
+      const std::uint32_t left = remaining--;
       if (sub.get() == exclude) [[unlikely]] {
         continue;
       }
       bool alert_changed = false;
       const bus_internal::DeliverOutcome outcome =
-          sub->Deliver(message, ticket, dropped, alert_changed);
+          sub->Deliver(message, ticket, refs, left, dropped, alert_changed);
       if (outcome == bus_internal::DeliverOutcome::kDelivered) [[likely]] {
         ++delivered;
       } else if (outcome == bus_internal::DeliverOutcome::kFiltered) {
@@ -318,7 +376,8 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
         ++result.rejected;
       }  // kDropped: counted in `dropped` by Deliver
       if (alert_changed) [[unlikely]] {
-        alerted.push_back(sub);
+        if (after == nullptr) after = std::make_unique<bus_internal::FanOutAftermath>();
+        after->alerted.push_back(sub);
       }
     }
     result.delivered += delivered;
@@ -326,12 +385,17 @@ void Topic::FanOut(Message* message, bus_internal::WaitTicket* ticket, bool noti
     deliveries_.store(deliveries_.load(std::memory_order_relaxed) + delivered,
                       std::memory_order_relaxed);
     for (const Ref<Topic>& target : snapshot->Forwards()) next.push_back(target);
-    if (--fanout_depth_ == 0 && !retired_.empty()) [[unlikely]] {
-      to_free.swap(retired_);
-    }
   }
-  for (TopicSnapshot* s : to_free) TopicSnapshot::Destroy(s);
-  for (const Ref<SubscriptionCore>& sub : alerted) sub->ReportAlertChanges();
+  if (after != nullptr) [[unlikely]] {
+    for (const Ref<SubscriptionCore>& sub : after->alerted) sub->ReportAlertChanges();
+  }
+}
+
+void Topic::TakeRetiredLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept {
+  // Without memory for the aftermath the snapshots wait for the next outermost fan-out (or the
+  // topic's end): this runs from a destructor, which must not throw.
+  if (after == nullptr) after.reset(new (std::nothrow) bus_internal::FanOutAftermath);
+  if (after != nullptr) after->to_free.swap(retired_);
 }
 
 // -----------------------------------------------------------------------------

@@ -22,11 +22,11 @@ void RefCounted::LastReferenceDropped() const {
   delete this;
 }
 
-void RefCounted::OverRelease(SourceLocation where) const {
+void RefCounted::OverRelease(SourceLocation where, std::int32_t n) const {
   // The count went below zero: restore it so the object is not touched by a second bogus
   // destruction, then report. Whoever released too much may already have freed it; this
   // check catches the cases where the memory is still ours.
-  refs_.fetch_add(1, std::memory_order_relaxed);
+  refs_.fetch_add(n, std::memory_order_relaxed);
   ReportMisuse("DecRef on an object with no references left (released more than taken)", where);
 }
 

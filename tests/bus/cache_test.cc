@@ -26,17 +26,26 @@
 #include "plexus/core/misuse.h"
 
 // Allocations made by this thread, counted by replacing the global operator new (not under the
-// sanitizers, which bring their own).
+// sanitizers, which bring their own); one of a given size can be made to fail (for the other
+// suites of this binary that test an allocation failure).
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 namespace plexus_test {
 namespace {
 thread_local std::uint64_t tl_allocations = 0;
+thread_local std::size_t tl_fail_size = 0;
 }  // namespace
 std::uint64_t AllocationCount() {
   return tl_allocations;
 }
+void FailNextAllocationOfSize(std::size_t size) {
+  tl_fail_size = size;
+}
 // Out of line: the compiler must not pair the inlined malloc and free across the replacement.
 [[gnu::noinline]] void* Allocate(std::size_t size) {
+  if (size == tl_fail_size && size != 0) [[unlikely]] {
+    tl_fail_size = 0;
+    throw std::bad_alloc();
+  }
   ++tl_allocations;
   void* p = std::malloc(size == 0 ? 1 : size);
   if (p == nullptr) throw std::bad_alloc();

@@ -39,11 +39,15 @@ struct Pushed {
   std::uint64_t seq;
 };
 
+// The reference the queue keeps is taken here, as a fan-out takes it, and dropped again when
+// the queue did not take the message.
 Pushed Push(Mailbox& mailbox, const Ref<Message>& message) {
   std::uint64_t seq = 0;
   std::uint32_t dropped = 0;
   bool alert_changed = false;
+  message->AddRef(SourceLocation::current(), &mailbox);
   const Mailbox::PushResult r = mailbox.Push(message.get(), &seq, dropped, alert_changed);
+  if (r.outcome != Mailbox::Outcome::kQueued) message->DecRef(SourceLocation::current(), &mailbox);
   return {r.outcome, r.schedule, dropped != 0, alert_changed, seq};
 }
 

@@ -255,6 +255,33 @@ TEST(RefDebug, DetachKeepsTheRecordAsABareReference) {
   EXPECT_TRUE(RefHoldersOf(origin.get()).empty());
 }
 
+// References taken together are recorded one holder each, under the key given; re-keying
+// one hands it to its holder, and DecRefs drops as many records as references.
+TEST(RefDebug, AddRefsRecordsOneHolderPerReference) {
+  std::atomic<int> destroyed{0};
+  Ref<Tracked> origin = MakeRef<Tracked>(&destroyed);
+  ScopedRefDebugging debugging(true);
+  const char batch = 0;
+  const char queue = 0;
+  // clang-format off
+  const int line = __LINE__; origin->AddRefs(3, SourceLocation::current(), &batch);
+  // clang-format on
+  std::vector<RefHolder> holders = RefHoldersOf(origin.get());
+  ASSERT_EQ(holders.size(), 3u);
+  for (const RefHolder& h : holders) {
+    EXPECT_EQ(h.key, &batch);
+    EXPECT_EQ(h.where.line(), static_cast<unsigned>(line));
+  }
+  core_internal::RefTrackMove(origin.get(), &batch, &queue);
+  EXPECT_EQ(origin->DecRefs(2, SourceLocation::current(), &batch), Liveness::kAlive);
+  holders = RefHoldersOf(origin.get());
+  ASSERT_EQ(holders.size(), 1u);
+  EXPECT_EQ(holders[0].key, &queue);
+  EXPECT_EQ(origin->DecRef(SourceLocation::current(), &queue), Liveness::kAlive);
+  EXPECT_TRUE(RefHoldersOf(origin.get()).empty());
+  EXPECT_EQ(origin->RefCount(), 1);
+}
+
 TEST(RefDebug, HoldersRecordTheTakingThread) {
   std::atomic<int> destroyed{0};
   Ref<Tracked> origin = MakeRef<Tracked>(&destroyed);

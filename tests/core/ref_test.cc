@@ -229,6 +229,42 @@ TEST(Ref, BareAddRefAndDecRefBalance) {
   EXPECT_EQ(destroyed.load(), 1);
 }
 
+TEST(Ref, AddRefsAndDecRefsMoveTheCountByN) {
+  std::atomic<int> destroyed{0};
+  Widget* raw = MakeRef<Widget>(&destroyed).Detach();
+  raw->AddRefs(3);
+  EXPECT_EQ(raw->RefCount(), 4);
+  raw->AddRefs(0);
+  EXPECT_EQ(raw->RefCount(), 4);
+  EXPECT_EQ(raw->DecRefs(2), Liveness::kAlive);
+  EXPECT_EQ(raw->RefCount(), 2);
+  EXPECT_EQ(destroyed.load(), 0);
+  // The drop that takes the last ones destroys, once.
+  EXPECT_EQ(raw->DecRefs(2), Liveness::kGone);
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+// References taken together by one thread and dropped one by one by others (as a fan-out's
+// queues drop theirs): the object goes exactly once, after the last.
+TEST(Ref, AddRefsDroppedOneByOneFromManyThreads) {
+  constexpr int kThreads = 8;
+  for (int round = 0; round < 50; ++round) {
+    std::atomic<int> destroyed{0};
+    Widget* raw = MakeRef<Widget>(&destroyed).Detach();
+    raw->AddRefs(kThreads - 1);
+    std::latch start(kThreads);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&] {
+        start.arrive_and_wait();
+        (void)raw->DecRef();
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(destroyed.load(), 1);
+  }
+}
+
 // A RefCounted whose storage outlives its destruction (its operator delete keeps the memory),
 // so that a DecRef after the count reached zero can be made without a use-after-free. This is
 // the case ref.h's over-release check is for ("the cases where the memory is still ours").
@@ -290,6 +326,20 @@ TEST(Ref, DecRefBelowZeroWithLogActionReturnsAndLeavesTheCount) {
   EXPECT_EQ(records[0].level, LogLevel::kError);
   EXPECT_EQ(records[0].file, __FILE__);
   EXPECT_EQ(records[0].line, here.line());
+}
+
+TEST(Ref, DecRefsBelowZeroIsReportedAndTheCountRestored) {
+  if (kSkipOverRelease) GTEST_SKIP() << "use after destruction by design; UBSan reports it";
+  alignas(KeptStorage) unsigned char storage[sizeof(KeptStorage)];
+  const RefCounted* object = ::new (storage) KeptStorage();
+  ASSERT_EQ(object->DecRef(), Liveness::kGone);
+
+  plexus_test::LogCapture log;
+  ScopedMisuseAction action(MisuseAction::kLog);
+  const std::uint64_t before = MisuseReportCount();
+  EXPECT_EQ(object->DecRefs(3), Liveness::kAlive);
+  EXPECT_EQ(MisuseReportCount(), before + 1);
+  EXPECT_EQ(CountAfterDestruction(object), 0);
 }
 
 // Misuse found by a Ref: Reset reports it as the action says; the noexcept destructor

@@ -33,7 +33,8 @@
 //     itself, and to the subscriptions of the topic (and of the topics it forwards into) that
 //     listen to subscription changes (subscription.h), not to every subscriber as in Asterisk.
 //
-// A topic with no subscription and no forward costs a publisher two relaxed atomic operations.
+// A topic with no subscription and no forward costs a publisher a relaxed load and a relaxed
+// add (its count of publishes nobody heard).
 //
 // Lifetime: Ref<Topic>. A subscription and a forward hold their topics; the topic holds its
 // subscriptions only until they unsubscribe, so dropping references in any order is safe.
@@ -46,6 +47,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,7 +68,9 @@ class Topic;
 Forward ForwardAll(const Ref<Topic>& from, const Ref<Topic>& to,
                    SourceLocation where = SourceLocation::current());
 namespace bus_internal {
+struct FanOutAftermath;
 class InlineReceiver;
+class MessageRefs;
 class SubscriptionCore;
 class TopicSnapshot;
 struct WaitTicket;
@@ -122,8 +126,18 @@ class Topic final : public RefCounted {
   PublishResult Publish(const Ref<Message>& message,
                         SourceLocation where = SourceLocation::current());
 
-  // Makes a message of `type` carrying `value` and publishes it; nothing is made for a
-  // declined type.
+  // As above, handing the caller's reference over to the publish: the last queue it fills
+  // gets that reference instead of a new one, and the publish drops it when no queue took the
+  // message. `message` is empty afterwards, always. Chosen for a temporary
+  // (`topic->Publish(Message::Create(...))`) and for `topic->Publish(std::move(m))`; it
+  // delivers exactly as the const& overload does, and saves the atomic read-modify-write of
+  // the caller dropping its reference afterwards; with a single pool or dedicated-thread
+  // subscriber it does not touch the message's count at all. A message kept for later use
+  // (published again, or inspected afterwards) goes through the const& overload.
+  PublishResult Publish(Ref<Message>&& message, SourceLocation where = SourceLocation::current());
+
+  // Makes a message of `type` carrying `value` and publishes it (handing its one reference to
+  // the publish); nothing is made for a declined type.
   template <class T>
   PublishResult Publish(const TypedMessageType<T>& type, T value,
                         SourceLocation where = SourceLocation::current()) {
@@ -156,12 +170,21 @@ class Topic final : public RefCounted {
   // `exclude`: a subscription this publish skips (a subscribe notice's own subscription, which
   // had it already). `notice`: deliver only to the subscriptions that listen to others'
   // subscription changes (subscription.h), along forwards as well.
+  // `owned`: the publish owns one reference to `message` (the caller's, detached), which the
+  // last queue it fills gets, or which it drops when done.
   PublishResult PublishImpl(Message* message, bus_internal::WaitTicket* ticket, bool notice = false,
-                            const bus_internal::SubscriptionCore* exclude = nullptr);
+                            const bus_internal::SubscriptionCore* exclude = nullptr,
+                            bool owned = false);
   // Delivers to this topic's own subscriptions; appends its forward targets to `next`.
+  // `origin`: the publish started here (counted as published, not as forwarded in).
   template <class Targets>
-  void FanOut(Message* message, bus_internal::WaitTicket* ticket, bool notice,
-              const bus_internal::SubscriptionCore* exclude, PublishResult& result, Targets& next);
+  void FanOut(bus_internal::MessageRefs& refs, Message* message, bus_internal::WaitTicket* ticket,
+              bool notice, const bus_internal::SubscriptionCore* exclude, bool origin,
+              PublishResult& result, Targets& next);
+  // The outermost fan-out's end, however it ends, when snapshots were retired meanwhile: moves
+  // them into `after`, made if need be, which frees them once the lock is let go.
+  void TakeRetiredLocked(std::unique_ptr<bus_internal::FanOutAftermath>& after) noexcept
+      PLEXUS_REQUIRES(mu_);
   // Snapshot changes (copy on write), all through EditSnapshotLocked: `edit` changes a copy of
   // the current snapshot and says whether it changed anything; the copy then replaces it.
   template <class Edit>
@@ -185,14 +208,18 @@ class Topic final : public RefCounted {
   std::atomic<std::uint32_t> subscriber_count_{0};
   // Subscriptions plus forward edges: zero lets a publisher skip the fan-out entirely.
   std::atomic<std::uint32_t> receivers_{0};
+  // Publishes that reached a fan-out: written under mu_ only (a plain increment, no
+  // read-modify-write), read without it. Those that found no receiver never take the lock and
+  // are counted apart; Stats sums the two.
   std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> published_unheard_{0};
   std::atomic<std::uint64_t> forwarded_in_{0};
   std::atomic<std::uint64_t> deliveries_{0};
   // The lock-order class of mu_ (and of its synchronous subscriptions' callback locks), named
   // after the topic: see "Lock order" above. Its id is registered on the first validated use
   // only, so with validation off a topic pays these 16 bytes and nothing else.
   //
-  // Memory: a topic is 224 bytes, which glibc serves from its 240-byte chunks (232 usable). The
+  // Memory: a topic is 232 bytes, which glibc serves from its 240-byte chunks (232 usable). The
   // lock keeps its class in 16 bytes (CompactLockClassRef: the LockClass pointer, with no creation
   // site beside it), not 24.
   const LockClass lock_class_;

@@ -84,6 +84,18 @@ class RefCounted {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // Takes `n` references (n >= 0) with one atomic add: what a caller handing one reference to
+  // each of n holders takes up front, where n AddRef calls would cost n read-modify-writes.
+  // Reference debugging records n holders, each keyed `holder`; the caller re-keys each to the
+  // holder it hands that reference to (RefTrackMove) or drops it with DecRefs.
+  void AddRefs(std::int32_t n, SourceLocation where = SourceLocation::current(),
+               const void* holder = nullptr) const noexcept {
+    if (core_internal::RefDebugOn()) [[unlikely]] {
+      for (std::int32_t i = 0; i < n; ++i) TrackAdd(where, holder);
+    }
+    refs_.fetch_add(n, std::memory_order_relaxed);
+  }
+
   // Drops a reference; deletes the object and returns kGone when it was the last one.
   Liveness DecRef(SourceLocation where = SourceLocation::current(),
                   const void* holder = nullptr) const {
@@ -93,7 +105,24 @@ class RefCounted {
       DestroySelf();
       return Liveness::kGone;
     }
-    if (previous < 1) OverRelease(where);
+    if (previous < 1) OverRelease(where, 1);
+    return Liveness::kAlive;
+  }
+
+  // Drops `n` references (n >= 1) with one atomic subtraction, as DecRef does n times: deletes
+  // the object and returns kGone when they were the last ones. Dropping more than are held is
+  // misuse, reported as DecRef reports it.
+  Liveness DecRefs(std::int32_t n, SourceLocation where = SourceLocation::current(),
+                   const void* holder = nullptr) const {
+    if (core_internal::RefDebugOn()) [[unlikely]] {
+      for (std::int32_t i = 0; i < n; ++i) core_internal::RefTrackDrop(this, holder, where);
+    }
+    const std::int32_t previous = refs_.fetch_sub(n, std::memory_order_acq_rel);
+    if (previous == n) {
+      DestroySelf();
+      return Liveness::kGone;
+    }
+    if (previous < n) OverRelease(where, n);
     return Liveness::kAlive;
   }
 
@@ -125,7 +154,8 @@ class RefCounted {
  private:
   void TrackAdd(SourceLocation where, const void* holder) const;
   void DestroySelf() const;
-  void OverRelease(SourceLocation where) const;
+  // The count went below zero by dropping `n`: restores it and reports the misuse.
+  void OverRelease(SourceLocation where, std::int32_t n) const;
 
   mutable std::atomic<std::int32_t> refs_{1};
 };
