@@ -328,6 +328,29 @@ struct alignas(64) CacheShard {
     limbo.push_back(Retired{EpochDomain::Get().Current(), entry, t, snapshot});
   }
 
+  // Stores `snapshot` as `entry`'s local snapshot in place, with one atomic exchange, unless a
+  // reader holds the entry whole (then nothing is done and false returned: the caller builds a
+  // new entry). The replaced snapshot waits in the limbo, with the entry's reference, for the
+  // readers that may have loaded it; `replaced` receives it with a reference of its own, or null.
+  bool WriteLocalInPlace(CacheEntry& entry, Message* snapshot, Message*& replaced)
+      PLEXUS_REQUIRES(writer) {
+    if (entry.pinned_.load(std::memory_order_relaxed)) return false;
+    // Announce the write, then look for a reader's mark (Hold does the converse).
+    entry.writing_.store(true, std::memory_order_seq_cst);
+    if (entry.pinned_.load(std::memory_order_seq_cst)) [[unlikely]] {
+      entry.writing_.store(false, std::memory_order_release);
+      return false;
+    }
+    Message* const old =
+        entry.local_.exchange(Ref<Message>(snapshot).Detach(), std::memory_order_seq_cst);
+    entry.writing_.store(false, std::memory_order_release);
+    if (old != nullptr) {
+      Retire(nullptr, nullptr, old);
+      replaced = Ref<Message>(old).Detach();
+    }
+    return true;
+  }
+
   // `e`, found by a reader inside its epoch, for the reader to keep: marked held, so that no
   // write changes it any more, or, if a write in place is under way, a copy of it.
   static Ref<const CacheEntry> Hold(const CacheEntry* e) {
@@ -720,34 +743,23 @@ CacheChange Cache::Write(const MessageType* type, std::string_view id, const Nod
       BeingRemoved(node)) {
     return {};
   }
+  // A local snapshot put into an existing entry, in place if no reader holds the entry. The
+  // change is made here, whole, in the caller's return slot.
+  CacheTable* const t = shard.table.load(std::memory_order_relaxed);
+  if (snapshot != nullptr && t != nullptr && !aggregate_ && node == local_node_) {
+    std::size_t free_slot;
+    const std::size_t at = shard.Probe(*t, type, id, hash, free_slot);
+    const CacheEntry* entry =
+        at != t->Capacity() ? t->slots[at].load(std::memory_order_relaxed) : nullptr;
+    Message* replaced = nullptr;
+    if (entry != nullptr &&
+        shard.WriteLocalInPlace(const_cast<CacheEntry&>(*entry), snapshot, replaced)) {
+      puts_.fetch_add(1, std::memory_order_relaxed);
+      return CacheChange{type, with_id ? std::string(id) : std::string(),
+                         Ref<Message>::Adopt(replaced), Ref<Message>(snapshot)};
+    }
+  }
   return WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);
-}
-
-// The entry is reachable by readers: only its local snapshot changes, with one atomic exchange,
-// unless a reader holds it whole (then nothing is done and false returned: the caller builds a
-// new entry). The replaced snapshot waits in the limbo, with the entry's reference, for the
-// readers that may have loaded it.
-PLEXUS_NO_THREAD_SAFETY_ANALYSIS bool Cache::WriteLocalInPlace(CacheShard& shard, CacheEntry& entry,
-                                                               Message* snapshot,
-                                                               CacheChange& change) {
-  // (The analysis cannot name the caller's shard: WriteLocked's caller holds its `writer`.)
-  if (entry.pinned_.load(std::memory_order_relaxed)) return false;
-  // Announce the write, then look for a reader's mark (the reader does the converse: see
-  // CacheEntry::pinned_).
-  entry.writing_.store(true, std::memory_order_seq_cst);
-  if (entry.pinned_.load(std::memory_order_seq_cst)) [[unlikely]] {
-    entry.writing_.store(false, std::memory_order_release);
-    return false;
-  }
-  Message* const old =
-      entry.local_.exchange(Ref<Message>(snapshot).Detach(), std::memory_order_seq_cst);
-  entry.writing_.store(false, std::memory_order_release);
-  if (old != nullptr) {
-    change.old_snapshot = Ref<Message>(old);
-    shard.Retire(nullptr, nullptr, old);
-  }
-  change.new_snapshot = Ref<Message>(snapshot);
-  return true;
 }
 
 PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
@@ -764,13 +776,6 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     return change;  // nothing to clear
   }
   const bool local = node == local_node_;
-  if (local && snapshot != nullptr && old_entry != nullptr && !aggregate_ &&
-      WriteLocalInPlace(shard, *const_cast<CacheEntry*>(old_entry), snapshot, change)) {
-    change.type = type;
-    if (with_id) change.id.assign(id);
-    puts_.fetch_add(1, std::memory_order_relaxed);
-    return change;
-  }
 
   Ref<CacheEntry> next;
   if (!bus_internal::tl_entry_pool.free.empty()) {
@@ -960,6 +965,10 @@ class CachingCore final : public InlineReceiver {
   const Ref<Cache> cache;
   const Ref<Topic> output;
   const SourceLocation created;
+  // The bus's own types, looked up once: each lookup is a call and a guard check per message.
+  const TypedMessageType<CacheClear>& clear_type = CacheClearType();
+  const TypedMessageType<SubscriptionChange>& notice_type = SubscriptionChangeType();
+  const TypedMessageType<CacheUpdate>& update_type = CacheUpdateType();
 
   std::atomic<std::uint64_t> cached{0};
   std::atomic<std::uint64_t> cleared{0};
@@ -996,7 +1005,7 @@ std::string CachingCore::IdOf(const Message& m, bool& ok) {
 }
 
 void CachingCore::Handle(const Message& m) {
-  if (const CacheClear* clear = CacheClearType().Get(m)) {
+  if (const CacheClear* clear = clear_type.Get(m)) [[unlikely]] {
     const Ref<Message>& snapshot = clear->snapshot;
     if (snapshot == nullptr) return;
     bool ok = true;
@@ -1012,7 +1021,7 @@ void CachingCore::Handle(const Message& m) {
     PublishChange(change);
     return;
   }
-  if (const SubscriptionChange* notice = SubscriptionChangeType().Get(m)) {
+  if (const SubscriptionChange* notice = notice_type.Get(m)) [[unlikely]] {
     if (notice->kind == SubscriptionChangeKind::kUnsubscribe) {
       // Cached notices of a subscription that is gone would otherwise stay forever.
       if (!notice->subscription_id.empty()) {
@@ -1051,7 +1060,7 @@ void CachingCore::PublishUpdate(const MessageType* type, Ref<Message>& old_snaps
                                 Ref<Message>& new_snapshot) {
   if (!assume_receivers.load(std::memory_order_relaxed) && !output->HasReceivers()) return;
   Ref<Message> update =
-      CacheUpdateType().Make(CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
+      update_type.Make(CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
   if (update == nullptr) return;  // the type is declined
   output->Publish(update);
   updates_published.fetch_add(1, std::memory_order_relaxed);
