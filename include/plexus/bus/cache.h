@@ -51,9 +51,10 @@
 // Entries handed out whole (GetEntry, DumpEntries, the aggregate function's view) never change
 // afterwards: GetEntry and DumpEntries mark each entry they hand out as held, and a write to a
 // held entry builds a new one instead of updating it in place (a reader that meets a write in
-// place under way hands out a copy of the entry instead). A Dump walks the shards one after the
-// other: it is a picture of each shard at some instant during the dump, not of the whole cache
-// at one instant.
+// place under way hands out a copy of the entry instead); a cache with an aggregate function
+// never updates in place. GetAll and the snapshot dumps hold no entry. A Dump walks the shards
+// one after the other: it is a picture of each shard at some instant during the dump, not of the
+// whole cache at one instant.
 //
 // Memory: replaced snapshots are let go in batches, a few writes to their shard after the write
 // that replaced them (all of them when the cache is destroyed); replaced entries are reused by
