@@ -1,22 +1,37 @@
 // The cache and the caching topic.
 //
 // Cache: kShards shards. Each publishes a Table (open addressing, linear probing, pointers to
-// immutable CacheEntry objects, at most half full counting tombstones) through an atomic
-// pointer, and has a writer mutex (`writer`) that serializes its writers. Readers enter an
-// epoch (epoch.h), load the table and probe it, take a reference on what they found, and
-// leave; they take no lock. A write, under `writer`:
+// CacheEntry objects, at most half full counting tombstones) through an atomic pointer, and has
+// a writer mutex (`writer`, a futex word) that serializes its writers. Readers enter an epoch
+// (epoch.h), load the table and probe it, load what they want from the entry, take a reference
+// on it, and leave; they take no lock. A write, under `writer`:
 //   1. probes the table for the current entry (the writer mutex keeps it current);
-//   2. builds the next entry (reused from this thread's pool, or new), a copy with one node's
-//      slot replaced or removed;
-//   3. runs the aggregate function on it (user code, under `writer`);
+//   2. if it stores a local snapshot into an existing entry, the cache has no aggregate function
+//      and no reader holds the entry whole (below), exchanges the entry's local snapshot pointer
+//      and retires the replaced snapshot into the shard's limbo: steps 3-5 are skipped;
+//   3. otherwise builds the next entry (reused from this thread's pool, or new), a copy with one
+//      node's slot replaced or removed, and runs the aggregate function on it (user code, under
+//      `writer`);
 //   4. stores the next entry's pointer into the slot (or a tombstone, or links it into a free
 //      slot, growing the table first if it would pass half full: the new table is published
 //      whole and the old one retired);
-//   5. retires the entry it replaced into the shard's limbo, stamped with the epoch, and takes
-//      out of the limbo what no reader can reach any more.
+//   5. retires the entry it replaced into the shard's limbo;
+//   6. stamps what it retired with the epoch, and takes out of the limbo what no reader can reach
+//      any more.
 // What comes out of the limbo is let go after `writer` (snapshots are user types, whose
 // destructors must not run under a lock); an entry nobody else holds is emptied and kept in
 // the writing thread's pool for its next write.
+//
+// Entries held whole: GetEntry, DumpEntries and the aggregate function hand out entries that
+// their holders may read at leisure, so those must never change. GetEntry and DumpEntries mark
+// the entry (`pinned_`) before they take their reference; a write in place marks the entry
+// (`writing_`) before it looks for the reader's mark. Both stores and both loads are
+// sequentially consistent, so at least one side sees the other's: the writer builds a new entry
+// instead, or the reader hands out a copy (the write in place may be changing the local snapshot
+// under it). A cache with an aggregate function never writes in place. The other readers (Get,
+// GetByNode, GetAll, the snapshot dumps) take references on snapshots inside their epoch and
+// hold no entry: a snapshot they loaded just before it was replaced waits in the limbo, with the
+// entry's reference, until they left.
 //
 // The aggregate function may read (readers take no lock); a write from it would take its own
 // shard's writer mutex again, so a thread-local marks "inside the aggregate function of cache
@@ -52,6 +67,7 @@
 #include "inline_receiver.h"
 #include "plexus/bus/caching_topic.h"
 #include "plexus/bus/subscription_change.h"
+#include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
@@ -101,6 +117,19 @@ std::size_t HashId(std::string_view id) noexcept {
   return h ^ (h >> 29);
 }
 
+// Whether an entry's id is `id`. Ids of 8 to 16 bytes (most of them) are compared as two
+// (overlapping) words, without a call to memcmp.
+bool IdEquals(const std::string& held, std::string_view id) noexcept {
+  const std::size_t n = id.size();
+  if (held.size() != n) return false;
+  const char* a = held.data();
+  const char* b = id.data();
+  if (n >= 8 && n <= 16) {
+    return ((Load64(a) ^ Load64(b)) | (Load64(a + n - 8) ^ Load64(b + n - 8))) == 0;
+  }
+  return n == 0 || std::memcmp(a, b, n) == 0;
+}
+
 std::size_t HashKey(const MessageType* type, std::string_view id) noexcept {
   // The type's dense id rather than its address: addresses share their low bits.
   return HashId(id) ^ (std::size_t{type->Id()} * 0x9E3779B97F4A7C15ull);
@@ -146,6 +175,51 @@ constexpr bool kReuseEntries = true;
 
 }  // namespace
 
+// A shard's writer mutex: a futex word (Drepper's three-state mutex), its uncontended lock and
+// unlock one compare-and-swap and one exchange, inline. Every write takes it once, and
+// std::mutex's pair costs some 40 instructions in two calls into libc. Not recursive: a thread
+// never takes it twice (a write from the cache's aggregate function is refused before it would).
+// A waiter spins a little, then sleeps (the holder may be running an aggregate function).
+class PLEXUS_CAPABILITY("mutex") WriterMutex {
+ public:
+  void Acquire(SourceLocation = SourceLocation::current()) PLEXUS_ACQUIRE() {
+    std::uint32_t expected = kFree;
+    if (!state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire))
+        [[unlikely]] {
+      LockSlow();
+    }
+  }
+  void Release() PLEXUS_RELEASE() {
+    if (state_.exchange(kFree, std::memory_order_release) == kContended) [[unlikely]] {
+      state_.notify_one();
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kFree = 0;
+  static constexpr std::uint32_t kLocked = 1;     // held, nobody sleeping
+  static constexpr std::uint32_t kContended = 2;  // held, someone may sleep on it
+  static constexpr int kSpins = 100;
+
+  [[gnu::noinline]] void LockSlow() {
+    for (int i = 0; i < kSpins; ++i) {
+      core_internal::CpuRelax();
+      std::uint32_t expected = kFree;
+      if (state_.load(std::memory_order_relaxed) == kFree &&
+          state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire)) {
+        return;
+      }
+    }
+    // Marked contended from here on, so the holder's release wakes a sleeper (a waiter that
+    // gets the lock this way keeps the mark: at most one wake-up that finds nobody).
+    while (state_.exchange(kContended, std::memory_order_acquire) != kFree) {
+      state_.wait(kContended, std::memory_order_relaxed);
+    }
+  }
+
+  std::atomic<std::uint32_t> state_{kFree};
+};
+
 // One table of a shard: a power-of-two array of entry pointers (null: never used).
 struct CacheTable {
   explicit CacheTable(std::size_t capacity)
@@ -157,12 +231,14 @@ struct CacheTable {
 };
 
 // Something a writer unlinked, kept until no reader can reach it: an entry (with the reference
-// its slot held) or a table outgrown. Plain pointers, so that retiring and collecting copy three
-// words; whoever takes one out of the limbo lets it go (CacheShard::Release).
+// its slot held), a local snapshot replaced in place (with the reference its entry held) or a
+// table outgrown. Plain pointers, so that retiring and collecting copy four words; whoever
+// takes one out of the limbo lets it go (CacheShard::Release).
 struct Retired {
   std::uint64_t stamp;
   const CacheEntry* entry;
   CacheTable* table;
+  Message* snapshot;
 };
 
 // What a writer takes out of the limbo, let go after its lock.
@@ -190,6 +266,7 @@ struct alignas(64) CacheShard {
     // this thread's pool, which may be gone already if the thread is exiting).
     for (const Retired& r : limbo) {
       delete r.table;
+      if (r.snapshot != nullptr) Ref<Message>::Adopt(r.snapshot).Reset();
       if (r.entry != nullptr) Ref<const CacheEntry>::Adopt(r.entry).Reset();
     }
     CacheTable* t = table.load(std::memory_order_relaxed);
@@ -214,7 +291,7 @@ struct alignas(64) CacheShard {
       }
       if (e == Tombstone()) {
         if (free_slot == t.Capacity()) free_slot = i;
-      } else if (e->hash_ == hash && e->type_ == type && e->id_ == id) {
+      } else if (e->hash_ == hash && e->type_ == type && IdEquals(e->id_, id)) {
         return i;
       }
     }
@@ -244,10 +321,67 @@ struct alignas(64) CacheShard {
     return *published;
   }
 
-  // Keeps `entry` (with its slot's reference) or `t`, unlinked just before, until no reader can
-  // reach it.
-  void Retire(const CacheEntry* entry, CacheTable* t) PLEXUS_REQUIRES(writer) {
-    limbo.push_back(Retired{EpochDomain::Get().Current(), entry, t});
+  // Keeps `entry` (with its slot's reference), `t` or `snapshot` (with its entry's reference),
+  // unlinked just before, until no reader can reach it.
+  void Retire(const CacheEntry* entry, CacheTable* t, Message* snapshot = nullptr)
+      PLEXUS_REQUIRES(writer) {
+    limbo.push_back(Retired{EpochDomain::Get().Current(), entry, t, snapshot});
+  }
+
+  // Stores `snapshot` as `entry`'s local snapshot in place, with one atomic exchange, unless a
+  // reader holds the entry whole (then nothing is done and false returned: the caller builds a
+  // new entry). The replaced snapshot waits in the limbo, with the entry's reference, for the
+  // readers that may have loaded it; `replaced` receives it with a reference of its own, or null.
+  bool WriteLocalInPlace(CacheEntry& entry, Message* snapshot, Message*& replaced)
+      PLEXUS_REQUIRES(writer) {
+    if (entry.pinned_.load(std::memory_order_relaxed)) return false;
+    // Announce the write, then look for a reader's mark (Hold does the converse).
+    entry.writing_.store(true, std::memory_order_seq_cst);
+    if (entry.pinned_.load(std::memory_order_seq_cst)) [[unlikely]] {
+      entry.writing_.store(false, std::memory_order_release);
+      return false;
+    }
+    Message* const old =
+        entry.local_.exchange(Ref<Message>(snapshot).Detach(), std::memory_order_seq_cst);
+    entry.writing_.store(false, std::memory_order_release);
+    if (old != nullptr) {
+      Retire(nullptr, nullptr, old);
+      replaced = Ref<Message>(old).Detach();
+    }
+    return true;
+  }
+
+  // `e`, found by a reader inside its epoch, for the reader to keep: marked held, so that no
+  // write changes it any more, or, if a write in place is under way, a copy of it.
+  static Ref<const CacheEntry> Hold(const CacheEntry* e) {
+    // Once held, always held: the store is skipped (the acquire orders this reader's check of
+    // `writing_` after the store it saw, in the single total order).
+    if (!e->pinned_.load(std::memory_order_acquire)) {
+      e->pinned_.store(true, std::memory_order_seq_cst);
+    }
+    if (!e->writing_.load(std::memory_order_seq_cst)) [[likely]] {
+      return Ref<const CacheEntry>(e);
+    }
+    // The writer may have checked before the mark: its snapshot may change under the reader.
+    return Ref<const CacheEntry>::Adopt(e->Copy());
+  }
+
+  // Calls `fn` with every entry (of `type` only, unless null) of `shards`, inside one epoch per
+  // shard: what `fn` keeps, it takes references on.
+  template <class Fn>
+  static void ForEachEntry(const CacheShard* shards, std::size_t n, const MessageType* type,
+                           Fn&& fn) {
+    for (std::size_t i = 0; i < n; ++i) {
+      // One epoch per shard: a long walk does not hold reclamation back for the whole of it.
+      EpochGuard guard;
+      const CacheTable* t = shards[i].table.load(std::memory_order_seq_cst);
+      if (t == nullptr) continue;
+      for (std::size_t j = 0; j < t->Capacity(); ++j) {
+        const CacheEntry* e = t->slots[j].load(std::memory_order_seq_cst);
+        if (e == nullptr || e == Tombstone()) continue;
+        if (type == nullptr || e->type_ == type) fn(*e);
+      }
+    }
   }
 
   // Whether a write should try to empty the limbo (CollectRipe).
@@ -271,6 +405,7 @@ struct alignas(64) CacheShard {
   static void Release(Ripe& ripe) {
     for (const Retired& r : ripe) {
       delete r.table;
+      if (r.snapshot != nullptr) Ref<Message>::Adopt(r.snapshot).Reset();
       if (r.entry == nullptr) continue;
       if (kReuseEntries && r.entry->RefCount() == 1 &&
           tl_entry_pool.free.size() < EntryPool::kMax) {
@@ -286,7 +421,7 @@ struct alignas(64) CacheShard {
     ripe.clear();
   }
 
-  sync_internal::AnnotatedMutex writer;
+  WriterMutex writer;
   // Read without a lock (inside an epoch); replaced under `writer`.
   std::atomic<CacheTable*> table{nullptr};
   std::size_t live PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry
@@ -313,7 +448,8 @@ using bus_internal::Ripe;
 Ref<Message> CacheEntry::ForNode(const NodeId& node) const {
   if (node.IsNone()) return aggregate_;
   // The local snapshot carries its cache's local node (Put files snapshots by their node).
-  if (local_ != nullptr && local_->Node() == node) return local_;
+  Message* local = LocalPointer();
+  if (local != nullptr && local->Node() == node) return Ref<Message>(local);
   for (const NodeSnapshot& s : foreign_) {
     if (s.node == node) return s.snapshot;
   }
@@ -323,15 +459,36 @@ Ref<Message> CacheEntry::ForNode(const NodeId& node) const {
 std::vector<Ref<Message>> CacheEntry::All() const {
   std::vector<Ref<Message>> out;
   out.reserve(foreign_.size() + 1);
-  if (local_ != nullptr) out.push_back(local_);
+  if (Message* local = LocalPointer()) out.emplace_back(local);
   for (const NodeSnapshot& s : foreign_) out.push_back(s.snapshot);
   return out;
 }
 
 void CacheEntry::Clear() {
-  local_.Reset();
+  if (Message* local = local_.exchange(nullptr, std::memory_order_relaxed)) {
+    Ref<Message>::Adopt(local).Reset();
+  }
   foreign_.clear();
   aggregate_.Reset();
+  pinned_.store(false, std::memory_order_relaxed);
+}
+
+void CacheEntry::SetLocal(Message* snapshot) {
+  local_.store(Ref<Message>(snapshot).Detach(), std::memory_order_relaxed);
+}
+
+CacheEntry* CacheEntry::Copy() const {
+  auto* copy = new CacheEntry();
+  copy->type_ = type_;
+  copy->id_ = id_;
+  copy->hash_ = hash_;
+  // The caller is inside an epoch: the snapshot it loads stays allocated until it took its
+  // reference. The other fields never change while readers see the entry.
+  copy->SetLocal(LocalPointer());
+  copy->foreign_ = foreign_;
+  copy->aggregate_ = aggregate_;
+  copy->pinned_.store(true, std::memory_order_relaxed);
+  return copy;
 }
 
 // --- Cache -----------------------------------------------------------------------------------
@@ -395,7 +552,8 @@ inline const CacheEntry* Cache::Find(const MessageType* type, std::string_view i
   for (std::size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
     const CacheEntry* e = t->slots[i].load(std::memory_order_seq_cst);
     if (e == nullptr) return nullptr;
-    if (e != bus_internal::Tombstone() && e->hash_ == hash && e->type_ == type && e->id_ == id) {
+    if (e != bus_internal::Tombstone() && e->hash_ == hash && e->type_ == type &&
+        bus_internal::IdEquals(e->id_, id)) {
       return e;
     }
   }
@@ -408,8 +566,9 @@ Ref<Message> Cache::Get(const MessageType* type, std::string_view id, SourceLoca
   }
   EpochGuard guard;
   const CacheEntry* e = Find(type, id);
-  // The local snapshot (ForNode's answer for the local node), with one increment in the epoch.
-  return e != nullptr ? e->local_ : nullptr;
+  // The local snapshot (ForNode's answer for the local node), with one increment in the epoch:
+  // a snapshot replaced in place after the load stays allocated until the epoch ends.
+  return e != nullptr ? Ref<Message>(e->LocalPointer()) : nullptr;
 }
 
 Ref<Message> Cache::GetByNode(const MessageType* type, std::string_view id, const NodeId& node,
@@ -432,7 +591,8 @@ Ref<const CacheEntry> Cache::GetEntry(const MessageType* type, std::string_view 
     return nullptr;
   }
   EpochGuard guard;
-  return Ref<const CacheEntry>(Find(type, id));
+  const CacheEntry* e = Find(type, id);
+  return e != nullptr ? CacheShard::Hold(e) : nullptr;
 }
 
 std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_view id,
@@ -441,25 +601,17 @@ std::vector<Ref<Message>> Cache::GetAll(const MessageType* type, std::string_vie
     ReportMisuse("Cache::GetAll: null message type", where);
     return {};
   }
-  // The entry is immutable: copying it out leaves the epoch after one increment.
-  Ref<const CacheEntry> entry = GetEntry(type, id, where);
-  return entry != nullptr ? entry->All() : std::vector<Ref<Message>>{};
+  // The snapshots are copied out inside the epoch: the entry is not held (a write of it in place
+  // stays possible), and each snapshot is loaded once.
+  EpochGuard guard;
+  const CacheEntry* e = Find(type, id);
+  return e != nullptr ? e->All() : std::vector<Ref<Message>>{};
 }
 
 std::vector<Ref<const CacheEntry>> Cache::DumpEntries(const MessageType* type) const {
   std::vector<Ref<const CacheEntry>> out;
-  for (std::size_t i = 0; i < kShards; ++i) {
-    const CacheShard& shard = shards_[i];
-    // One epoch per shard: a long dump does not hold reclamation back for the whole walk.
-    EpochGuard guard;
-    const CacheTable* t = shard.table.load(std::memory_order_seq_cst);
-    if (t == nullptr) continue;
-    for (std::size_t j = 0; j < t->Capacity(); ++j) {
-      const CacheEntry* e = t->slots[j].load(std::memory_order_seq_cst);
-      if (e == nullptr || e == bus_internal::Tombstone()) continue;
-      if (type == nullptr || e->type_ == type) out.emplace_back(e);
-    }
-  }
+  CacheShard::ForEachEntry(shards_.get(), kShards, type,
+                           [&out](const CacheEntry& e) { out.push_back(CacheShard::Hold(&e)); });
   return out;
 }
 
@@ -467,20 +619,22 @@ std::vector<Ref<Message>> Cache::Dump(const MessageType* type) const {
   return DumpByNode(type, local_node_);
 }
 
+// The snapshot dumps take their references inside the walk's epochs and hold no entry, so they
+// leave writes in place possible.
 std::vector<Ref<Message>> Cache::DumpByNode(const MessageType* type, const NodeId& node) const {
   std::vector<Ref<Message>> out;
-  for (const Ref<const CacheEntry>& entry : DumpEntries(type)) {
-    if (Ref<Message> s = entry->ForNode(node)) out.push_back(std::move(s));
-  }
+  CacheShard::ForEachEntry(shards_.get(), kShards, type, [&out, &node](const CacheEntry& e) {
+    if (Ref<Message> s = e.ForNode(node)) out.push_back(std::move(s));
+  });
   return out;
 }
 
 std::vector<Ref<Message>> Cache::DumpAll(const MessageType* type) const {
   std::vector<Ref<Message>> out;
-  for (const Ref<const CacheEntry>& entry : DumpEntries(type)) {
-    if (entry->local_ != nullptr) out.push_back(entry->local_);
-    for (const CacheEntry::NodeSnapshot& s : entry->foreign_) out.push_back(s.snapshot);
-  }
+  CacheShard::ForEachEntry(shards_.get(), kShards, type, [&out](const CacheEntry& e) {
+    if (Message* local = e.LocalPointer()) out.emplace_back(local);
+    for (const CacheEntry::NodeSnapshot& s : e.foreign_) out.push_back(s.snapshot);
+  });
   return out;
 }
 
@@ -589,6 +743,22 @@ CacheChange Cache::Write(const MessageType* type, std::string_view id, const Nod
       BeingRemoved(node)) {
     return {};
   }
+  // A local snapshot put into an existing entry, in place if no reader holds the entry. The
+  // change is made here, whole, in the caller's return slot.
+  CacheTable* const t = shard.table.load(std::memory_order_relaxed);
+  if (snapshot != nullptr && t != nullptr && !aggregate_ && node == local_node_) {
+    std::size_t free_slot;
+    const std::size_t at = shard.Probe(*t, type, id, hash, free_slot);
+    const CacheEntry* entry =
+        at != t->Capacity() ? t->slots[at].load(std::memory_order_relaxed) : nullptr;
+    Message* replaced = nullptr;
+    if (entry != nullptr &&
+        shard.WriteLocalInPlace(const_cast<CacheEntry&>(*entry), snapshot, replaced)) {
+      puts_.fetch_add(1, std::memory_order_relaxed);
+      return CacheChange{type, with_id ? std::string(id) : std::string(),
+                         Ref<Message>::Adopt(replaced), Ref<Message>(snapshot)};
+    }
+  }
   return WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);
 }
 
@@ -605,6 +775,7 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
   if (snapshot == nullptr && (old_entry == nullptr || old_entry->ForNode(node) == nullptr)) {
     return change;  // nothing to clear
   }
+  const bool local = node == local_node_;
 
   Ref<CacheEntry> next;
   if (!bus_internal::tl_entry_pool.free.empty()) {
@@ -618,17 +789,15 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
   next->hash_ = hash;
   // A pooled entry is empty: only what the old entry holds is copied, and the written slot is
   // set from the snapshot directly (each reference taken once).
-  const bool local = node == local_node_;
+  Message* const old_local = old_entry != nullptr ? old_entry->LocalPointer() : nullptr;
   if (old_entry != nullptr) {
-    if (!local && old_entry->local_ != nullptr) next->local_ = old_entry->local_;
+    if (!local && old_local != nullptr) next->SetLocal(old_local);
     if (!old_entry->foreign_.empty()) next->foreign_ = old_entry->foreign_;
     if (old_entry->aggregate_ != nullptr) next->aggregate_ = old_entry->aggregate_;
   }
   if (local) {
-    if (old_entry != nullptr && old_entry->local_ != nullptr) {
-      change.old_snapshot = old_entry->local_;
-    }
-    if (snapshot != nullptr) next->local_ = Ref<Message>(snapshot);
+    if (old_local != nullptr) change.old_snapshot = Ref<Message>(old_local);
+    if (snapshot != nullptr) next->SetLocal(snapshot);
   } else {
     auto& foreign = next->foreign_;
     auto slot = std::find_if(foreign.begin(), foreign.end(),
@@ -796,6 +965,10 @@ class CachingCore final : public InlineReceiver {
   const Ref<Cache> cache;
   const Ref<Topic> output;
   const SourceLocation created;
+  // The bus's own types, looked up once: each lookup is a call and a guard check per message.
+  const TypedMessageType<CacheClear>& clear_type = CacheClearType();
+  const TypedMessageType<SubscriptionChange>& notice_type = SubscriptionChangeType();
+  const TypedMessageType<CacheUpdate>& update_type = CacheUpdateType();
 
   std::atomic<std::uint64_t> cached{0};
   std::atomic<std::uint64_t> cleared{0};
@@ -832,7 +1005,7 @@ std::string CachingCore::IdOf(const Message& m, bool& ok) {
 }
 
 void CachingCore::Handle(const Message& m) {
-  if (const CacheClear* clear = CacheClearType().Get(m)) {
+  if (const CacheClear* clear = clear_type.Get(m)) [[unlikely]] {
     const Ref<Message>& snapshot = clear->snapshot;
     if (snapshot == nullptr) return;
     bool ok = true;
@@ -848,7 +1021,7 @@ void CachingCore::Handle(const Message& m) {
     PublishChange(change);
     return;
   }
-  if (const SubscriptionChange* notice = SubscriptionChangeType().Get(m)) {
+  if (const SubscriptionChange* notice = notice_type.Get(m)) [[unlikely]] {
     if (notice->kind == SubscriptionChangeKind::kUnsubscribe) {
       // Cached notices of a subscription that is gone would otherwise stay forever.
       if (!notice->subscription_id.empty()) {
@@ -887,7 +1060,7 @@ void CachingCore::PublishUpdate(const MessageType* type, Ref<Message>& old_snaps
                                 Ref<Message>& new_snapshot) {
   if (!assume_receivers.load(std::memory_order_relaxed) && !output->HasReceivers()) return;
   Ref<Message> update =
-      CacheUpdateType().Make(CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
+      update_type.Make(CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
   if (update == nullptr) return;  // the type is declined
   output->Publish(update);
   updates_published.fetch_add(1, std::memory_order_relaxed);

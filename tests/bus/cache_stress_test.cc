@@ -338,6 +338,130 @@ TEST(CacheStress, CA10_ReadersAgainstWritersClearsAndRemovals) {
             snapshots);
 }
 
+// Local snapshots updated in place (no aggregate function) while readers hold entries whole
+// (GetEntry, DumpEntries) and get snapshots: a held entry never changes, however many writes
+// follow; every get returns a whole snapshot of its id, never one already let go, and never one
+// older than a snapshot the same reader got before (each id has one writer). Writer 0 writes
+// through a caching topic, writer 1 directly; some writes are clears, so entries also come and
+// go.
+TEST(CacheStress, CA10_HeldEntriesStayPutUnderInPlaceUpdates) {
+  constexpr int kWriters = 2;
+  constexpr int kReaders = 2;
+  constexpr int kIds = 32;
+  const int rounds = plexus_test::BusScaled(20000);
+  auto cache = Cache::Create([](const Message& m) {
+    const Stamp* s = StampType().Get(m);
+    return s != nullptr ? std::to_string(s->id) : std::string();
+  });
+  const Ref<Topic> topic = Topic::Create("stress-in-place");
+  const Ref<CachingTopic> caching = CachingTopic::Create(topic, cache);
+  // A subscriber on the output, so updates carry the replaced snapshots on to another thread.
+  plexus_test::Counter updates;
+  Subscription sub = Subscribe(caching->Output(), [&](const Message& m) {
+    const CacheUpdate* u = CacheUpdateType().Get(m);
+    if (u == nullptr) return;
+    for (const Ref<Message>* s : {&u->old_snapshot, &u->new_snapshot}) {
+      if (*s != nullptr && (*s)->As<Stamp>() == nullptr) ADD_FAILURE() << "not a stamp";
+    }
+    updates.Add();
+  });
+
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> readers_ready{0};
+  std::atomic<int> bad{0};
+  std::atomic<long> held_checks{0};
+  // A snapshot of `id` (writer id % kWriters wrote it) that is whole and alive.
+  const auto whole = [](const Message& m, int id) {
+    const Stamp* s = m.As<Stamp>();
+    return s != nullptr && s->id == id && s->writer == id % kWriters &&
+           s->value == id * 1000 + s->writer && m.Node() == NodeId::Local();
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937 rng(static_cast<unsigned>(w + 11));
+      while (readers_ready.load() < kReaders) std::this_thread::yield();
+      for (int seq = 0; seq < rounds; ++seq) {
+        const int id = w + kWriters * static_cast<int>(rng() % (kIds / kWriters));
+        const Ref<Message> m = Message::Create(StampType().get(), Stamp{id, w, seq, id * 1000 + w});
+        const bool clear = rng() % 16 == 0;
+        if (w == 0) {
+          topic->Publish(clear ? MakeCacheClear(m) : m);
+        } else if (clear) {
+          cache->Clear(StampType().get(), std::to_string(id), NodeId::Local());
+        } else {
+          cache->Put(m, std::to_string(id));
+        }
+      }
+      writers_left.fetch_sub(1);
+    });
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    threads.emplace_back([&, r] {
+      std::mt19937 rng(static_cast<unsigned>(300 + r));
+      // An entry held whole, with what it held when it was handed out.
+      struct Held {
+        Ref<const CacheEntry> entry;
+        const Message* local;
+        Stamp stamp;
+      };
+      std::vector<Held> held;
+      std::vector<int> newest(kIds, -1);  // the newest seq this reader got per id
+      const auto hold = [&](Ref<const CacheEntry> e) {
+        const Ref<Message> local = e->Local();
+        if (local == nullptr) return;  // only a clear's leftovers: nothing to compare
+        const int id = local->As<Stamp>() != nullptr ? local->As<Stamp>()->id : -1;
+        if (!whole(*local, id) || e->Id() != std::to_string(id)) {
+          bad.fetch_add(1);
+          return;
+        }
+        if (held.size() >= 64) held.erase(held.begin());
+        held.push_back({std::move(e), local.get(), *local->As<Stamp>()});
+      };
+      readers_ready.fetch_add(1);
+      for (int n = 0; writers_left.load() > 0 || n < 2000; ++n) {
+        const int id = static_cast<int>(rng() % kIds);
+        const std::string key = std::to_string(id);
+        const unsigned pick = rng() % 16;
+        if (pick == 0) {
+          for (Ref<const CacheEntry>& e : cache->DumpEntries(StampType())) hold(std::move(e));
+        } else if (pick < 4) {
+          if (Ref<const CacheEntry> e = cache->GetEntry(StampType(), key)) hold(std::move(e));
+        } else if (Ref<Message> m = cache->Get(StampType(), key)) {
+          if (!whole(*m, id)) {
+            bad.fetch_add(1);
+          } else {
+            const int seq = m->As<Stamp>()->seq;
+            if (seq < newest[id]) bad.fetch_add(1);  // older than one got before
+            newest[id] = std::max(newest[id], seq);
+          }
+        }
+        // Every held entry still holds what it held.
+        for (const Held& h : held) {
+          const Ref<Message> now = h.entry->Local();
+          const Stamp* s = now != nullptr ? now->As<Stamp>() : nullptr;
+          if (now.get() != h.local || s == nullptr || s->seq != h.stamp.seq ||
+              s->id != h.stamp.id || s->value != h.stamp.value) {
+            bad.fetch_add(1);
+          }
+        }
+        held_checks.fetch_add(static_cast<long>(held.size()), std::memory_order_relaxed);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(held_checks.load(), 0);
+  // Every update published reached the subscriber, each with whole snapshots.
+  sub.UnsubscribeAndJoin();
+  EXPECT_EQ(updates.Value(), caching->Stats().updates_published);
+  for (const Ref<Message>& m : cache->Dump(StampType())) {
+    const Stamp* s = m->As<Stamp>();
+    EXPECT_TRUE(s != nullptr && whole(*m, s->id));
+  }
+}
+
 // A caching topic's four handles (cache, topic, caching topic, output subscriber) dropped in
 // every order while a publisher publishes on the topic and a reader reads the cache (each
 // holding its own reference): no error, leak or hang.

@@ -868,6 +868,78 @@ TEST(Cache, CA10_AHeldEntryOutlivesItsReplacements) {
   EXPECT_EQ(cache->Size(), 101u);
 }
 
+// Updates of an entry's local snapshot (done in place when no reader holds the entry) report the
+// snapshot they replaced, both to a direct caller and in the updates a caching topic publishes;
+// the entry's other snapshots stay; an entry held before such an update keeps what it held.
+TEST(Cache, CA10_UpdatesInPlaceReportWhatTheyReplaced) {
+  Fixture f;
+  const Ref<Message> v1 = Make("1", 1);
+  const Ref<Message> v2 = Make("1", 2);
+  const Ref<Message> v3 = Make("1", 3);
+  f.topic->Publish(v1);
+  f.topic->Publish(v2);
+  f.topic->Publish(v3);
+  f.Barrier();
+  auto updates = f.Updates();
+  ASSERT_EQ(updates.size(), 3u);
+  EXPECT_EQ(UpdateOf(updates[0]).old_snapshot, nullptr);
+  EXPECT_EQ(UpdateOf(updates[0]).new_snapshot, v1);
+  EXPECT_EQ(UpdateOf(updates[1]).type, Cacheable().get());
+  EXPECT_EQ(UpdateOf(updates[1]).old_snapshot, v1);
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, v2);
+  EXPECT_EQ(UpdateOf(updates[2]).old_snapshot, v2);
+  EXPECT_EQ(UpdateOf(updates[2]).new_snapshot, v3);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), v3);
+  EXPECT_EQ(f.cache->Size(), 1u);
+  EXPECT_EQ(f.caching->Stats().cached, 3u);
+
+  // A direct put reports the same, with the id; a foreign snapshot beside it stays.
+  const Ref<Message> foreign = Make("1", 10, Foreign(1));
+  EXPECT_TRUE(f.cache->Put(foreign, "1").SnapshotChanged());
+  const Ref<Message> v4 = Make("1", 4);
+  CacheChange change = f.cache->Put(v4, "1");
+  EXPECT_EQ(change.type, Cacheable().get());
+  EXPECT_EQ(change.id, "1");
+  EXPECT_EQ(change.old_snapshot, v3);
+  EXPECT_EQ(change.new_snapshot, v4);
+  EXPECT_FALSE(change.AggregateChanged());
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), v4);
+  EXPECT_EQ(f.cache->GetByNode(Cacheable(), "1", Foreign(1)), foreign);
+  EXPECT_THAT(f.cache->GetAll(Cacheable(), "1"), ::testing::ElementsAre(v4, foreign));
+  EXPECT_THAT(f.cache->Dump(Cacheable()), ::testing::ElementsAre(v4));
+  EXPECT_THAT(f.cache->DumpAll(), UnorderedElementsAre(v4, foreign));
+
+  // An entry held whole keeps its snapshots; the next updates go on from the newest.
+  const Ref<const CacheEntry> held = f.cache->GetEntry(Cacheable(), "1");
+  ASSERT_NE(held, nullptr);
+  const Ref<Message> v5 = Make("1", 5);
+  const Ref<Message> v6 = Make("1", 6);
+  change = f.cache->Put(v5, "1");
+  EXPECT_EQ(change.old_snapshot, v4);
+  EXPECT_EQ(change.new_snapshot, v5);
+  change = f.cache->Put(v6, "1");
+  EXPECT_EQ(change.old_snapshot, v5);
+  EXPECT_EQ(change.new_snapshot, v6);
+  EXPECT_EQ(held->Local(), v4);
+  EXPECT_EQ(held->ForNode(Foreign(1)), foreign);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), v6);
+
+  // A local put into an entry that held only a foreign snapshot reports no old one.
+  EXPECT_TRUE(f.cache->Put(Make("2", 20, Foreign(1)), "2").SnapshotChanged());
+  const Ref<Message> local2 = Make("2", 2);
+  change = f.cache->Put(local2, "2");
+  EXPECT_EQ(change.old_snapshot, nullptr);
+  EXPECT_EQ(change.new_snapshot, local2);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "2"), local2);
+
+  // A clear reports the snapshot the last update in place stored.
+  change = f.cache->Clear(Cacheable(), "1", NodeId::Local());
+  EXPECT_EQ(change.old_snapshot, v6);
+  EXPECT_EQ(change.new_snapshot, nullptr);
+  EXPECT_EQ(f.cache->Get(Cacheable(), "1"), nullptr);
+  EXPECT_EQ(f.cache->Stats().puts, 9u);
+}
+
 // Entries come and go (the tables grow and are rebuilt past their tombstones): every get sees
 // what the last write left.
 TEST(Cache, CA10_TablesGrowAndShrinkUnderInsertsAndClears) {

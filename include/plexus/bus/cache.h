@@ -33,22 +33,33 @@
 // Thread safety: thread-safe. Every member function may be called from any thread at once.
 //
 // Reader guarantee: readers take no lock and write no shared memory but the reference count of
-// what they return. The entries are spread over kShards shards; each shard publishes an
-// open-addressing table of pointers to immutable entries through one atomic pointer. A Get
-// hashes the key once (the hash picks the shard and the slot), enters an epoch (a store to the
-// reader's own slot), probes the table, takes one reference on the snapshot it found, and
-// leaves. A writer never changes an entry a reader may see: it builds the next entry aside and
-// stores its pointer into the slot (one atomic store), and what it replaced (entries, tables
-// outgrown) is freed or reused only after every reader that could have loaded it has left its
-// epoch (epoch-based reclamation; a reader's section is a few loads long and runs no user code).
-// So a reader never waits: not for another reader, not for a writer of any entry, not for user
-// code. It sees an entry as it was before a write or after it, never a mix, and what it gets
-// stays valid for as long as it holds it. A Dump walks the shards one after the other: it is a
-// picture of each shard at some instant during the dump, not of the whole cache at one instant.
+// what they return (and, for a reader of whole entries, a flag in each entry it hands out). The
+// entries are spread over kShards shards; each shard publishes an open-addressing table of
+// pointers to entries through one atomic pointer. A Get hashes the key once (the hash picks the
+// shard and the slot), enters an epoch (a store to the reader's own slot), probes the table,
+// loads the entry's local snapshot (one atomic pointer), takes one reference on it, and leaves.
+// A write either builds the next entry aside and stores its pointer into the slot (one atomic
+// store), or, when it changes only the local snapshot of an entry no reader holds whole,
+// exchanges that snapshot's pointer inside the entry (one atomic exchange). What a write
+// replaced (entries, snapshots, tables outgrown) is let go or reused only after every reader
+// that could have loaded it has left its epoch (epoch-based reclamation; a reader's section is a
+// few loads long and runs no user code). So a reader never waits: not for another reader, not
+// for a writer of any entry, not for user code. A Get returns the snapshot stored before a write
+// or the one the write stored, never a mix of the two nor one already let go; what it gets stays
+// valid for as long as it holds it.
+//
+// Entries handed out whole (GetEntry, DumpEntries, the aggregate function's view) never change
+// afterwards: GetEntry and DumpEntries mark each entry they hand out as held, and a write to a
+// held entry builds a new one instead of updating it in place (a reader that meets a write in
+// place under way hands out a copy of the entry instead); a cache with an aggregate function
+// never updates in place. GetAll and the snapshot dumps hold no entry. A Dump walks the shards
+// one after the other: it is a picture of each shard at some instant during the dump, not of the
+// whole cache at one instant.
 //
 // Memory: replaced snapshots are let go in batches, a few writes to their shard after the write
 // that replaced them (all of them when the cache is destroyed); replaced entries are reused by
-// the writing thread, so an update of an existing entry allocates nothing.
+// the writing thread, and an update of a local snapshot in place needs no entry at all, so an
+// update of an existing entry allocates nothing.
 //
 // Writers: writes to one shard are serialized (a per-shard writer mutex, held while the new
 // entry is built and the aggregate function runs); writes to different shards run in parallel.
@@ -99,9 +110,10 @@ class CachingCore;
 }  // namespace bus_internal
 
 // One object's cached state, as the aggregate function sees it (and as a reader can take it
-// with GetEntry). Immutable: a write replaces the whole entry.
+// with GetEntry or DumpEntries). Immutable once handed out: a write to an entry a reader holds
+// replaces the whole entry (see "Reader guarantee" above).
 //
-// Thread safety: immutable, so thread-safe.
+// Thread safety: what a reader was handed is immutable, so thread-safe.
 class CacheEntry final : public RefCounted {
  public:
   struct NodeSnapshot {
@@ -112,7 +124,7 @@ class CacheEntry final : public RefCounted {
   const MessageType& Type() const noexcept { return *type_; }
   const std::string& Id() const noexcept { return id_; }
   // The local node's snapshot, or null.
-  const Ref<Message>& Local() const noexcept { return local_; }
+  Ref<Message> Local() const noexcept { return Ref<Message>(LocalPointer()); }
   // The foreign nodes' snapshots, one per node, in no particular order.
   const std::vector<NodeSnapshot>& Foreign() const noexcept { return foreign_; }
   // The aggregate, or null (absent, or not computed yet: inside the aggregate function it is
@@ -123,24 +135,37 @@ class CacheEntry final : public RefCounted {
   Ref<Message> ForNode(const NodeId& node) const;
   // Local first, then foreign.
   std::vector<Ref<Message>> All() const;
-  bool Empty() const noexcept { return local_ == nullptr && foreign_.empty(); }
+  bool Empty() const noexcept { return LocalPointer() == nullptr && foreign_.empty(); }
 
  private:
   friend class Cache;
   friend struct bus_internal::CacheShard;
   CacheEntry() = default;
-  ~CacheEntry() override = default;
+  ~CacheEntry() override { Clear(); }
   // Lets go of the snapshots (for reuse).
   void Clear();
+  Message* LocalPointer() const noexcept { return local_.load(std::memory_order_seq_cst); }
+  // Sets the local snapshot of an entry no reader can see yet, taking a reference on it.
+  void SetLocal(Message* snapshot);
+  // A new entry holding what this one holds, held by the caller (see pinned_).
+  CacheEntry* Copy() const;
 
   // Set only while the entry is being built by its writer, before any reader can see it (an
   // entry is reused only once no reader can reach it).
   const MessageType* type_ = nullptr;
   std::string id_;
   std::size_t hash_ = 0;
-  Ref<Message> local_;
+  // The one field a write may change while readers see the entry (an update of the local
+  // snapshot in place, under the shard's writer mutex). Owns a reference.
+  std::atomic<Message*> local_{nullptr};
   std::vector<NodeSnapshot> foreign_;
   Ref<Message> aggregate_;
+  // A reader handed this entry out whole, so it must never change again (set by the reader);
+  // and a write in place is under way (set by the writer). Each side stores its own flag and
+  // then loads the other's (both sequentially consistent): either the writer sees the entry
+  // held and builds a new one, or the reader sees the write and hands out a copy.
+  mutable std::atomic<bool> pinned_{false};
+  std::atomic<bool> writing_{false};
 };
 
 // What one write did to one entry: the snapshot it replaced or removed (old), the one it
@@ -277,6 +302,10 @@ class Cache final : public RefCounted {
   CacheChange WriteLocked(bus_internal::CacheShard& shard, const MessageType* type,
                           std::string_view id, std::size_t hash, const NodeId& node,
                           Message* snapshot, bool with_id, SourceLocation where);
+  // Stores `snapshot` as `entry`'s local snapshot in place, filling the change's snapshots;
+  // false (and nothing done) if a reader holds the entry. Under the shard's writer mutex.
+  bool WriteLocalInPlace(bus_internal::CacheShard& shard, CacheEntry& entry, Message* snapshot,
+                         CacheChange& change);
   // Whether a RemoveNode of `node` is under way.
   bool BeingRemoved(const NodeId& node) const;
 
