@@ -67,10 +67,10 @@
 #include "inline_receiver.h"
 #include "plexus/bus/caching_topic.h"
 #include "plexus/bus/subscription_change.h"
-#include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/misuse.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/sync/internal/futex_word.h"
 #include "plexus/sync/mutex.h"
 #include "registry.h"
 
@@ -175,49 +175,18 @@ constexpr bool kReuseEntries = true;
 
 }  // namespace
 
-// A shard's writer mutex: a futex word (Drepper's three-state mutex), its uncontended lock and
+// A shard's writer mutex: a futex word (sync_internal::FutexWord), its uncontended lock and
 // unlock one compare-and-swap and one exchange, inline. Every write takes it once, and
 // std::mutex's pair costs some 40 instructions in two calls into libc. Not recursive: a thread
 // never takes it twice (a write from the cache's aggregate function is refused before it would).
 // A waiter spins a little, then sleeps (the holder may be running an aggregate function).
 class PLEXUS_CAPABILITY("mutex") WriterMutex {
  public:
-  void Acquire(SourceLocation = SourceLocation::current()) PLEXUS_ACQUIRE() {
-    std::uint32_t expected = kFree;
-    if (!state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire))
-        [[unlikely]] {
-      LockSlow();
-    }
-  }
-  void Release() PLEXUS_RELEASE() {
-    if (state_.exchange(kFree, std::memory_order_release) == kContended) [[unlikely]] {
-      state_.notify_one();
-    }
-  }
+  void Acquire(SourceLocation = SourceLocation::current()) PLEXUS_ACQUIRE() { word_.Lock(); }
+  void Release() PLEXUS_RELEASE() { word_.Unlock(); }
 
  private:
-  static constexpr std::uint32_t kFree = 0;
-  static constexpr std::uint32_t kLocked = 1;     // held, nobody sleeping
-  static constexpr std::uint32_t kContended = 2;  // held, someone may sleep on it
-  static constexpr int kSpins = 100;
-
-  [[gnu::noinline]] void LockSlow() {
-    for (int i = 0; i < kSpins; ++i) {
-      core_internal::CpuRelax();
-      std::uint32_t expected = kFree;
-      if (state_.load(std::memory_order_relaxed) == kFree &&
-          state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire)) {
-        return;
-      }
-    }
-    // Marked contended from here on, so the holder's release wakes a sleeper (a waiter that
-    // gets the lock this way keeps the mark: at most one wake-up that finds nobody).
-    while (state_.exchange(kContended, std::memory_order_acquire) != kFree) {
-      state_.wait(kContended, std::memory_order_relaxed);
-    }
-  }
-
-  std::atomic<std::uint32_t> state_{kFree};
+  sync_internal::FutexWord word_;
 };
 
 // One table of a shard: a power-of-two array of entry pointers (null: never used).
