@@ -182,13 +182,21 @@ void* AllocateMessage(std::size_t size) {
   ThreadCache& cache = Mine();
   Block* b = cache.local[c];
   if (b == nullptr) {
+    // The chain is not walked to count it: its blocks were last written by the threads that
+    // freed them, and a walk would take their lines one miss after the other. local_count
+    // counts only what this thread freed itself (the cap on what it keeps), so it may run
+    // below the list's length until the list empties.
     b = cache.remote[c].exchange(nullptr, std::memory_order_acquire);
-    cache.local_count[c] = 0;
-    for (Block* p = b; p != nullptr; p = p->next) ++cache.local_count[c];
   }
   if (b != nullptr) {
-    cache.local[c] = b->next;
-    --cache.local_count[c];
+    Block* const next = b->next;
+    cache.local[c] = next;
+    if (cache.local_count[c] != 0) --cache.local_count[c];
+    // The next allocation's block was most likely freed on another core: ask for its first
+    // line for writing now, so that the miss overlaps this message's work instead of
+    // stalling the next one (the stores that make a message wait in the store buffer, and
+    // the publish's first locked instruction waits for them).
+    if (next != nullptr) __builtin_prefetch(next, 1, 3);
   } else {
     b = static_cast<Block*>(::operator new((c + 1) * kClassBytes));
     b->owner = &cache;
