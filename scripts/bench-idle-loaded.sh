@@ -26,12 +26,28 @@ run() {
     --benchmark_report_aggregates_only=true "$@"
 }
 
+# Where the hypervisor put the vCPUs decides what a hand-off between two threads costs: on one
+# physical core (or one L3) a cache line moves in a few nanoseconds, across the chip in tens.
+# Every row that hands data from one thread to another moves with it, by up to 4x between runs
+# of one binary, so each column is preceded and followed by the bare queue's hand-off time.
+probe() {
+  local ns
+  ns=$("$bench" --benchmark_filter='BM_MoodycamelQueue_Handoff' --benchmark_min_time=0.2 \
+    --benchmark_format=csv 2>/dev/null | awk -F, '/Handoff/ {print $3}')
+  echo "--- placement probe ($1): BM_MoodycamelQueue_Handoff ${ns:-?} ns per item" \
+    "(idle, under ~8: the vCPUs share caches; ~20 or more: they sit apart)"
+}
+
 echo "=== idle: $filter ==="
+probe "before"
 run "$@"
+probe "after"
 
 echo "=== loaded (one busy loop pinned to core $busy_core): $filter ==="
 # The loop ends by itself after an hour at most, should the trap not run.
 taskset -c "$busy_core" timeout 3600 bash -c 'while :; do :; done' &
 busy_pid=$!
 trap 'kill "$busy_pid" 2>/dev/null || true; wait "$busy_pid" 2>/dev/null || true' EXIT
+probe "before, loaded"
 run "$@"
+probe "after, loaded"
