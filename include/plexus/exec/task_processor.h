@@ -274,7 +274,8 @@ class TaskProcessor final : public RefCounted {
   // --- The running turn's end: written by every task it runs.
   const std::uint32_t batch_limit_;
   // Tasks taken off the queue to run, or discarded by a shutdown. Written (a plain store) by
-  // whoever owns draining_: the running turn, or, while none is scheduled, the holder of mu_.
+  // whoever owns draining_: the running turn's thread, or, while no turn is scheduled, the
+  // holder of mu_.
   std::atomic<std::uint64_t> taken_{0};
   // Read by every task the turn runs, rarely written; with taken_, which a push reads when it
   // reads this, in one 16-byte block (one cache line).
