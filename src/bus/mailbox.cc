@@ -204,7 +204,7 @@ void Mailbox::RetireSegment(Segment* segment) {
 // -----------------------------------------------------------------------------
 
 std::uint32_t Mailbox::Take(Message** batch) {
-  std::unique_lock<MailboxMutex> lock;
+  std::unique_lock<sync_internal::WordMutex> lock;
   if (bounded_) lock = std::unique_lock(mu_);
   const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
   const std::uint64_t available = enqueued_.load(std::memory_order_acquire) - taken;

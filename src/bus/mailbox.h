@@ -18,9 +18,9 @@
 //     happens before it and pushes that come after it run on its own thread (a synchronous
 //     callback that unsubscribed, inside a fan-out still walking the old snapshot). An
 //     unbounded mailbox's push therefore takes no lock: a few stores, and one sequentially
-//     consistent store that publishes the slot. The mailbox lock (MailboxMutex, a leaf held
-//     for a few stores, never with user code under it) is taken by a bounded policy's push,
-//     whose drops and refusals race the consumer's take, and by the rare alert changes.
+//     consistent store that publishes the slot. The mailbox lock (a sync_internal::WordMutex, a
+//     leaf held for a few stores, never with user code under it) is taken by a bounded policy's
+//     push, whose drops and refusals race the consumer's take, and by the rare alert changes.
 //   * Consumer side (Take, LooksEmpty, NoteHandled, NoteBatchDone, EndTurn, RecheckAlert): the
 //     running turn only, which Push's `schedule` hands out one at a time. The consumer reads
 //     the queue without the lock, except under a bounded policy, whose producers drop at the
@@ -44,12 +44,12 @@
 #include <cstdint>
 #include <string>
 
-#include "mailbox_mutex.h"
 #include "plexus/bus/message.h"
 #include "plexus/bus/subscription.h"
 #include "plexus/core/config.h"
 #include "plexus/core/source_location.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/sync/internal/word_mutex.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus::bus_internal {
@@ -181,7 +181,7 @@ class Mailbox {
   // ends (scheduled_). The producers' own fields (closed_, the tail, handled_seen_) are
   // guarded by the owner's serialization of pushes (see the contract above), which the
   // analysis cannot name; under a bounded policy mu_ is held over them as well.
-  alignas(kCacheLineSize) mutable MailboxMutex mu_;
+  alignas(kCacheLineSize) mutable sync_internal::WordMutex mu_;
   const bool bounded_;      // policy other than kUnbounded
   const bool drop_oldest_;  // kDropOldest (else a bounded mailbox is kRejectNew)
   bool closed_ = false;     // the final message was queued

@@ -21,6 +21,7 @@
 #include "plexus/exec/task_processor.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -28,6 +29,7 @@
 #include <unordered_map>
 
 #include "plexus/core/clock.h"
+#include "plexus/core/config.h"
 #include "plexus/core/internal/cpu_relax.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
@@ -199,13 +201,37 @@ static_assert(sizeof(TaskProcessor) <= 256 - 8, "an idle task processor fits in 
 // -----------------------------------------------------------------------------
 
 TaskProcessor::TaskProcessor(TaskProcessorOptions&& options, Ref<ThreadPool> pool)
-    : serial_(TaskProcessorRegistry::Get().next_serial++),  // registry lock held by Create
-      batch_limit_(std::max<std::uint32_t>(1, options.batch_limit)),
+    : high_water_(options.high_water),
+      serial_(TaskProcessorRegistry::Get().next_serial++),  // registry lock held by Create
       low_water_(options.low_water),
-      high_water_(options.high_water),
-      discard_on_release_(options.discard_on_release),
       name_(std::move(options.name)),
-      pool_(std::move(pool)) {}
+      pool_(std::move(pool)),
+      discard_on_release_(options.discard_on_release),
+      batch_limit_(std::max<std::uint32_t>(1, options.batch_limit)) {
+  // The layout the header describes. offsetof on a class with virtual functions (not
+  // standard-layout) is conditionally supported; GCC and clang support it without virtual bases.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+  constexpr std::size_t kProducersEnd = offsetof(TaskProcessor, incoming_) + sizeof(incoming_);
+  constexpr std::size_t kTurnStart = offsetof(TaskProcessor, batch_limit_);
+  static_assert(offsetof(TaskProcessor, mu_) < kProducersEnd &&
+                    offsetof(TaskProcessor, pushed_) < kProducersEnd &&
+                    offsetof(TaskProcessor, taken_seen_) < kProducersEnd &&
+                    offsetof(TaskProcessor, high_water_) < kProducersEnd,
+                "the producers' members come first");
+  static_assert(kTurnStart >= kProducersEnd + kCacheLineSize,
+                "no cache line holds both a producer's and the running turn's member");
+  static_assert(offsetof(TaskProcessor, next_) >= kTurnStart &&
+                    offsetof(TaskProcessor, executing_) >= kTurnStart &&
+                    offsetof(TaskProcessor, taken_) >= kTurnStart &&
+                    offsetof(TaskProcessor, processed_) >= kTurnStart &&
+                    offsetof(TaskProcessor, draining_) >= kTurnStart,
+                "the running turn's members come last");
+  static_assert(offsetof(TaskProcessor, alerted_) / 16 ==
+                    (offsetof(TaskProcessor, taken_) + sizeof(taken_) - 1) / 16,
+                "a push that reads taken_ and alerted_ reads one cache line");
+#pragma GCC diagnostic pop
+}
 
 Ref<TaskProcessor> TaskProcessor::Create(TaskProcessorOptions options, SourceLocation where) {
   if (options.high_water < options.low_water) {
@@ -249,7 +275,7 @@ TaskProcessor::~TaskProcessor() {
   }
   if (alerted_.load(std::memory_order_relaxed)) {
     // Leaving while alerted: take this task processor out of the alert counts.
-    depth_.store(0, std::memory_order_relaxed);
+    taken_.store(pushed_.load(std::memory_order_relaxed), std::memory_order_release);
     low_water_.store(0, std::memory_order_relaxed);
     CheckAlert();
   }
@@ -337,12 +363,25 @@ bool TaskProcessor::Push(Task task, SourceLocation where) {
 bool TaskProcessor::TryPush(Task& task) {
   if (!task) return false;
   bool schedule = false;
-  std::size_t depth = 0;
+  bool check_alert = false;
   {
     MutexLock lock(mu_);
     if (shut_down_) return false;
-    depth = depth_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (depth > max_depth_) max_depth_ = static_cast<std::uint32_t>(depth);
+    const std::uint64_t pushed = pushed_.load(std::memory_order_relaxed) + 1;
+    pushed_.store(pushed, std::memory_order_relaxed);
+    // An upper bound of the depth, from the producers' copy of taken_. Reading taken_ moves
+    // the running turn's cache line here, so it is read again only when the bound is at a
+    // level that matters: below both, so is the true depth, and neither the maximum nor the
+    // alert can change.
+    std::uint64_t depth = pushed - taken_seen_;
+    const std::uint32_t high_water = high_water_.load(std::memory_order_relaxed);
+    if (PLEXUS_UNLIKELY(depth > max_depth_ || depth >= high_water)) {
+      // No push can change pushed_ now, and taken_ never passes it: exact as of this read.
+      taken_seen_ = taken_.load(std::memory_order_relaxed);
+      depth = pushed - taken_seen_;
+      if (depth > max_depth_) max_depth_ = static_cast<std::uint32_t>(depth);
+      check_alert = depth >= high_water && !alerted_.load(std::memory_order_relaxed);
+    }
     if (!scheduled_ && suspended_.load(std::memory_order_relaxed) == 0) {
       scheduled_ = true;
       schedule = true;
@@ -357,10 +396,7 @@ bool TaskProcessor::TryPush(Task& task) {
       incoming_.push_back(std::move(task));
     }
   }
-  if (PLEXUS_UNLIKELY(depth >= high_water_.load(std::memory_order_relaxed)) &&
-      !alerted_.load(std::memory_order_relaxed)) {
-    CheckAlert();
-  }
+  if (PLEXUS_UNLIKELY(check_alert)) CheckAlert();
   if (schedule) ScheduleTurn();
   return true;
 }
@@ -470,7 +506,7 @@ void TaskProcessor::RunTurn() {
       // or whose last wait paid off first waits a moment for more, unless other work waits for
       // the thread. A producer that keeps pushing then never pays for a new turn (a push to
       // the pool and a wake-up); a task processor fed one task at a time does not wait.
-      if (depth_.load(std::memory_order_relaxed) == 0 &&
+      if (pushed_.load(std::memory_order_relaxed) == taken_.load(std::memory_order_relaxed) &&
           (budget + 1 < batch_limit_ || poll_paid_)) {
         poll_paid_ = PollForPushes();
       }
@@ -494,7 +530,9 @@ void TaskProcessor::RunTurn() {
     }
     --budget;
     Task& task = draining_[next_++];
-    depth_.fetch_sub(1, std::memory_order_relaxed);
+    // The turn owns taken_: a plain store. Release: a Depth() that reads it reads pushed_ no
+    // smaller (the push of this task happened before).
+    taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     executing_.store(true, std::memory_order_relaxed);
     if (!core_internal::RunCatching(
             task, [&] { return "task processor '" + Name() + "': a task"; },
@@ -507,7 +545,7 @@ void TaskProcessor::RunTurn() {
     task.Reset();
     executing_.store(false, std::memory_order_relaxed);
     if (PLEXUS_UNLIKELY(alerted_.load(std::memory_order_relaxed)) &&
-        depth_.load(std::memory_order_relaxed) <= low_water_.load(std::memory_order_relaxed)) {
+        Depth() <= low_water_.load(std::memory_order_relaxed)) {
       CheckAlert();
     }
   }
@@ -515,12 +553,13 @@ void TaskProcessor::RunTurn() {
 }
 
 bool TaskProcessor::PollForPushes() const noexcept {
+  const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
   for (int i = 0; i < kEndOfTurnPolls; ++i) {
-    if (depth_.load(std::memory_order_relaxed) != 0) return true;
+    if (pushed_.load(std::memory_order_relaxed) != taken) return true;
     if (pool_->HasQueuedWork() || suspended_.load(std::memory_order_relaxed) > 0) return false;
     core_internal::CpuRelax();
   }
-  return depth_.load(std::memory_order_relaxed) != 0;
+  return pushed_.load(std::memory_order_relaxed) != taken;
 }
 
 void TaskProcessor::FinishTurn(BusyClock started, TaskProcessor* outer) {
@@ -613,7 +652,9 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
       draining_.clear();
       next_ = 0;
     }
-    depth_.fetch_sub(discarded.size(), std::memory_order_relaxed);
+    // No turn runs now (or this is it): the holder of mu_ owns taken_.
+    taken_.store(taken_.load(std::memory_order_relaxed) + discarded.size(),
+                 std::memory_order_release);
     discarded_.fetch_add(discarded.size(), std::memory_order_relaxed);
   } else if (suspended_.load(std::memory_order_relaxed) > 0) {
     // Draining means running everything: a suspended task processor is resumed for it.
@@ -667,7 +708,7 @@ void TaskProcessor::CheckAlert() {
   AlertState& alerts = Alerts();
   {
     MutexLock lock(alerts.mu);
-    const std::size_t depth = depth_.load(std::memory_order_relaxed);
+    const std::size_t depth = Depth();
     const bool was = alerted_.load(std::memory_order_relaxed);
     bool now = was;
     if (!was && depth >= high_water_.load(std::memory_order_relaxed)) now = true;
@@ -721,9 +762,11 @@ TaskProcessorStats TaskProcessor::Stats() const {
   s.processed = processed_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
   s.discarded = discarded_.load(std::memory_order_relaxed);
-  s.depth = depth_.load(std::memory_order_relaxed);
   {
+    // Both under mu_: no push is halfway between counting a task and raising max_depth_, so
+    // the depth read is never above the maximum read.
     MutexLock lock(mu_);
+    s.depth = Depth();
     s.max_depth = max_depth_;
   }
   s.executing = executing_.load(std::memory_order_relaxed);

@@ -254,6 +254,63 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
   for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
 }
 
+// Pushes from several threads race turns (short batches, so turns end, yield and start
+// again), a suspender and readers of the depth: every reading is a depth that was possible
+// (never above what was pushed, never above the maximum Stats() reports beside it), and at the
+// end every task ran, the depth is 0 and the maximum is within what was pushed.
+TEST(ExecStress, DepthReadWhilePushesRaceTurns) {
+  constexpr int kProducers = 3;
+  const int per_producer = Scaled(40'000);
+  const std::uint64_t total = std::uint64_t{kProducers} * static_cast<std::uint64_t>(per_producer);
+  LogCapture log;  // deep queues raise (logged) alerts
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-depth", .initial_size = 2});
+  Ref<TaskProcessor> tp =
+      TaskProcessor::Create({.pool = pool, .batch_limit = 4, .high_water = 64, .low_water = 16});
+  std::atomic<std::uint64_t> ran{0};
+  std::atomic<int> producing{kProducers};
+  std::atomic<int> bad_depth{0};
+  std::atomic<int> depth_above_max{0};
+  std::latch start(kProducers + 2);
+  std::vector<std::thread> threads;
+  for (int p = 0; p < kProducers; ++p) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      for (int i = 0; i < per_producer; ++i) {
+        ASSERT_TRUE(tp->Push([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }));
+      }
+      producing.fetch_sub(1);
+    });
+  }
+  threads.emplace_back([&] {  // a reader
+    start.arrive_and_wait();
+    while (producing.load() > 0) {
+      if (tp->Depth() > total) bad_depth.fetch_add(1);
+      const TaskProcessorStats stats = tp->Stats();
+      if (stats.depth > stats.max_depth) depth_above_max.fetch_add(1);
+    }
+  });
+  threads.emplace_back([&] {  // a suspender: turns stop and start again mid-batch
+    start.arrive_and_wait();
+    while (producing.load() > 0) {
+      tp->Suspend();
+      const std::size_t depth = tp->Depth();
+      if (depth > total) bad_depth.fetch_add(1);
+      tp->Resume();
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  ASSERT_TRUE(WaitUntil([&] { return ran.load() == total; }));
+  ASSERT_TRUE(WaitUntil([&] { return !tp->IsAlerted(); }));
+  const TaskProcessorStats stats = tp->Stats();
+  EXPECT_EQ(stats.processed, total);
+  EXPECT_EQ(stats.depth, 0u);
+  EXPECT_EQ(tp->Depth(), 0u);
+  EXPECT_GE(stats.max_depth, 1u);
+  EXPECT_LE(stats.max_depth, total);
+  EXPECT_EQ(bad_depth.load(), 0);
+  EXPECT_EQ(depth_above_max.load(), 0);
+}
+
 // Many task processors share a small pool: each one's tasks never overlap and all run.
 TEST(ExecStress, ManyProcessorsOnASmallPoolRunOneTaskAtATimeEach) {
   constexpr int kProcessors = 32;

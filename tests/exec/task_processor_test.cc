@@ -488,6 +488,131 @@ TEST(TaskProcessor, SetAlertLevelsReevaluatesTheAlert) {
   EXPECT_TRUE(tp->PushAndWait([] {}));
 }
 
+// Pushes `per_thread` empty tasks from each of `threads` threads at once.
+void PushFromThreads(TaskProcessor& tp, int threads, int per_thread) {
+  std::vector<std::thread> pushers;
+  for (int t = 0; t < threads; ++t) {
+    pushers.emplace_back([&tp, per_thread] {
+      for (int i = 0; i < per_thread; ++i) ASSERT_TRUE(tp.Push([] {}));
+    });
+  }
+  for (std::thread& t : pushers) t.join();
+}
+
+// Pushes keep an estimate of the depth and look at what the turn took only when the estimate
+// could set a new maximum: the maximum is still the true one, after turns ran tasks the
+// producers never looked at and while a turn runs.
+TEST(TaskProcessor, MaxDepthIsExactWithPushesFromSeveralThreads) {
+  constexpr int kThreads = 4;
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 2});
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .high_water = 1'000'000});
+  auto ran_all = [&](std::uint64_t n) {
+    return WaitUntil([&] { return tp->Stats().processed == n; });
+  };
+
+  tp->Suspend();
+  PushFromThreads(*tp, kThreads, 250);
+  EXPECT_EQ(tp->Depth(), 1000u);
+  EXPECT_EQ(tp->Stats().max_depth, 1000u);
+  tp->Resume();
+  ASSERT_TRUE(ran_all(1000));
+  EXPECT_EQ(tp->Depth(), 0u);
+  EXPECT_EQ(tp->Stats().max_depth, 1000u);
+
+  // A turn runs (blocked in its task) while the pushes come: they count from what they saw
+  // before the 1000 tasks ran, and must not take the sum for the depth.
+  Gate gate;
+  ASSERT_TRUE(tp->Push(gate.waiter()));
+  ASSERT_TRUE(gate.WaitForArrivals(1));
+  EXPECT_EQ(tp->Depth(), 0u);
+  PushFromThreads(*tp, kThreads, 300);
+  EXPECT_EQ(tp->Depth(), 1200u);
+  TaskProcessorStats stats = tp->Stats();
+  EXPECT_EQ(stats.depth, 1200u);
+  EXPECT_EQ(stats.max_depth, 1200u);
+  EXPECT_TRUE(stats.executing);
+  gate.Open();
+  ASSERT_TRUE(ran_all(2201));
+
+  // Below the maximum, the maximum stays.
+  Gate second;
+  ASSERT_TRUE(tp->Push(second.waiter()));
+  ASSERT_TRUE(second.WaitForArrivals(1));
+  PushFromThreads(*tp, kThreads, 100);
+  EXPECT_EQ(tp->Depth(), 400u);
+  EXPECT_EQ(tp->Stats().max_depth, 1200u);
+  second.Open();
+  ASSERT_TRUE(ran_all(2602));
+  EXPECT_EQ(tp->Depth(), 0u);
+}
+
+// The alert is raised at high water and cleared at low water whatever the producers' estimate
+// of the depth says: pushed past high water from several threads while suspended, drained
+// below low water, then pushed again with an estimate that still counts the drained tasks.
+TEST(TaskProcessor, AlertLevelsHoldWithTheProducersEstimateOfTheDepth) {
+  LogCapture log;
+  AlertRecorder alerts;
+  constexpr int kThreads = 4;
+  const std::string name = "estimate/alerts";
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 2});
+  Ref<TaskProcessor> tp = TaskProcessor::Create(
+      {.name = name, .pool = pool, .batch_limit = 8, .high_water = 100, .low_water = 40});
+  ASSERT_TRUE(tp);
+  tp->Suspend();
+  PushFromThreads(*tp, kThreads, 24);  // 96
+  ASSERT_TRUE(tp->Push([] {}));        // 97
+  EXPECT_FALSE(tp->IsAlerted());
+  PushFromThreads(*tp, kThreads, 10);  // 137: crosses 100 once
+  EXPECT_TRUE(tp->IsAlerted());
+  std::vector<AlertRecord> changes = alerts.For(name);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_TRUE(changes[0].raised);
+  EXPECT_GE(changes[0].depth, 100u);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("estimate"), 1u);
+
+  // Drain: the last of the 137 leaves 40 behind it (the clear, at 40 exactly), and the next
+  // one blocks the turn.
+  Gate gate;
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(tp->Push([&ran, w = gate.waiter()] {
+    ran.fetch_add(1);
+    w.Wait();
+  }));
+  for (int i = 0; i < 39; ++i) ASSERT_TRUE(tp->Push([] {}));
+  EXPECT_EQ(tp->Depth(), 177u);
+  EXPECT_TRUE(tp->IsAlerted());
+  tp->Resume();
+  ASSERT_TRUE(gate.WaitForArrivals(1));
+  EXPECT_EQ(tp->Depth(), 39u);
+  EXPECT_FALSE(tp->IsAlerted());
+  changes = alerts.For(name);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_FALSE(changes[1].raised);
+  EXPECT_EQ(changes[1].depth, 40u);
+  EXPECT_EQ(TaskProcessorSubsystemAlertCount("estimate"), 0u);
+  gate.Open();
+  ASSERT_TRUE(WaitUntil([&] { return tp->Depth() == 0 && !tp->Stats().executing; }));
+
+  // 177 tasks ran since the producers last looked at what the turn took: their estimate is
+  // far above high water, the depth is not. The alert waits for the true depth.
+  tp->Suspend();
+  PushFromThreads(*tp, kThreads, 24);
+  ASSERT_TRUE(tp->Push([] {}));
+  ASSERT_TRUE(tp->Push([] {}));
+  ASSERT_TRUE(tp->Push([] {}));  // 99
+  EXPECT_FALSE(tp->IsAlerted());
+  EXPECT_EQ(alerts.For(name).size(), 2u);
+  ASSERT_TRUE(tp->Push([] {}));  // 100
+  EXPECT_TRUE(tp->IsAlerted());
+  changes = alerts.For(name);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_TRUE(changes[2].raised);
+  EXPECT_EQ(changes[2].depth, 100u);
+  tp->Resume();
+  ASSERT_TRUE(WaitUntil([&] { return !tp->IsAlerted(); }));
+  EXPECT_EQ(ran.load(), 1);
+}
+
 TEST(TaskProcessor, SetAlertLevelsWithHighBelowLowIsMisuse) {
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "alerts/bad-levels"});
   PLEXUS_EXPECT_MISUSE_HERE(tp->SetAlertLevels(10, 5));

@@ -48,6 +48,7 @@
 #include "plexus/core/thread_annotations.h"
 #include "plexus/exec/task.h"
 #include "plexus/exec/thread_pool.h"
+#include "plexus/sync/internal/word_mutex.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus {
@@ -182,7 +183,13 @@ class TaskProcessor final : public RefCounted {
   // The name given at creation, or "anonymous-<n>".
   std::string Name() const;
   std::string_view Subsystem() const noexcept;
-  std::size_t Depth() const noexcept { return depth_.load(std::memory_order_relaxed); }
+  // Tasks waiting, the running one not counted: a snapshot, which concurrent pushes and
+  // turns may have changed by the time it returns.
+  std::size_t Depth() const noexcept {
+    // taken_ first: every push it counts happened before, so pushed_ is read no smaller.
+    const std::uint64_t taken = taken_.load(std::memory_order_acquire);
+    return static_cast<std::size_t>(pushed_.load(std::memory_order_relaxed) - taken);
+  }
   ThreadPool& Pool() const noexcept { return *pool_; }
 
  private:
@@ -222,46 +229,67 @@ class TaskProcessor final : public RefCounted {
 
   friend class TaskProcessorRegistry;
 
-  // Members are ordered small-first so that an idle task processor, with its allocation
-  // header, fits in 256 bytes (measured by BM_TaskProcessor_Create_Destroy's bytes/tps).
-  const std::uint32_t serial_;
-  const std::uint32_t batch_limit_;
-  std::atomic<std::uint32_t> low_water_;
-  std::atomic<std::uint32_t> high_water_;
-  std::atomic<std::uint32_t> suspended_{0};
-  std::uint32_t turn_waiters_ PLEXUS_GUARDED_BY(mu_) = 0;
+  // The layout keeps the two sides of the queue off each other's cache lines, whatever the
+  // allocation's alignment (malloc gives 16): what producers write on every push sits at the
+  // front, what the running turn writes on every task at the back, and more than a cache line
+  // of members that neither writes per push or task lies between them (a static_assert in
+  // task_processor.cc checks the distance). Members a side reads on every operation sit with
+  // that side. Small members first within each part, so that an idle task processor, with its
+  // allocation header, fits in 256 bytes (measured by BM_TaskProcessor_Create_Destroy's
+  // bytes/tps).
+
+  // --- Producers' end: written by every push, under mu_.
+  // A leaf lock (nothing is locked under it) taken on every push and at a turn's batch
+  // boundaries; four bytes, its uncontended pair inline.
+  mutable sync_internal::WordMutex mu_;
+  std::atomic<std::uint32_t> high_water_;  // read by every push
   std::uint32_t max_depth_ PLEXUS_GUARDED_BY(mu_) = 0;
-  std::uint32_t next_ = 0;  // owned by the running turn: next task of draining_
-  const bool discard_on_release_;
+  std::uint32_t turn_waiters_ PLEXUS_GUARDED_BY(mu_) = 0;
   // Set while a turn is queued on the pool or running.
   bool scheduled_ PLEXUS_GUARDED_BY(mu_) = false;
   bool shut_down_ PLEXUS_GUARDED_BY(mu_) = false;
   // The last reference went from inside a task: the turn frees the processor as it ends.
   bool free_after_turn_ PLEXUS_GUARDED_BY(mu_) = false;
+  // Tasks ever queued. Written under mu_ only (a plain store), read without it: the depth is
+  // pushed_ - taken_.
+  std::atomic<std::uint64_t> pushed_{0};
+  // The producers' copy of taken_, read again only when the estimate it gives (pushed_ -
+  // taken_seen_, never below the true depth) reaches high water or a new max_depth_: a push
+  // otherwise reads nothing the running turn writes.
+  std::uint64_t taken_seen_ PLEXUS_GUARDED_BY(mu_) = 0;
+  std::vector<Task> incoming_ PLEXUS_GUARDED_BY(mu_);  // where pushes go
+
+  // --- Neither side's per operation: more than a cache line between the two ends.
+  const std::uint32_t serial_;
+  std::atomic<std::uint32_t> low_water_;
+  const std::string name_;
+  Ref<ThreadPool> pool_;
+  // Intrusive links in the list of live task processors.
+  TaskProcessor* prev_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
+  TaskProcessor* next_live_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> discarded_{0};
+  const bool discard_on_release_;
+
+  // --- The running turn's end: written by every task it runs.
+  const std::uint32_t batch_limit_;
+  // Tasks taken off the queue to run, or discarded by a shutdown. Written (a plain store) by
+  // whoever owns draining_: the running turn's thread, or, while no turn is scheduled, the
+  // holder of mu_.
+  std::atomic<std::uint64_t> taken_{0};
+  // Read by every task the turn runs, rarely written; with taken_, which a push reads when it
+  // reads this, in one 16-byte block (one cache line).
   std::atomic<bool> alerted_{false};
   std::atomic<bool> executing_{false};
   // Owned by the running turn: whether the last wait for more pushes at a turn's end paid off.
   bool poll_paid_ = false;
-
-  const std::string name_;
-  Ref<ThreadPool> pool_;
-  // A leaf lock (nothing is locked under it) taken on every push and turn; unvalidated, and
-  // the size of a std::mutex, which keeps an idle task processor within its 256 bytes.
-  mutable sync_internal::AnnotatedMutex mu_;
-  std::vector<Task> incoming_ PLEXUS_GUARDED_BY(mu_);  // where pushes go
+  std::atomic<std::uint32_t> suspended_{0};  // read by every task the turn runs
+  std::uint32_t next_ = 0;                   // owned by the running turn: next task of draining_
+  std::atomic<std::uint64_t> processed_{0};
+  std::atomic<std::int64_t> busy_ns_{0};
   // Owned by the running turn only (a turn runs on one thread at a time); touched under mu_
   // by others only while no turn is scheduled.
   std::vector<Task> draining_;
-
-  std::atomic<std::size_t> depth_{0};
-  std::atomic<std::uint64_t> processed_{0};
-  std::atomic<std::uint64_t> failed_{0};
-  std::atomic<std::uint64_t> discarded_{0};
-  std::atomic<std::int64_t> busy_ns_{0};
-
-  // Intrusive links in the list of live task processors.
-  TaskProcessor* prev_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
-  TaskProcessor* next_live_ PLEXUS_GUARDED_BY(RegistryMutex()) = nullptr;
 };
 
 }  // namespace plexus
