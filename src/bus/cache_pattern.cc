@@ -12,7 +12,7 @@ namespace {
 std::atomic<std::uint64_t> next_pattern{0};
 }  // namespace
 
-Ref<CachePatternAll> CachePatternAll::Create(std::string_view name, Cache::IdFunction id,
+Ref<CachePatternAll> CachePatternAll::Create(std::string_view name, CacheIdFunction id,
                                              Cache::AggregateFunction aggregate,
                                              Cache::AggregatePublishFunction publish_aggregate,
                                              SourceLocation where) {

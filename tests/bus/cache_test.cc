@@ -14,6 +14,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -106,6 +107,12 @@ const TypedMessageType<Item>& NonCacheable() {
 std::string CacheableId(const Message& m) {
   const Item* item = Cacheable().Get(m);
   return item != nullptr ? item->id : std::string();
+}
+
+// The same, in the view form: a view of the id the message holds.
+std::string_view CacheableIdView(const Message& m) {
+  const Item* item = Cacheable().Get(m);
+  return item != nullptr ? std::string_view(item->id) : std::string_view();
 }
 
 Ref<Message> Make(const std::string& id, int value, NodeId node = NodeId::Local()) {
@@ -660,6 +667,131 @@ TEST(Cache, CA17_ThrowingIdFunctionLeavesTheCacheUnchanged) {
   EXPECT_THAT(capture.Text(), HasSubstr("SomeTopic"));
 }
 
+TEST(Cache, CA17_ThrowingViewIdFunctionLeavesTheCacheUnchanged) {
+  LogCapture capture;
+  auto cache = Cache::Create([](const Message& m) -> std::string_view {
+    const Item* item = Cacheable().Get(m);
+    if (item != nullptr && item->value < 0) throw std::runtime_error("bad view");
+    return CacheableIdView(m);
+  });
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(caching->Output(), recorder.Handler());
+  const Ref<Message> good = Make("1", 1);
+  topic->Publish(good);
+  topic->Publish(Make("1", -1));
+  topic->Publish(MakeCacheClear(Make("1", -1)));
+  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
+  EXPECT_EQ(caching->Stats().id_failures, 2u);
+  EXPECT_EQ(recorder.Count(), 2u);  // one update and the barrier
+  EXPECT_THAT(capture.Text(), HasSubstr("bad view"));
+  EXPECT_THAT(capture.Text(), HasSubstr("SomeTopic"));
+}
+
+// --- The id function's two forms -------------------------------------------------------------
+
+TEST(Cache, IdFunctionFormFollowsItsResultType) {
+  const CacheIdFunction view([](const Message&) { return std::string_view("v"); });
+  const CacheIdFunction built([](const Message&) { return std::string("s"); });
+  const CacheIdFunction wrapped(Cache::IdFunction([](const Message&) { return std::string("w"); }));
+  const CacheIdFunction wrapped_view(
+      Cache::IdViewFunction([](const Message&) { return std::string_view("x"); }));
+  const CacheIdFunction literal([](const Message&) { return "c"; });  // const char*: built
+  const CacheIdFunction pointer(&CacheableIdView);
+  const Ref<Message> m = Make("id", 1);
+  EXPECT_TRUE(view.IsView());
+  EXPECT_FALSE(built.IsView());
+  EXPECT_FALSE(wrapped.IsView());
+  EXPECT_TRUE(wrapped_view.IsView());
+  EXPECT_FALSE(literal.IsView());
+  EXPECT_TRUE(pointer.IsView());
+  EXPECT_EQ(view.String(*m), "v");
+  EXPECT_EQ(built.String(*m), "s");
+  EXPECT_EQ(wrapped.String(*m), "w");
+  EXPECT_EQ(wrapped_view.String(*m), "x");
+  EXPECT_EQ(literal.String(*m), "c");
+  EXPECT_EQ(pointer.View(*m), "id");
+  for (const CacheIdFunction* f : {&view, &built, &wrapped, &wrapped_view, &literal, &pointer}) {
+    EXPECT_TRUE(static_cast<bool>(*f));
+  }
+  EXPECT_FALSE(static_cast<bool>(CacheIdFunction()));
+  EXPECT_FALSE(static_cast<bool>(CacheIdFunction(nullptr)));
+  EXPECT_FALSE(static_cast<bool>(CacheIdFunction(Cache::IdFunction())));
+  EXPECT_FALSE(static_cast<bool>(CacheIdFunction(Cache::IdViewFunction())));
+  std::string_view (*null_view)(const Message&) = nullptr;
+  EXPECT_FALSE(static_cast<bool>(CacheIdFunction(null_view)));
+}
+
+TEST(Cache, EmptyViewIdFunctionIsMisuse) {
+  PLEXUS_EXPECT_MISUSE_HERE(Cache::Create(Cache::IdViewFunction()));
+  PLEXUS_EXPECT_MISUSE_HERE(CachePatternAll::Create("all", Cache::IdViewFunction()));
+}
+
+// A caching topic over a view id function caches and publishes as one over a string id function:
+// the same updates, the same cache, the id copied into each new entry (the message that held
+// the viewed id may go).
+TEST_P(CacheModes, CA02_ViewIdFunctionCachesAndUpdatesAsAStringOne) {
+  auto cache = Cache::Create(&CacheableIdView);
+  ASSERT_NE(cache, nullptr);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub =
+      Subscription::Create(caching->Output(), recorder.Handler(), InMode(GetParam()));
+  const Ref<Message> a2 = Make("a", 2);
+  topic->Publish(Make("a", 1));  // dropped after the publish: the entry keeps its own id
+  topic->Publish(a2);
+  topic->Publish(Make("b", 1));
+  topic->Publish(MakeCacheClear(Make("b", 1)));
+  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
+  std::vector<Ref<Message>> updates;
+  for (Ref<Message>& m : recorder.Messages()) {
+    if (CacheUpdateType().Get(*m) != nullptr) updates.push_back(std::move(m));
+  }
+  ASSERT_EQ(updates.size(), 4u);
+  EXPECT_EQ(UpdateOf(updates[0]).old_snapshot, nullptr);
+  EXPECT_EQ(ValueOf(UpdateOf(updates[0]).new_snapshot), 1);
+  EXPECT_EQ(ValueOf(UpdateOf(updates[1]).old_snapshot), 1);
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, a2);
+  EXPECT_EQ(ValueOf(UpdateOf(updates[3]).old_snapshot), 1);
+  EXPECT_EQ(UpdateOf(updates[3]).new_snapshot, nullptr);
+  EXPECT_EQ(cache->Get(Cacheable(), "a"), a2);
+  EXPECT_EQ(cache->Get(Cacheable(), "b"), nullptr);
+  EXPECT_EQ(cache->IdOf(*a2), "a");
+  const std::vector<Ref<const CacheEntry>> entries = cache->DumpEntries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0]->Id(), "a");
+  EXPECT_EQ(caching->Stats().cached, 3u);
+  EXPECT_EQ(caching->Stats().cleared, 1u);
+}
+
+TEST(Cache, CA01_EmptyIdFromAViewIdFunctionIsNotCacheable) {
+  auto cache = Cache::Create(&CacheableIdView);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Recorder recorder = Recorder::IgnoringChanges();
+  Subscription sub = Subscription::Create(caching->Output(), recorder.Handler());
+  const std::uint64_t before = caching->Stats().not_cacheable;
+  topic->Publish(NonCacheable(), Item{"1", 1});  // no id: the view is empty
+  topic->Publish(Make("", 1));                   // an empty id held by the message
+  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
+  EXPECT_EQ(recorder.Count(), 1u);  // the barrier only
+  EXPECT_EQ(cache->Size(), 0u);
+  EXPECT_EQ(caching->Stats().not_cacheable, before + 2);
+  EXPECT_EQ(caching->Stats().cached, 0u);
+}
+
+TEST(Cache, CA09_CachePatternTakesAViewIdFunction) {
+  auto all = CachePatternAll::Create("objects", &CacheableIdView);
+  ASSERT_NE(all, nullptr);
+  auto one = CachePatternOne::Create(all, "objects/x");
+  const Ref<Message> m = Make("x", 5);
+  one->GetTopic()->Publish(m);
+  EXPECT_EQ(all->GetCache()->Get(Cacheable(), "x"), m);
+}
+
 // --- Notices -----------------------------------------------------------------------------------
 
 TEST(Cache, UnsubscribeNoticeClearsACachedSubscriptionNotice) {
@@ -1158,6 +1290,33 @@ TEST(Cache, CachingAnUpdateWithoutReceiversAllocatesNothing) {
   for (int round = 0; round < 20; ++round) publish_round(100 + round);
   EXPECT_EQ(plexus_test::AllocationCount() - before, 0u);
   EXPECT_EQ(ValueOf(cache->Get(Cacheable(), ids[7])), 119);
+}
+
+// The view form builds no id either: nothing allocated per update of an existing entry, whatever
+// the id's length (these exceed a std::string's inline buffer, which the string form would
+// allocate for).
+TEST(Cache, CachingAnUpdateWithAViewIdFunctionAllocatesNothing) {
+  auto cache = Cache::Create(&CacheableIdView);
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  constexpr int kIds = 256;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kIds; ++i)
+    ids.push_back("PJSIP/some-long-endpoint-name-" + std::to_string(i));
+  std::vector<Ref<Message>> messages;
+  const auto make_round = [&](int value) {
+    messages.clear();
+    for (int i = 0; i < kIds; ++i) messages.push_back(Make(ids[i], value));
+  };
+  for (int round = 0; round < 50; ++round) {
+    make_round(round);
+    for (const Ref<Message>& m : messages) topic->Publish(m);
+  }
+  make_round(100);
+  const std::uint64_t before = plexus_test::AllocationCount();
+  for (const Ref<Message>& m : messages) topic->Publish(m);
+  EXPECT_EQ(plexus_test::AllocationCount() - before, 0u);
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), ids[7])), 100);
 }
 #endif
 

@@ -25,6 +25,18 @@
 //   ...
 //   plexus::Ref<plexus::Message> latest = cache->Get(kChannelSnapshot, "1700000000.12");
 //
+// The id function comes in two forms (CacheIdFunction takes either): one returning a
+// std::string (Cache::IdFunction), which builds the id for every message, and one returning a
+// std::string_view (Cache::IdViewFunction), as Asterisk's returns a const char* into the
+// snapshot: a view of an id the message holds (or of storage that outlives the message). The
+// view must stay valid for as long as the message lives; the cache copies it when it creates an
+// entry, and a caching topic neither builds nor copies an id for an update of an existing one.
+//
+//   auto cache = plexus::Cache::Create([](const plexus::Message& m) -> std::string_view {
+//     const ChannelSnapshot* s = kChannelSnapshot.Get(m);
+//     return s != nullptr ? std::string_view(s->uniqueid) : std::string_view();
+//   });
+//
 // Queries, as Asterisk's: Get (the local snapshot), GetByNode (one node's; NodeId::None() asks
 // for the aggregate), GetAll (local and foreign), Dump (local snapshots), DumpByNode (one
 // node's, or the aggregates), DumpAll (local and foreign). Each returns new references: what a
@@ -90,6 +102,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -193,11 +206,59 @@ struct CacheStats {
   std::uint64_t aggregate_failures = 0;  // aggregate functions that threw
 };
 
+// A cache's id function, in either form (see "The id function comes in two forms" above): the
+// object's id, or "" if the message is not cacheable. It may throw (the caching topic counts
+// and logs it, and leaves the cache unchanged). Built from any callable taking a const
+// Message&: one returning exactly std::string_view is the view form, any other result
+// convertible to std::string the string form. Empty when built from nothing (nullptr, an empty
+// std::function, a null function pointer).
+//
+// Thread safety: immutable once built; the cache calls it from any thread at once, so the
+// callable must allow that (as any id function must).
+class CacheIdFunction {
+ public:
+  using StringFunction = std::function<std::string(const Message& message)>;
+  using ViewFunction = std::function<std::string_view(const Message& message)>;
+
+  CacheIdFunction() noexcept = default;
+  CacheIdFunction(std::nullptr_t) noexcept {}                     // NOLINT: as std::function's
+  CacheIdFunction(StringFunction id) : string_(std::move(id)) {}  // NOLINT: an id function
+  CacheIdFunction(ViewFunction id) : view_(std::move(id)) {}      // NOLINT: an id function
+  template <class F>
+  requires(std::is_invocable_v<const F&, const Message&> &&
+           !std::is_same_v<std::decay_t<F>, CacheIdFunction> &&
+           !std::is_same_v<std::decay_t<F>, StringFunction> &&
+           !std::is_same_v<std::decay_t<F>, ViewFunction>)
+      CacheIdFunction(F id) {  // NOLINT: an id function
+    if constexpr (std::is_same_v<std::invoke_result_t<const F&, const Message&>,
+                                 std::string_view>) {
+      view_ = std::move(id);
+    } else {
+      string_ = std::move(id);
+    }
+  }
+
+  explicit operator bool() const noexcept { return view_ || string_; }
+  // Whether this is the view form.
+  bool IsView() const noexcept { return static_cast<bool>(view_); }
+  // The view form's id of `message` (IsView() only); throws what the function throws.
+  std::string_view View(const Message& message) const { return view_(message); }
+  // The id of `message` as a new string (either form); throws what the function throws.
+  std::string String(const Message& message) const {
+    return view_ ? std::string(view_(message)) : string_(message);
+  }
+
+ private:
+  ViewFunction view_;
+  StringFunction string_;
+};
+
 class Cache final : public RefCounted {
  public:
-  // The object's id, or "" if the message is not cacheable. May throw (the caching topic
-  // counts and logs it, and leaves the cache unchanged).
-  using IdFunction = std::function<std::string(const Message& message)>;
+  // The id function's string form: the object's id, or "" (see CacheIdFunction).
+  using IdFunction = CacheIdFunction::StringFunction;
+  // The id function's view form: a view of the id, valid while the message lives, or "".
+  using IdViewFunction = CacheIdFunction::ViewFunction;
   // The entry's new aggregate, given the entry as it will be stored (its Aggregate() is the
   // previous aggregate) and the snapshot just put (null for a removal). Return the previous
   // aggregate (the same object) for "unchanged": nothing is published then. Return null for
@@ -213,15 +274,15 @@ class Cache final : public RefCounted {
   static constexpr std::size_t kShards = 64;
 
   // A cache naming objects with `id`. An empty `id` is misuse (reported, null returned).
-  static Ref<Cache> Create(IdFunction id, SourceLocation where = SourceLocation::current());
+  static Ref<Cache> Create(CacheIdFunction id, SourceLocation where = SourceLocation::current());
   // As Create, with aggregation across nodes (either function may be empty).
-  static Ref<Cache> Create(IdFunction id, AggregateFunction aggregate,
+  static Ref<Cache> Create(CacheIdFunction id, AggregateFunction aggregate,
                            AggregatePublishFunction publish_aggregate,
                            SourceLocation where = SourceLocation::current());
   // As Create, with the node whose snapshots are this cache's local ones (the others are
   // foreign): several nodes in one process (tests, simulators) each keep their own cache. The
   // others take NodeId::Local(). NodeId::None() is misuse (reported, null returned).
-  static Ref<Cache> Create(IdFunction id, AggregateFunction aggregate,
+  static Ref<Cache> Create(CacheIdFunction id, AggregateFunction aggregate,
                            AggregatePublishFunction publish_aggregate, NodeId local_node,
                            SourceLocation where = SourceLocation::current());
 
@@ -229,7 +290,8 @@ class Cache final : public RefCounted {
   const NodeId& LocalNode() const noexcept { return local_node_; }
 
   // The id of `message` by the id function; throws what the id function throws.
-  std::string IdOf(const Message& message) const { return id_(message); }
+  std::string IdOf(const Message& message) const { return id_.String(message); }
+  const CacheIdFunction& IdFunctionOf() const noexcept { return id_; }
   bool HasAggregate() const noexcept { return static_cast<bool>(aggregate_); }
   const AggregatePublishFunction& PublishAggregateFunction() const noexcept {
     return publish_aggregate_;
@@ -281,7 +343,7 @@ class Cache final : public RefCounted {
                          SourceLocation where = SourceLocation::current());
 
  private:
-  Cache(IdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate,
+  Cache(CacheIdFunction id, AggregateFunction aggregate, AggregatePublishFunction publish_aggregate,
         NodeId local_node);
   ~Cache() override;
 
@@ -310,7 +372,7 @@ class Cache final : public RefCounted {
   bool BeingRemoved(const NodeId& node) const;
 
   const NodeId local_node_;
-  const IdFunction id_;
+  const CacheIdFunction id_;
   const AggregateFunction aggregate_;
   const AggregatePublishFunction publish_aggregate_;
   std::unique_ptr<bus_internal::CacheShard[]> shards_;

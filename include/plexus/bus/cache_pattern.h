@@ -45,7 +45,7 @@ namespace plexus {
 class CachePatternAll final : public RefCounted {
  public:
   // An empty name or an empty id function is misuse (reported, null returned).
-  static Ref<CachePatternAll> Create(std::string_view name, Cache::IdFunction id,
+  static Ref<CachePatternAll> Create(std::string_view name, CacheIdFunction id,
                                      Cache::AggregateFunction aggregate = nullptr,
                                      Cache::AggregatePublishFunction publish_aggregate = nullptr,
                                      SourceLocation where = SourceLocation::current());
