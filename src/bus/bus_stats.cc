@@ -48,43 +48,6 @@ std::unordered_map<const Cache*, std::uint64_t> CacheSerials() {
   return serials;
 }
 
-void CountEntries(const std::vector<Ref<const CacheEntry>>& entries, CacheListing& out) {
-  std::map<std::string, CacheTypeCount> types;
-  std::vector<CacheNodeCount> nodes;
-  auto count_node = [&](const NodeId& node) {
-    auto it = std::find_if(nodes.begin(), nodes.end(),
-                           [&](const CacheNodeCount& n) { return n.node == node; });
-    if (it == nodes.end()) {
-      nodes.push_back(CacheNodeCount{node, node.IsLocal(), 0});
-      it = nodes.end() - 1;
-    }
-    ++it->snapshots;
-  };
-  for (const Ref<const CacheEntry>& e : entries) {
-    CacheTypeCount& t = types[e->Type().Name()];
-    t.type = e->Type().Name();
-    ++t.entries;
-    if (e->Local() != nullptr) {
-      ++t.local;
-      count_node(e->Local()->Node());
-    }
-    for (const CacheEntry::NodeSnapshot& f : e->Foreign()) {
-      ++t.foreign;
-      count_node(f.node);
-    }
-    if (e->Aggregate() != nullptr) {
-      ++t.aggregates;
-      ++out.aggregates;
-    }
-  }
-  for (auto& [name, count] : types) out.types.push_back(std::move(count));
-  std::sort(nodes.begin(), nodes.end(), [](const CacheNodeCount& a, const CacheNodeCount& b) {
-    if (a.local != b.local) return a.local;
-    return a.node.ToString() < b.node.ToString();
-  });
-  out.nodes = std::move(nodes);
-}
-
 }  // namespace
 
 std::vector<CachingTopicListing> ListCachingTopics() {
@@ -106,17 +69,16 @@ std::vector<CachingTopicListing> ListCachingTopics() {
 
 std::vector<CacheListing> ListCaches() {
   std::vector<CacheListing> out;
-  // The entries are counted once the registry's lock is let go; the references taken under it
-  // keep them (and their snapshots, whose destructors are user code) alive until then.
-  std::vector<std::vector<Ref<const CacheEntry>>> entries;
+  // A census holds no entry and runs no user code, so it may run under the registry's lock.
   bus_internal::CacheRegistry::Get().ForEach([&](const Cache& c, std::uint64_t serial) {
     CacheListing& l = out.emplace_back();
     l.id = serial;
     l.stats = c.Stats();
-    entries.push_back(c.DumpEntries());
+    CacheCensus census = c.Census();
+    l.aggregates = census.aggregates;
+    l.types = std::move(census.types);
+    l.nodes = std::move(census.nodes);
   });
-  for (std::size_t i = 0; i < out.size(); ++i) CountEntries(entries[i], out[i]);
-  entries.clear();
   for (const CachingTopicListing& ct : ListCachingTopics()) {
     for (CacheListing& l : out) {
       if (l.id != ct.cache_id) continue;
@@ -188,17 +150,20 @@ void AppendCaches(std::string& out) {
   if (caches.empty()) return;
   out += '\n';
   char line[512];
-  std::snprintf(line, sizeof line, "%-12s %8s %10s %10s %10s %10s %8s  %s\n", "cache", "entries",
-                "puts", "clears", "aggregates", "updates", "agg-fail", "caching topics");
+  std::snprintf(line, sizeof line, "%-12s %8s %10s %10s %10s %10s %8s %8s  %s\n", "cache",
+                "entries", "puts", "clears", "aggregates", "updates", "agg-fail", "held-cp",
+                "caching topics");
   out += line;
   for (const CacheListing& c : caches) {
     std::string feeds;
     for (const std::string& t : c.caching_topics) feeds += (feeds.empty() ? "" : " ") + t;
     const std::string name = "cache-" + std::to_string(c.id);
     std::snprintf(line, sizeof line,
-                  "%-12s %8zu %10" PRIu64 " %10" PRIu64 " %10zu %10" PRIu64 " %8" PRIu64 "  %s\n",
+                  "%-12s %8zu %10" PRIu64 " %10" PRIu64 " %10zu %10" PRIu64 " %8" PRIu64
+                  " %8" PRIu64 "  %s\n",
                   name.c_str(), c.stats.entries, c.stats.puts, c.stats.clears, c.aggregates,
-                  c.updates_published, c.stats.aggregate_failures, feeds.c_str());
+                  c.updates_published, c.stats.aggregate_failures, c.stats.held_entry_copies,
+                  feeds.c_str());
     out += line;
     for (const CacheTypeCount& t : c.types) {
       std::snprintf(line, sizeof line,

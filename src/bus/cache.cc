@@ -57,6 +57,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -648,12 +649,58 @@ std::vector<Ref<Message>> Cache::DumpAll(const MessageType* type) const {
   return out;
 }
 
+// Counted inside the walk's epochs: the local snapshot is loaded once per entry (a write in
+// place may change it), and what it points to (its node) stays valid until the epoch ends.
+CacheCensus Cache::Census() const {
+  CacheCensus out;
+  std::map<std::string, CacheTypeCount, std::less<>> types;
+  auto count_node = [&out](const NodeId& node) {
+    auto it = std::find_if(out.nodes.begin(), out.nodes.end(),
+                           [&](const CacheNodeCount& n) { return n.node == node; });
+    if (it == out.nodes.end()) {
+      out.nodes.push_back(CacheNodeCount{node, node.IsLocal(), 0});
+      it = out.nodes.end() - 1;
+    }
+    ++it->snapshots;
+  };
+  CacheShard::ForEachEntry(shards_.get(), kShards, nullptr, [&](const CacheEntry& e) {
+    auto type = types.find(e.Type().Name());
+    if (type == types.end()) type = types.emplace(e.Type().Name(), CacheTypeCount{}).first;
+    CacheTypeCount& t = type->second;
+    ++t.entries;
+    if (const Message* local = e.LocalPointer()) {
+      ++t.local;
+      count_node(local->Node());
+    }
+    for (const CacheEntry::NodeSnapshot& f : e.foreign_) {
+      ++t.foreign;
+      count_node(f.node);
+    }
+    if (e.aggregate_ != nullptr) {
+      ++t.aggregates;
+      ++out.aggregates;
+    }
+  });
+  out.types.reserve(types.size());
+  for (auto& [name, count] : types) {
+    count.type = name;
+    out.types.push_back(std::move(count));
+  }
+  std::sort(out.nodes.begin(), out.nodes.end(),
+            [](const CacheNodeCount& a, const CacheNodeCount& b) {
+              if (a.local != b.local) return a.local;
+              return a.node.ToString() < b.node.ToString();
+            });
+  return out;
+}
+
 CacheStats Cache::Stats() const {
   CacheStats s;
   s.entries = entries_.load(std::memory_order_relaxed);
   s.puts = puts_.load(std::memory_order_relaxed);
   s.clears = clears_.load(std::memory_order_relaxed);
   s.aggregate_failures = aggregate_failures_.load(std::memory_order_relaxed);
+  s.held_entry_copies = held_entry_copies_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -762,11 +809,13 @@ CacheChange Cache::Write(const MessageType* type, std::string_view id, const Nod
     const CacheEntry* entry =
         at != t->Capacity() ? t->slots[at].Load(std::memory_order_relaxed) : nullptr;
     Message* replaced = nullptr;
-    if (entry != nullptr &&
-        shard.WriteLocalInPlace(const_cast<CacheEntry&>(*entry), snapshot, replaced)) {
-      puts_.fetch_add(1, std::memory_order_relaxed);
-      return CacheChange{type, with_id ? std::string(id) : std::string(),
-                         Ref<Message>::Adopt(replaced), Ref<Message>(snapshot)};
+    if (entry != nullptr) {
+      if (shard.WriteLocalInPlace(const_cast<CacheEntry&>(*entry), snapshot, replaced)) {
+        puts_.fetch_add(1, std::memory_order_relaxed);
+        return CacheChange{type, with_id ? std::string(id) : std::string(),
+                           Ref<Message>::Adopt(replaced), Ref<Message>(snapshot)};
+      }
+      held_entry_copies_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   return WriteLocked(shard, type, id, hash, node, snapshot, with_id, where);

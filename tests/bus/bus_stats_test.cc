@@ -456,7 +456,7 @@ TEST(BusUnit, CachesAreListedWithEntriesPerTypeAndNodeAggregatesAndUpdates) {
   const std::string row = LineStartingWith(text, name + " ", "cache");
   ASSERT_FALSE(row.empty()) << text;
   EXPECT_THAT(row,
-              ::testing::MatchesRegex(name + " +3 +4 +0 +3 +8 +0 +" + caching->Output()->Name()));
+              ::testing::MatchesRegex(name + " +3 +4 +0 +3 +8 +0 +0 +" + caching->Output()->Name()));
   EXPECT_THAT(LineStartingWith(text, "type StatsTest.Snapshot ", "cache"),
               ::testing::MatchesRegex(" *type StatsTest.Snapshot +2 entries +1 local +2 foreign "
                                       "+2 aggregates"))
@@ -483,6 +483,27 @@ TEST(BusUnit, CachesAreListedWithEntriesPerTypeAndNodeAggregatesAndUpdates) {
   // The caching core lets the cache go once its final message was handled.
   EXPECT_TRUE(WaitUntil([&] { return LiveCacheCount() <= caches_before; }));
   EXPECT_THAT(BusStatsText(), ::testing::Not(HasSubstr(name + " ")));
+}
+
+// Listing the caches holds none of their entries: the writes after a listing are still made in
+// place (none is counted as a copy for a holder).
+TEST(BusUnit, ListingCachesLeavesWritesInPlace) {
+  auto original = Topic::Create("stats-cache-in-place");
+  Ref<Cache> cache = Cache::Create(&ItemId);
+  Ref<CachingTopic> caching = CachingTopic::Create(original, cache);
+  for (int i = 0; i < 3; ++i) original->Publish(SnapshotType().Make(Item{"a", i}));
+  const std::optional<CacheListing> listed = ListedCacheFedBy(caching->Output()->Name());
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->types.size(), 1u);
+  EXPECT_EQ(listed->types[0].local, 1u);
+  EXPECT_FALSE(BusStatsText().empty());
+  for (int i = 3; i < 6; ++i) original->Publish(SnapshotType().Make(Item{"a", i}));
+  EXPECT_EQ(cache->Stats().puts, 6u);
+  EXPECT_EQ(cache->Stats().held_entry_copies, 0u);
+  // Whereas a reader that holds the entry whole makes the next write copy it.
+  EXPECT_NE(cache->GetEntry(SnapshotType().get(), "a"), nullptr);
+  original->Publish(SnapshotType().Make(Item{"a", 6}));
+  EXPECT_EQ(cache->Stats().held_entry_copies, 1u);
 }
 
 }  // namespace

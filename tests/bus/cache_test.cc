@@ -644,13 +644,11 @@ TEST(Cache, CA17_ClearOfAnUncachedSnapshotPublishesNothing) {
   EXPECT_EQ(f.caching->Stats().cleared, 0u);
 }
 
-TEST(Cache, CA17_ThrowingIdFunctionLeavesTheCacheUnchanged) {
+// Publishes a good snapshot, then a snapshot and a clear on which `id` throws `what`: both
+// failures are counted and logged, and the cache and the output keep only the good one.
+void ExpectThrowingIdFunctionLeavesTheCacheUnchanged(CacheIdFunction id, const std::string& what) {
   LogCapture capture;
-  auto cache = Cache::Create([](const Message& m) -> std::string {
-    const Item* item = Cacheable().Get(m);
-    if (item != nullptr && item->value < 0) throw std::runtime_error("bad snapshot");
-    return CacheableId(m);
-  });
+  auto cache = Cache::Create(std::move(id));
   auto topic = Topic::Create("SomeTopic");
   auto caching = CachingTopic::Create(topic, cache);
   Recorder recorder = Recorder::IgnoringChanges();
@@ -663,31 +661,28 @@ TEST(Cache, CA17_ThrowingIdFunctionLeavesTheCacheUnchanged) {
   EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
   EXPECT_EQ(caching->Stats().id_failures, 2u);
   EXPECT_EQ(recorder.Count(), 2u);  // one update and the barrier
-  EXPECT_THAT(capture.Text(), HasSubstr("bad snapshot"));
+  EXPECT_THAT(capture.Text(), HasSubstr(what));
   EXPECT_THAT(capture.Text(), HasSubstr("SomeTopic"));
 }
 
+TEST(Cache, CA17_ThrowingIdFunctionLeavesTheCacheUnchanged) {
+  ExpectThrowingIdFunctionLeavesTheCacheUnchanged(
+      [](const Message& m) -> std::string {
+        const Item* item = Cacheable().Get(m);
+        if (item != nullptr && item->value < 0) throw std::runtime_error("bad snapshot");
+        return CacheableId(m);
+      },
+      "bad snapshot");
+}
+
 TEST(Cache, CA17_ThrowingViewIdFunctionLeavesTheCacheUnchanged) {
-  LogCapture capture;
-  auto cache = Cache::Create([](const Message& m) -> std::string_view {
-    const Item* item = Cacheable().Get(m);
-    if (item != nullptr && item->value < 0) throw std::runtime_error("bad view");
-    return CacheableIdView(m);
-  });
-  auto topic = Topic::Create("SomeTopic");
-  auto caching = CachingTopic::Create(topic, cache);
-  Recorder recorder = Recorder::IgnoringChanges();
-  Subscription sub = Subscription::Create(caching->Output(), recorder.Handler());
-  const Ref<Message> good = Make("1", 1);
-  topic->Publish(good);
-  topic->Publish(Make("1", -1));
-  topic->Publish(MakeCacheClear(Make("1", -1)));
-  caching->Output()->PublishAndWait(StringType().Make("barrier"), sub);
-  EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
-  EXPECT_EQ(caching->Stats().id_failures, 2u);
-  EXPECT_EQ(recorder.Count(), 2u);  // one update and the barrier
-  EXPECT_THAT(capture.Text(), HasSubstr("bad view"));
-  EXPECT_THAT(capture.Text(), HasSubstr("SomeTopic"));
+  ExpectThrowingIdFunctionLeavesTheCacheUnchanged(
+      [](const Message& m) -> std::string_view {
+        const Item* item = Cacheable().Get(m);
+        if (item != nullptr && item->value < 0) throw std::runtime_error("bad view");
+        return CacheableIdView(m);
+      },
+      "bad view");
 }
 
 // --- The id function's two forms -------------------------------------------------------------
@@ -1266,6 +1261,68 @@ TEST(Cache, InlineCachingSurvivesAThrowingIdFunction) {
   EXPECT_EQ(cache->Get(Cacheable(), "1"), good);
   EXPECT_EQ(caching->Stats().id_failures, 1u);
   EXPECT_THAT(capture.Text(), HasSubstr("no id today"));
+}
+
+// --- Census ----------------------------------------------------------------------------------
+
+// A census counts entries, snapshots by type and by node, and aggregates, and holds no entry: a
+// write after it is still made in place. A write after DumpEntries (which holds every entry it
+// hands out) copies its entry, once, and the cache counts it.
+TEST(Cache, CensusCountsWithoutHoldingEntries) {
+  auto cache = Cache::Create(&CacheableId);
+  cache->Put(Make("x", 1), "x");
+  cache->Put(Make("x", 2, Foreign(1)), "x");
+  cache->Put(Make("y", 3, Foreign(1)), "y");
+  cache->Put(Make("y", 4, Foreign(2)), "y");
+  cache->Put(Message::Create(NonCacheable().get(), Item{"z", 5}, NodeId::Local()), "z");
+
+  const CacheCensus census = cache->Census();
+  ASSERT_EQ(census.types.size(), 2u);  // by name
+  EXPECT_EQ(census.types[0].type, "Cacheable");
+  EXPECT_EQ(census.types[0].entries, 2u);
+  EXPECT_EQ(census.types[0].local, 1u);
+  EXPECT_EQ(census.types[0].foreign, 3u);
+  EXPECT_EQ(census.types[0].aggregates, 0u);
+  EXPECT_EQ(census.types[1].type, "NonCacheable");
+  EXPECT_EQ(census.types[1].entries, 1u);
+  EXPECT_EQ(census.types[1].local, 1u);
+  EXPECT_EQ(census.aggregates, 0u);
+  ASSERT_EQ(census.nodes.size(), 3u);  // local first, then by id
+  EXPECT_TRUE(census.nodes[0].local);
+  EXPECT_EQ(census.nodes[0].snapshots, 2u);
+  EXPECT_EQ(census.nodes[1].node, Foreign(1));
+  EXPECT_EQ(census.nodes[1].snapshots, 2u);
+  EXPECT_EQ(census.nodes[2].node, Foreign(2));
+  EXPECT_EQ(census.nodes[2].snapshots, 1u);
+
+  cache->Put(Make("x", 6), "x");
+  EXPECT_EQ(cache->Stats().held_entry_copies, 0u);
+  EXPECT_EQ(cache->DumpEntries(Cacheable().get()).size(), 2u);
+  cache->Put(Make("x", 7), "x");  // held by the dump: copied
+  cache->Put(Make("x", 8), "x");  // the copy is nobody's: in place
+  EXPECT_EQ(cache->Stats().held_entry_copies, 1u);
+  EXPECT_EQ(ValueOf(cache->Get(Cacheable(), "x")), 8);
+}
+
+TEST(Cache, CensusOfAnAggregatingCacheCountsItsAggregates) {
+  auto sum = [](const CacheEntry& entry, const Ref<Message>&) -> Ref<Message> {
+    int total = 0;
+    for (const Ref<Message>& m : entry.All()) total += ValueOf(m);
+    return Message::Create(&entry.Type(), Item{entry.Id(), total}, NodeId::None());
+  };
+  auto cache = Cache::Create(&CacheableId, sum, nullptr);
+  cache->Put(Make("x", 1), "x");
+  cache->Put(Make("x", 2, Foreign(1)), "x");
+  cache->Put(Make("y", 3, Foreign(1)), "y");
+  const CacheCensus census = cache->Census();
+  EXPECT_EQ(census.aggregates, 2u);
+  ASSERT_EQ(census.types.size(), 1u);
+  EXPECT_EQ(census.types[0].aggregates, 2u);
+  EXPECT_EQ(census.types[0].entries, 2u);
+  EXPECT_EQ(ValueOf(cache->GetByNode(Cacheable(), "x", NodeId::None())), 3);
+  // A cache with an aggregate function never writes in place, and counts no copy as a held one.
+  cache->Put(Make("x", 4), "x");
+  EXPECT_EQ(cache->Stats().held_entry_copies, 0u);
 }
 
 // --- Allocations -----------------------------------------------------------------------------

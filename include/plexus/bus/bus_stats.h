@@ -7,10 +7,10 @@
 // readable while the bus runs. Each listing copies the counters under a short registry lock; it
 // never waits on a publisher or a callback.
 //
-// What a cache holds (ListCaches: entries per type and per node, aggregates) is counted from
-// its entries: the listing takes each of the cache's shards' reader locks in turn, as
-// Cache::DumpEntries does, so it costs one pass over the entries and counts what each shard held
-// when it was read, not one instant of the whole cache.
+// What a cache holds (ListCaches: entries per type and per node, aggregates) is its
+// Cache::Census: one pass over the entries, shard by shard, counting what each shard held when it
+// was read (not one instant of the whole cache), holding no entry, so a listing never turns a
+// later write in place into a copy.
 //
 // A topic's `published` (TopicStats) counts what was published on the topic itself, not what
 // arrived through a forward (`forwarded_in`), and that includes the subscription change
@@ -36,22 +36,6 @@
 #include "plexus/bus/topic.h"
 
 namespace plexus {
-
-// What one cache holds of one snapshot type.
-struct CacheTypeCount {
-  std::string type;            // the snapshot type's name
-  std::size_t entries = 0;     // ids with at least one snapshot
-  std::size_t local = 0;       // local snapshots
-  std::size_t foreign = 0;     // foreign nodes' snapshots
-  std::size_t aggregates = 0;  // aggregates
-};
-
-// How many snapshots of one node a cache holds.
-struct CacheNodeCount {
-  NodeId node;
-  bool local = false;  // this process's node
-  std::size_t snapshots = 0;
-};
 
 // One live cache.
 struct CacheListing {

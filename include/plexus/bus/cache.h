@@ -204,6 +204,32 @@ struct CacheStats {
   std::uint64_t puts = 0;                // snapshots stored
   std::uint64_t clears = 0;              // snapshots removed
   std::uint64_t aggregate_failures = 0;  // aggregate functions that threw
+  // Writes of a local snapshot that built a new entry instead of writing in place, because a
+  // reader held the entry whole (GetEntry, DumpEntries): each costs a copy of the entry.
+  std::uint64_t held_entry_copies = 0;
+};
+
+// What one cache holds of one snapshot type.
+struct CacheTypeCount {
+  std::string type;            // the snapshot type's name
+  std::size_t entries = 0;     // ids with at least one snapshot
+  std::size_t local = 0;       // local snapshots
+  std::size_t foreign = 0;     // foreign nodes' snapshots
+  std::size_t aggregates = 0;  // aggregates
+};
+
+// How many snapshots of one node a cache holds.
+struct CacheNodeCount {
+  NodeId node;
+  bool local = false;  // this process's node
+  std::size_t snapshots = 0;
+};
+
+// What a cache holds, counted (Cache::Census).
+struct CacheCensus {
+  std::vector<CacheTypeCount> types;  // by type name
+  std::vector<CacheNodeCount> nodes;  // the local node first, then by node id
+  std::size_t aggregates = 0;
 };
 
 // A cache's id function, in either form (see "The id function comes in two forms" above): the
@@ -320,6 +346,10 @@ class Cache final : public RefCounted {
   std::vector<Ref<Message>> DumpAll(const MessageType* type = nullptr) const;
   // The entries themselves (of `type` only, unless null).
   std::vector<Ref<const CacheEntry>> DumpEntries(const MessageType* type = nullptr) const;
+  // How many entries, snapshots (local and foreign, by type and by node) and aggregates the
+  // cache holds. Counted inside the walk's epochs like a Dump, holding no entry: unlike
+  // DumpEntries, a census leaves every later write in place possible, and runs no user code.
+  CacheCensus Census() const;
 
   std::size_t Size() const noexcept { return entries_.load(std::memory_order_relaxed); }
   CacheStats Stats() const;
@@ -381,6 +411,7 @@ class Cache final : public RefCounted {
   std::atomic<std::uint64_t> puts_{0};
   std::atomic<std::uint64_t> clears_{0};
   std::atomic<std::uint64_t> aggregate_failures_{0};
+  std::atomic<std::uint64_t> held_entry_copies_{0};
 };
 
 }  // namespace plexus
