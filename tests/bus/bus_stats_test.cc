@@ -455,8 +455,8 @@ TEST(BusUnit, CachesAreListedWithEntriesPerTypeAndNodeAggregatesAndUpdates) {
   const std::string name = "cache-" + std::to_string(c->id);
   const std::string row = LineStartingWith(text, name + " ", "cache");
   ASSERT_FALSE(row.empty()) << text;
-  EXPECT_THAT(row,
-              ::testing::MatchesRegex(name + " +3 +4 +0 +3 +8 +0 +0 +" + caching->Output()->Name()));
+  EXPECT_THAT(
+      row, ::testing::MatchesRegex(name + " +3 +4 +0 +3 +8 +0 +0 +" + caching->Output()->Name()));
   EXPECT_THAT(LineStartingWith(text, "type StatsTest.Snapshot ", "cache"),
               ::testing::MatchesRegex(" *type StatsTest.Snapshot +2 entries +1 local +2 foreign "
                                       "+2 aggregates"))
