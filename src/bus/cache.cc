@@ -436,6 +436,14 @@ struct alignas(64) CacheShard {
   std::size_t live PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry
   std::size_t used PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry or a tombstone
   std::vector<Retired> limbo PLEXUS_GUARDED_BY(writer);
+  // Snapshots stored and removed (Cache::Stats sums the shards). Written under `writer` only,
+  // so a load and a store, not a locked add; read by Stats at any time.
+  std::atomic<std::uint64_t> puts{0};
+  std::atomic<std::uint64_t> clears{0};
+
+  static void Count(std::atomic<std::uint64_t>& counter) {
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 };
 
 // The nodes whose removal is under way (usually none: a Put checks `count` first).
@@ -697,8 +705,10 @@ CacheCensus Cache::Census() const {
 CacheStats Cache::Stats() const {
   CacheStats s;
   s.entries = entries_.load(std::memory_order_relaxed);
-  s.puts = puts_.load(std::memory_order_relaxed);
-  s.clears = clears_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < kShards; ++i) {
+    s.puts += shards_[i].puts.load(std::memory_order_relaxed);
+    s.clears += shards_[i].clears.load(std::memory_order_relaxed);
+  }
   s.aggregate_failures = aggregate_failures_.load(std::memory_order_relaxed);
   s.held_entry_copies = held_entry_copies_.load(std::memory_order_relaxed);
   return s;
@@ -811,7 +821,7 @@ CacheChange Cache::Write(const MessageType* type, std::string_view id, const Nod
     Message* replaced = nullptr;
     if (entry != nullptr) {
       if (shard.WriteLocalInPlace(const_cast<CacheEntry&>(*entry), snapshot, replaced)) {
-        puts_.fetch_add(1, std::memory_order_relaxed);
+        CacheShard::Count(shard.puts);
         return CacheChange{type, with_id ? std::string(id) : std::string(),
                            Ref<Message>::Adopt(replaced), Ref<Message>(snapshot)};
       }
@@ -918,7 +928,7 @@ PLEXUS_NO_THREAD_SAFETY_ANALYSIS CacheChange Cache::WriteLocked(
     ++shard.live;
     entries_.fetch_add(1, std::memory_order_relaxed);
   }
-  (snapshot != nullptr ? puts_ : clears_).fetch_add(1, std::memory_order_relaxed);
+  CacheShard::Count(snapshot != nullptr ? shard.puts : shard.clears);
   return change;
 }
 

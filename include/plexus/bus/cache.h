@@ -408,8 +408,8 @@ class Cache final : public RefCounted {
   std::unique_ptr<bus_internal::CacheShard[]> shards_;
   std::unique_ptr<bus_internal::CacheRemovals> removals_;
   std::atomic<std::size_t> entries_{0};
-  std::atomic<std::uint64_t> puts_{0};
-  std::atomic<std::uint64_t> clears_{0};
+  // (Puts and clears are counted by each shard, under its writer mutex: a count here would be
+  // a locked add per write, on the line readers load shards_ from.)
   std::atomic<std::uint64_t> aggregate_failures_{0};
   std::atomic<std::uint64_t> held_entry_copies_{0};
 };
