@@ -230,6 +230,7 @@ bool ThreadPool::ShouldWakeLocked() {
   if (spinning_.load(std::memory_order_seq_cst) != 0) return false;
   if (sleepers_.load(std::memory_order_relaxed) <= wakeups_pending_) return false;
   ++wakeups_pending_;
+  wakeups_pending_hint_.store(wakeups_pending_, std::memory_order_seq_cst);
   return true;
 }
 
@@ -319,9 +320,14 @@ bool ThreadPool::PushRunNext(Task task) {
 
 void ThreadPool::WakeForSlot() {
   // One who spins or watches will look at the slot; one who sleeps blind must be woken.
-  if (blind_sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  const std::size_t blind = blind_sleepers_.load(std::memory_order_seq_cst);
+  if (blind == 0) return;
   if (slot_watchers_.load(std::memory_order_seq_cst) != 0) return;
   if (spinning_.load(std::memory_order_seq_cst) != 0) return;
+  // A worker about to sleep counts itself blind before it looks at the slots, but a sleeper
+  // only after: one that looked before our fill may be missing from sleepers_ yet, never
+  // from `blind`.
+  if (EveryWakeupPending(std::max(blind, sleepers_.load(std::memory_order_seq_cst)))) return;
   bool wake = false;
   {
     MutexLock lock(mu_);
@@ -330,10 +336,21 @@ void ThreadPool::WakeForSlot() {
   if (wake) work_cv_.NotifyOne();
 }
 
+bool ThreadPool::EveryWakeupPending(std::size_t sleepers) const noexcept {
+  // What ShouldWakeLocked would answer "no" for, read without the lock (the pending count
+  // last). A stale pending count is one whose wake-up a sleeper consumed since: that sleeper
+  // lowered the count before it counts itself a sleeper (or blind) again and looks at the
+  // slots and run queues, all sequentially consistent, so it comes after our fill in that
+  // order and sees it. An unconsumed one belongs to a worker that will look likewise.
+  return sleepers <= wakeups_pending_hint_.load(std::memory_order_seq_cst);
+}
+
 void ThreadPool::WakeForLocalWork() {
   // Sequentially consistent against a sleeper's count-then-look (see the file comment).
   if (spinning_.load(std::memory_order_seq_cst) != 0) return;
-  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  const std::size_t sleepers = sleepers_.load(std::memory_order_seq_cst);
+  if (sleepers == 0) return;
+  if (EveryWakeupPending(sleepers)) return;
   bool wake = false;
   {
     MutexLock lock(mu_);
@@ -726,7 +743,10 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     if (!watch) blind_sleepers_.fetch_sub(1, std::memory_order_relaxed);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    if (wakeups_pending_ > 0) --wakeups_pending_;
+    if (wakeups_pending_ > 0) {
+      --wakeups_pending_;
+      wakeups_pending_hint_.store(wakeups_pending_, std::memory_order_seq_cst);
+    }
     // Work that came within a spin budget of going to sleep would have been caught spinning.
     self->spin_pays = MonotonicNanos() - slept_at < kSpinBudgetNs;
     if (timed_out && count_ == 0 && local_queued_.load(std::memory_order_relaxed) == 0 &&

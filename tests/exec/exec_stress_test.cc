@@ -461,6 +461,55 @@ TEST(ExecStress, TasksBlockedOnTheirHandOffsAreAllRescued) {
   pool->Shutdown();
 }
 
+// More workers than CPUs, so that a woken worker often waits for one while still counted as
+// a sleeper with a wake-up on its way (hand-offs then decide without the pool's lock that
+// nobody needs waking). The pool drains to idle between bursts, so workers keep going to
+// sleep and being woken while hand-offs land, and some handing tasks block until their
+// hand-off ran: every burst must finish, whatever the wake-up bookkeeping decided.
+TEST(ExecStress, HandOffsWhileWokenWorkersWaitForACpuLoseNoWakeUp) {
+  const std::size_t threads = 3 * std::max(2u, std::thread::hardware_concurrency());
+  auto pool = ThreadPool::Create({.name = "oversubscribed", .initial_size = threads});
+  constexpr int kPairs = 8;
+  const int bursts = Scaled(400);
+  std::vector<Ref<TaskProcessor>> a;
+  std::vector<Ref<TaskProcessor>> b;
+  for (int i = 0; i < kPairs; ++i) {
+    a.push_back(TaskProcessor::Create({.pool = pool}));
+    b.push_back(TaskProcessor::Create({.pool = pool}));
+  }
+  std::atomic<std::int64_t> ran{0};
+  std::int64_t expected = 0;
+  for (int burst = 0; burst < bursts; ++burst) {
+    for (int i = 0; i < kPairs; ++i) {
+      TaskProcessor* target = b[static_cast<std::size_t>(i)].get();
+      // One pair in each burst blocks on its hand-off: its slot must be rescued.
+      const bool blocks = i == burst % kPairs;
+      expected += 2;
+      ASSERT_TRUE(a[static_cast<std::size_t>(i)]->Push([&ran, target, blocks] {
+        if (!blocks) {
+          target->Push([&ran] { ran.fetch_add(1); });
+          ran.fetch_add(1);
+          return;
+        }
+        auto handed_ran = std::make_shared<std::promise<void>>();
+        std::future<void> handed_done = handed_ran->get_future();
+        target->Push([&ran, handed_ran] {
+          ran.fetch_add(1);
+          handed_ran->set_value();
+        });
+        handed_done.wait();
+        ran.fetch_add(1);
+      }));
+    }
+    // Drain to idle: the next burst lands on workers that spin, sleep or were just woken.
+    ASSERT_TRUE(WaitUntil([&] { return ran.load() == expected; }))
+        << "burst " << burst << ": " << ran.load() << " of " << expected << " tasks ran";
+  }
+  a.clear();
+  b.clear();
+  pool->Shutdown();
+}
+
 // Sparse pushes, one in flight at a time, to pools of every small size: each push lands while
 // the workers are spinning or going to sleep, the window where a wake-up could be lost.
 TEST(ExecStress, OneTaskAtATimeIsAlwaysPickedUp) {

@@ -192,6 +192,8 @@ class ThreadPool final : public RefCounted {
   bool ShouldWakeLocked() PLEXUS_REQUIRES(mu_);
   // Wakes a sleeper for stealable work pushed without the lock, unless a spinner will find it.
   void WakeForLocalWork() PLEXUS_EXCLUDES(mu_);
+  // Whether `sleepers` (a count read without the lock) all have a wake-up coming already.
+  bool EveryWakeupPending(std::size_t sleepers) const noexcept;
   void StartThreadsLocked(std::size_t n) PLEXUS_REQUIRES(mu_);
   void NotifyStateLocked() PLEXUS_REQUIRES(mu_);
   bool PopLocked(Task& out) PLEXUS_REQUIRES(mu_);
@@ -243,6 +245,11 @@ class ThreadPool final : public RefCounted {
   std::size_t idle_ PLEXUS_GUARDED_BY(mu_) = 0;
   // NotifyOne calls not yet consumed by a sleeper.
   std::size_t wakeups_pending_ PLEXUS_GUARDED_BY(mu_) = 0;
+  // wakeups_pending_, readable without the lock: a worker that fills its run-next slot or
+  // run queue while every sleeper has a wake-up coming need not take mu_ to learn that it
+  // has nobody to wake. On a loaded machine a woken worker may wait milliseconds for a CPU,
+  // still counted as a sleeper, and the pool's lock was taken at every hand-off meanwhile.
+  std::atomic<std::size_t> wakeups_pending_hint_{0};
   std::size_t stop_idle_ PLEXUS_GUARDED_BY(mu_) = 0;    // idle workers asked to exit
   std::size_t stop_active_ PLEXUS_GUARDED_BY(mu_) = 0;  // active ones asked to exit after it
   std::size_t zombies_ PLEXUS_GUARDED_BY(mu_) = 0;      // active workers that exit after their task
