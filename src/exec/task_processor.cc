@@ -48,9 +48,6 @@ thread_local TaskProcessor* tls_current = nullptr;
 // Polls of an empty queue before a turn ends (each a CPU pause: a few microseconds in all).
 constexpr int kEndOfTurnPolls = 512;
 
-// How many tasks ahead of its own a push fetches the incoming array's slot for writing.
-constexpr std::size_t kPushPrefetchAhead = 4;
-
 // Where waiters for the end of a turn (of any task processor) sleep. A waiter reads
 // `generation` while it still holds its task processor's lock, and a turn end with waiters
 // advances it under that same lock, so no end is missed between the two.
@@ -397,11 +394,6 @@ bool TaskProcessor::TryPush(Task& task) {
       draining_.push_back(std::move(task));
     } else {
       incoming_.push_back(std::move(task));
-      // A producer that outruns the turn writes each task to a line of a long array that
-      // has left the cache since the array was last drained; the store's miss then holds up
-      // the unlock's locked exchange. Fetching a later slot for writing now overlaps it.
-      const std::size_t ahead = incoming_.size() + kPushPrefetchAhead;
-      if (ahead < incoming_.capacity()) __builtin_prefetch(incoming_.data() + ahead, 1);
     }
   }
   if (PLEXUS_UNLIKELY(check_alert)) CheckAlert();
