@@ -1024,8 +1024,9 @@ class CachingCore final : public InlineReceiver {
   // What the source topic's fan-out calls for each message published there.
   void Receive(const Message& m) override { Handle(m); }
   // Publishes what `change` did (nothing if it did nothing), moving its snapshots into the
-  // update messages.
-  void PublishChange(CacheChange& change);
+  // update messages, stamped `when`: the instant of what caused the change (the published
+  // snapshot's or clear's timestamp), not the instant the update was made.
+  void PublishChange(CacheChange& change, WallClock::time_point when);
   // The id of `m` (built in the caller's variable), or "" with `ok` cleared if the id function
   // threw (logged and counted).
   std::string IdOf(const Message& m, bool& ok);
@@ -1052,7 +1053,7 @@ class CachingCore final : public InlineReceiver {
  private:
   ~CachingCore() override = default;
   void PublishUpdate(const MessageType* type, Ref<Message>& old_snapshot,
-                     Ref<Message>& new_snapshot);
+                     Ref<Message>& new_snapshot, WallClock::time_point when);
   // Caches `m` under `id` (its node checked) and publishes the change.
   void CacheSnapshot(const Message& m, std::string_view id);
   // Logs and counts an id function's exception (`e` null: not a std::exception).
@@ -1109,7 +1110,7 @@ void CachingCore::Handle(const Message& m) {
       return;
     }
     cleared.fetch_add(1, std::memory_order_relaxed);
-    PublishChange(change);
+    PublishChange(change, m.Timestamp());
     return;
   }
   if (const SubscriptionChange* notice = notice_type.Get(m)) [[unlikely]] {
@@ -1120,7 +1121,7 @@ void CachingCore::Handle(const Message& m) {
                                           m.Node(), created);
         if (change.SnapshotChanged()) {
           cleared.fetch_add(1, std::memory_order_relaxed);
-          PublishChange(change);
+          PublishChange(change, m.Timestamp());
         }
       }
       return;
@@ -1153,24 +1154,25 @@ inline void CachingCore::CacheSnapshot(const Message& m, std::string_view id) {
     return;
   }
   cached.fetch_add(1, std::memory_order_relaxed);
-  PublishChange(change);
+  PublishChange(change, m.Timestamp());
 }
 
 void CachingCore::PublishUpdate(const MessageType* type, Ref<Message>& old_snapshot,
-                                Ref<Message>& new_snapshot) {
+                                Ref<Message>& new_snapshot, WallClock::time_point when) {
   if (!assume_receivers.load(std::memory_order_relaxed) && !output->HasReceivers()) return;
   // Made in place from the change's snapshots (Make would move the payload once more), and
-  // handed to the output with the creator's reference (no reference-count round trip).
-  Ref<Message> update = Message::Create(
-      update_type.get(), CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)});
+  // handed to the output with the creator's reference (no reference-count round trip). Stamped
+  // with its cause's instant, which also spares a clock read per update.
+  Ref<Message> update = Message::CreateStamped(
+      update_type.get(), CacheUpdate{type, std::move(old_snapshot), std::move(new_snapshot)}, when);
   if (update == nullptr) return;  // the type is declined
   output->Publish(std::move(update));
   updates_published.fetch_add(1, std::memory_order_relaxed);
 }
 
-void CachingCore::PublishChange(CacheChange& change) {
+void CachingCore::PublishChange(CacheChange& change, WallClock::time_point when) {
   if (change.SnapshotChanged()) {
-    PublishUpdate(change.type, change.old_snapshot, change.new_snapshot);
+    PublishUpdate(change.type, change.old_snapshot, change.new_snapshot, when);
   }
   if (change.AggregateChanged()) {
     const auto& publish = cache->PublishAggregateFunction();
@@ -1183,7 +1185,7 @@ void CachingCore::PublishChange(CacheChange& change) {
           created);
       if (!ok) aggregate_publish_failures.fetch_add(1, std::memory_order_relaxed);
     }
-    PublishUpdate(change.type, change.old_aggregate, change.new_aggregate);
+    PublishUpdate(change.type, change.old_aggregate, change.new_aggregate, when);
   }
 }
 
@@ -1279,7 +1281,8 @@ std::size_t CachingTopic::RemoveNode(const NodeId& node, SourceLocation where) {
       [this](const CacheChange& change) {
         core_->cleared.fetch_add(1, std::memory_order_relaxed);
         CacheChange moved = change;
-        core_->PublishChange(moved);
+        // A removal has no message that caused it: its updates happen now.
+        core_->PublishChange(moved, FastWallClock::now());
       },
       where);
 }

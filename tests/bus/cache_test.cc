@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plexus/bus/bus.h"
+#include "plexus/core/clock.h"
 #include "plexus/core/misuse.h"
 
 // Allocations made by this thread, counted by replacing the global operator new (not under the
@@ -195,6 +196,32 @@ TEST(Cache, CA01_OutputTopicIsNamedAfterTheOriginal) {
   EXPECT_THAT(f.caching->Output()->Name(), ::testing::EndsWith("/SomeTopic"));
   EXPECT_EQ(f.caching->Original(), f.topic);
   EXPECT_EQ(f.caching->GetCache(), f.cache);
+}
+
+// An update happened when its cause was published: it carries the timestamp of the snapshot
+// (or the clear) that caused it; a removal's updates are stamped when it ran.
+TEST(Cache, CA01_UpdatesCarryTheTimestampOfWhatCausedThem) {
+  Fixture f(DeliveryMode::kSynchronous);
+  const Ref<Message> first = Make("1", 1);
+  const Ref<Message> second = Make("1", 2);
+  f.topic->Publish(first);
+  f.topic->Publish(second);
+  const Ref<Message> clear = MakeCacheClear(second);
+  f.topic->Publish(clear);
+  f.topic->Publish(Make("2", 3, Foreign(1)));
+  const WallClock::time_point before_removal = FastWallClock::now();
+  EXPECT_EQ(f.caching->RemoveNode(Foreign(1)), 1u);
+  const WallClock::time_point after_removal = FastWallClock::now();
+  const std::vector<Ref<Message>> updates = f.Updates();
+  ASSERT_EQ(updates.size(), 5u);
+  EXPECT_EQ(updates[0]->Timestamp(), first->Timestamp());
+  EXPECT_EQ(updates[1]->Timestamp(), second->Timestamp());
+  EXPECT_EQ(UpdateOf(updates[1]).new_snapshot, second);
+  EXPECT_EQ(updates[2]->Timestamp(), clear->Timestamp());
+  EXPECT_EQ(UpdateOf(updates[2]).new_snapshot, nullptr);
+  EXPECT_EQ(updates[3]->Timestamp(), UpdateOf(updates[3]).new_snapshot->Timestamp());
+  EXPECT_LE(before_removal, updates[4]->Timestamp());
+  EXPECT_LE(updates[4]->Timestamp(), after_removal);
 }
 
 // --- CA02 ------------------------------------------------------------------------------------

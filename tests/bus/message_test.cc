@@ -3,6 +3,7 @@
 // read from FastWallClock (BUS02).
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -140,6 +141,16 @@ TEST(BusAcceptance, BUS02_TimestampLiesBetweenTheInstantsAround) {
   ASSERT_NE(shared, nullptr);
   EXPECT_LE(before, shared->Timestamp());
   EXPECT_LE(shared->Timestamp(), after);
+}
+
+// A message that reports another one is stamped with the instant its maker gives.
+TEST(BusAcceptance, BUS02_AStampedMessageCarriesTheGivenInstant) {
+  const WallClock::time_point when = WallClock::time_point(std::chrono::seconds(1700000000));
+  Ref<Message> m = Message::CreateStamped(StringType().get(), std::string("then"), when);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->Timestamp(), when);
+  EXPECT_EQ(*m->As<std::string>(), "then");
+  EXPECT_EQ(m->Node(), NodeId::Local());
 }
 
 }  // namespace

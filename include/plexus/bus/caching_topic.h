@@ -31,6 +31,13 @@
 // subscribers. They carry the local node id. A caching topic nobody listens to allocates
 // nothing per update of an existing entry.
 //
+// Timestamp: an update happened when its cause was published, so an update message carries the
+// timestamp of the message that caused it (the new snapshot's, or the CacheClear's or the
+// unsubscribe notice's; an aggregate update its snapshot update's), not the instant it was
+// made; RemoveNode's updates carry the time of the removal. Updates of one original topic are
+// so stamped in that topic's publish order, as its messages are (publishers on several
+// threads: by each one's own clock, message.h).
+//
 // Order: updates for one original topic are published in that topic's publish order, from the
 // publisher's thread, inside the original topic's fan-out (its synchronous-subscription rule
 // applies: a subscriber of the original topic must not wait, in a synchronous callback, for a

@@ -16,7 +16,9 @@
 //   if (const auto* cs = msg->As<ChannelState>()) ...
 //
 // Timestamp: FastWallClock::now() at creation (core/clock.h: the wall clock, interpolated with
-// the CPU's cycle counter; within microseconds of system_clock and never going back).
+// the CPU's cycle counter; within microseconds of system_clock and never going back), or, for a
+// message that reports another one (CreateStamped: a cache update reports a published
+// snapshot), the instant given by its maker.
 //
 // Node id: a message made without one carries the local node's (NodeId::Local()), as
 // Asterisk's stasis_message_create does; pass NodeId::None() for an aggregate.
@@ -68,6 +70,14 @@ class Message : public RefCounted {
       const MessageType* type, T&& value, NodeId node = NodeId::Local(),
       SourceLocation where = SourceLocation::current());
 
+  // As Create(type, value, node), stamped `when` instead of now: for a message that reports
+  // what another message did (a cache update carries its snapshot's timestamp), which also
+  // spares the clock read.
+  template <class T>
+  requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) static Ref<Message> CreateStamped(
+      const MessageType* type, T&& value, WallClock::time_point when, NodeId node = NodeId::Local(),
+      SourceLocation where = SourceLocation::current());
+
   // A message sharing `payload` (a reference is taken). A null payload is misuse.
   template <class P>
   static Ref<Message> Create(const MessageType* type, Ref<P> payload, NodeId node = NodeId::Local(),
@@ -99,6 +109,13 @@ class Message : public RefCounted {
         payload_(payload),
         timestamp_(FastWallClock::now()),
         node_(node) {}
+  Message(const MessageType* type, NodeId node, const void* payload,
+          const std::type_info& payload_type, WallClock::time_point when) noexcept
+      : type_(type),
+        payload_type_(&payload_type),
+        payload_(payload),
+        timestamp_(when),
+        node_(node) {}
   ~Message() override = default;
 
  private:
@@ -117,6 +134,9 @@ class InlineMessage final : public Message {
   template <class U>
   InlineMessage(const MessageType* type, NodeId node, U&& value)
       : Message(type, node, &value_, typeid(T)), value_(std::forward<U>(value)) {}
+  template <class U>
+  InlineMessage(const MessageType* type, NodeId node, U&& value, WallClock::time_point when)
+      : Message(type, node, &value_, typeid(T), when), value_(std::forward<U>(value)) {}
 
   // Over-aligned payloads (beyond 16 bytes) take the aligned global allocator instead.
   static void* operator new(std::size_t size) {
@@ -165,6 +185,17 @@ requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) Ref<Message> Messa
   if (!usual && !bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
   return Ref<Message>::Adopt(new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value)),
                              where);
+}
+
+template <class T>
+requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) Ref<Message> Message::CreateStamped(
+    const MessageType* type, T&& value, WallClock::time_point when, NodeId node,
+    SourceLocation where) {
+  using V = std::remove_cvref_t<T>;
+  const bool usual = type != nullptr && type->PayloadType() == &typeid(V) && !type->IsDeclined();
+  if (!usual && !bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
+  return Ref<Message>::Adopt(
+      new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value), when), where);
 }
 
 template <class P>
