@@ -103,13 +103,6 @@ class Message : public RefCounted {
 
  protected:
   Message(const MessageType* type, NodeId node, const void* payload,
-          const std::type_info& payload_type) noexcept
-      : type_(type),
-        payload_type_(&payload_type),
-        payload_(payload),
-        timestamp_(FastWallClock::now()),
-        node_(node) {}
-  Message(const MessageType* type, NodeId node, const void* payload,
           const std::type_info& payload_type, WallClock::time_point when) noexcept
       : type_(type),
         payload_type_(&payload_type),
@@ -119,6 +112,15 @@ class Message : public RefCounted {
   ~Message() override = default;
 
  private:
+  // Whether a message of payload type V may be made with `type`: the usual case, a live type
+  // bound to this very payload type, is decided here without a call; anything else (a
+  // type_info object of another shared object included) is checked, and reported, out of line.
+  template <class V>
+  static bool CanCreate(const MessageType* type, SourceLocation where) {
+    const bool usual = type != nullptr && type->PayloadType() == &typeid(V) && !type->IsDeclined();
+    return usual || bus_internal::CheckCreate(type, typeid(V), true, where);
+  }
+
   const MessageType* const type_;
   const std::type_info* const payload_type_;
   const void* payload_;
@@ -131,9 +133,6 @@ namespace bus_internal {
 template <class T>
 class InlineMessage final : public Message {
  public:
-  template <class U>
-  InlineMessage(const MessageType* type, NodeId node, U&& value)
-      : Message(type, node, &value_, typeid(T)), value_(std::forward<U>(value)) {}
   template <class U>
   InlineMessage(const MessageType* type, NodeId node, U&& value, WallClock::time_point when)
       : Message(type, node, &value_, typeid(T), when), value_(std::forward<U>(value)) {}
@@ -163,7 +162,8 @@ template <class P>
 class SharedPayloadMessage final : public Message {
  public:
   SharedPayloadMessage(const MessageType* type, NodeId node, Ref<P> payload)
-      : Message(type, node, payload.get(), typeid(P)), payload_(std::move(payload)) {}
+      : Message(type, node, payload.get(), typeid(P), FastWallClock::now()),
+        payload_(std::move(payload)) {}
 
   static void* operator new(std::size_t size) { return AllocateMessage(size); }
   static void operator delete(void* p, std::size_t size) noexcept { FreeMessage(p, size); }
@@ -178,13 +178,11 @@ template <class T>
 requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) Ref<Message> Message::Create(
     const MessageType* type, T&& value, NodeId node, SourceLocation where) {
   using V = std::remove_cvref_t<T>;
-  // The usual case, a live type bound to this very payload type, is decided here without a
-  // call; anything else (a type_info object of another shared object included) is checked out
-  // of line.
-  const bool usual = type != nullptr && type->PayloadType() == &typeid(V) && !type->IsDeclined();
-  if (!usual && !bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
-  return Ref<Message>::Adopt(new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value)),
-                             where);
+  // Checked before the clock is read: a declined type's publish stays a few loads.
+  if (!CanCreate<V>(type, where)) return nullptr;
+  return Ref<Message>::Adopt(
+      new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value), FastWallClock::now()),
+      where);
 }
 
 template <class T>
@@ -192,8 +190,7 @@ requires(!bus_internal::IsRef<std::remove_cvref_t<T>>::value) Ref<Message> Messa
     const MessageType* type, T&& value, WallClock::time_point when, NodeId node,
     SourceLocation where) {
   using V = std::remove_cvref_t<T>;
-  const bool usual = type != nullptr && type->PayloadType() == &typeid(V) && !type->IsDeclined();
-  if (!usual && !bus_internal::CheckCreate(type, typeid(V), true, where)) return nullptr;
+  if (!CanCreate<V>(type, where)) return nullptr;
   return Ref<Message>::Adopt(
       new bus_internal::InlineMessage<V>(type, node, std::forward<T>(value), when), where);
 }
