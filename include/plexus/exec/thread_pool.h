@@ -56,6 +56,7 @@
 #include <thread>
 #include <vector>
 
+#include "plexus/core/config.h"
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
 #include "plexus/core/thread_annotations.h"
@@ -222,11 +223,14 @@ class ThreadPool final : public RefCounted {
   // count_, readable without the lock by workers looking for work.
   std::atomic<std::size_t> queued_hint_{0};
   // Tasks in the workers' run queues (not their run-next slots): what an idle worker may
-  // steal. Changed under the owning worker's lock.
-  std::atomic<std::size_t> local_queued_{0};
+  // steal. Changed under the owning worker's lock, by every worker whose run-next slot
+  // overflows: on a line of its own, so that those writes do not take away the line of hints
+  // below, which every hand-off reads.
+  alignas(kCacheLineSize) std::atomic<std::size_t> local_queued_{0};
   // Workers spinning for work before they sleep; a push does not wake a sleeper while one
-  // spins (it will find the work).
-  std::atomic<std::size_t> spinning_{0};
+  // spins (it will find the work). The hints from here on change when workers go to sleep or
+  // wake, rarely per hand-off.
+  alignas(kCacheLineSize) std::atomic<std::size_t> spinning_{0};
   // Idle workers blocked on work_cv_ (changed under mu_, read without it by pushes to a run
   // queue).
   std::atomic<std::size_t> sleepers_{0};
