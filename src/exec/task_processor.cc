@@ -585,11 +585,16 @@ void TaskProcessor::Resume(SourceLocation where) {
   bool unbalanced = false;
   {
     MutexLock lock(mu_);
-    const std::uint32_t count = suspended_.load(std::memory_order_relaxed);
+    // A compare-and-swap, not a load and a store: Suspend adds without mu_, and a suspension
+    // that came between the two would be lost.
+    std::uint32_t count = suspended_.load(std::memory_order_relaxed);
+    do {
+      if (count == 0) break;
+    } while (!suspended_.compare_exchange_weak(count, count - 1, std::memory_order_acq_rel,
+                                               std::memory_order_relaxed));
     if (count == 0) {
       unbalanced = true;
     } else {
-      suspended_.store(count - 1, std::memory_order_release);
       if (count == 1 && !scheduled_ && (!incoming_.empty() || next_ < draining_.size())) {
         scheduled_ = true;
         schedule = true;

@@ -254,6 +254,304 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
   for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
 }
 
+// Producers push in small bursts and now and then wait for the task processor to catch up, so
+// its turns keep ending (often with a push arriving just as the turn looks at the queue) and
+// the queue keeps crossing from one segment to the next: every task runs once, in its
+// producer's order, one at a time, and the counts are exact.
+TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
+  constexpr int kProducers = 3;
+  const int per_producer = Scaled(40'000);
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-turn-ends", .initial_size = 2});
+  struct State {
+    std::array<int, kProducers> last{};  // written by the tasks only, one at a time
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<int> out_of_order{0};
+    std::atomic<int> ran{0};
+  } state;
+  state.last.fill(-1);
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .batch_limit = 3});
+  std::latch start(kProducers);
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      std::minstd_rand random(static_cast<unsigned>(p + 1));
+      start.arrive_and_wait();
+      for (int seq = 0; seq < per_producer; ++seq) {
+        ASSERT_TRUE(tp->Push([&state, p, seq] {
+          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
+          int& last = state.last[static_cast<std::size_t>(p)];
+          if (last != seq - 1) state.out_of_order.fetch_add(1);
+          last = seq;
+          state.inside.fetch_sub(1);
+          state.ran.fetch_add(1, std::memory_order_release);
+        }));
+        if (random() % 16 == 0) {
+          // Let the queue drain (the turn then ends) before the next burst.
+          ASSERT_TRUE(WaitUntil([&] { return tp->Depth() == 0; }));
+        }
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  const int total = kProducers * per_producer;
+  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }));
+  EXPECT_EQ(state.overlaps.load(), 0);
+  EXPECT_EQ(state.out_of_order.load(), 0);
+  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
+  ASSERT_TRUE(
+      WaitUntil([&] { return tp->Stats().processed == static_cast<std::uint64_t>(total); }));
+  const TaskProcessorStats s = tp->Stats();
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.discarded, 0u);
+  EXPECT_LE(s.max_depth, static_cast<std::size_t>(total));
+  tp.Reset();
+  pool->Shutdown();
+}
+
+// Pushes race a shutdown, draining or discarding, with the queue sometimes deep (suspended
+// first, so that the rest spans several segments) and sometimes short: every accepted task
+// either ran or was destroyed unrun and counted as discarded, none both, none twice, none
+// lost, and every push after the shutdown is refused.
+TEST(ExecStress, PushesRacingShutdownRunOrDiscardEachTaskOnce) {
+  constexpr int kProducers = 3;
+  constexpr int kPerProducer = 4096;
+  const int rounds = Scaled(40);
+  LogCapture log;  // discarding shutdowns log what they discarded
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-shutdown-2", .initial_size = 2});
+  for (int round = 0; round < rounds; ++round) {
+    const bool drain = round % 2 == 0;
+    const bool deep = round % 4 >= 2;
+    // Per task: 1 ran, 2 destroyed unrun (0: never accepted). Written once each.
+    std::vector<std::atomic<int>> fate(kProducers * kPerProducer);
+    std::atomic<long> accepted{0};
+    std::atomic<long> refused_after_shutdown{0};
+    std::atomic<bool> shut_down{false};
+    Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .batch_limit = 8});
+    if (deep) tp->Suspend();
+    // Sets its fate when run, or when destroyed without having run.
+    struct Tracked {
+      std::atomic<int>* fate;
+      explicit Tracked(std::atomic<int>* f) : fate(f) {}
+      Tracked(Tracked&& other) noexcept : fate(std::exchange(other.fate, nullptr)) {}
+      Tracked& operator=(Tracked&&) = delete;
+      ~Tracked() {
+        if (fate != nullptr && fate->load() == 0) fate->store(2);
+      }
+      void operator()() { EXPECT_EQ(fate->exchange(1), 0); }
+    };
+    std::latch start(kProducers + 1);
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&, p] {
+        start.arrive_and_wait();
+        for (int i = 0; i < kPerProducer; ++i) {
+          const bool after = shut_down.load();
+          Task task = Tracked(&fate[static_cast<std::size_t>(p * kPerProducer + i)]);
+          if (tp->TryPush(task)) {
+            accepted.fetch_add(1);
+            EXPECT_FALSE(after) << "accepted after the shutdown returned";
+          } else {
+            if (after) refused_after_shutdown.fetch_add(1);
+            // Refused: TryPush left the task to us; destroying it marks it unrun, so un-mark.
+            fate[static_cast<std::size_t>(p * kPerProducer + i)].store(-1);
+            task = nullptr;
+            fate[static_cast<std::size_t>(p * kPerProducer + i)].store(0);
+          }
+        }
+      });
+    }
+    start.arrive_and_wait();
+    ASSERT_TRUE(WaitUntil([&] { return accepted.load() >= (deep ? 600 : 100); }));
+    const std::size_t discarded =
+        tp->Shutdown(drain ? ShutdownMode::kDrain : ShutdownMode::kDiscard);
+    shut_down.store(true);
+    for (std::thread& t : producers) t.join();
+    long ran = 0;
+    long unrun = 0;
+    long never = 0;
+    for (const std::atomic<int>& f : fate) {
+      ran += f.load() == 1;
+      unrun += f.load() == 2;
+      never += f.load() == 0;
+    }
+    EXPECT_EQ(ran + unrun, accepted.load()) << "round " << round;
+    EXPECT_EQ(never, kProducers * kPerProducer - accepted.load()) << "round " << round;
+    EXPECT_EQ(static_cast<long>(discarded), unrun) << "round " << round;
+    if (drain) {
+      EXPECT_EQ(unrun, 0) << "round " << round;
+    }
+    const TaskProcessorStats s = tp->Stats();
+    EXPECT_EQ(static_cast<long>(s.processed), ran) << "round " << round;
+    EXPECT_EQ(static_cast<long>(s.discarded), unrun) << "round " << round;
+    EXPECT_EQ(s.depth, 0u) << "round " << round;
+    EXPECT_TRUE(tp->IsShutDown());
+  }
+  pool->Shutdown();
+}
+
+// A task discards its own task processor's queue, which spans several segments (the one the
+// running task sits in among them), while producers are still pushing: the running task
+// finishes intact, every other accepted task ran or was counted discarded, and none ran twice.
+TEST(ExecStress, TaskDiscardingItsOwnDeepQueue) {
+  const int rounds = Scaled(200);
+  LogCapture log;
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-own-discard", .initial_size = 2});
+  for (int round = 0; round < rounds; ++round) {
+    Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool});
+    std::atomic<long> accepted{0};
+    std::atomic<long> ran{0};
+    std::atomic<std::size_t> discarded{0};
+    std::atomic<bool> discarder_done{false};
+    tp->Suspend();
+    // Some tasks first, so that the discarding one sits at a different slot each round.
+    for (int i = 0; i < round % 40; ++i) {
+      ASSERT_TRUE(tp->Push([&ran] { ran.fetch_add(1); }));
+      accepted.fetch_add(1);
+    }
+    ASSERT_TRUE(tp->Push([&, self = tp.get()] {
+      ran.fetch_add(1);
+      const std::array<int, 8> canary{1, 2, 3, 4, 5, 6, 7, 8};
+      discarded.store(self->Shutdown(ShutdownMode::kDiscard));
+      // Our closure's storage must still be ours.
+      EXPECT_EQ(canary[7], 8);
+      discarder_done.store(true);
+    }));
+    accepted.fetch_add(1);
+    for (int i = 0; i < 100 + round % 37; ++i) {
+      ASSERT_TRUE(tp->Push([&ran] { ran.fetch_add(1); }));
+      accepted.fetch_add(1);
+    }
+    std::thread producer([&] {
+      Task task = [&ran] { ran.fetch_add(1); };
+      while (tp->TryPush(task)) {
+        accepted.fetch_add(1);
+        task = [&ran] { ran.fetch_add(1); };
+      }
+    });
+    tp->Resume();
+    ASSERT_TRUE(WaitUntil([&] { return discarder_done.load(); }));
+    producer.join();
+    tp.Reset();  // waits for the turn
+    EXPECT_EQ(ran.load() + static_cast<long>(discarded.load()), accepted.load())
+        << "round " << round;
+    EXPECT_GE(discarded.load(), 100u) << "round " << round;
+  }
+  pool->Shutdown();
+}
+
+// The task a push publishes may own the task processor's last reference (pushed through a plain
+// pointer) and drop it at once, on another thread: the push must not touch the processor after
+// publishing (AddressSanitizer reports it if it does).
+TEST(ExecStress, PushedTaskDropsTheLastReferenceWhileThePushReturns) {
+  const int rounds = Scaled(3'000);
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-owned", .initial_size = 2});
+  for (int round = 0; round < rounds; ++round) {
+    Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool});
+    TaskProcessor* raw = tp.get();
+    std::atomic<bool> freed{false};
+    // Keeps the turn running until the owning task is queued, so that the push below finds
+    // the turn scheduled and the task runs as soon as it is published.
+    ASSERT_TRUE(raw->Push([raw] {
+      while (raw->Depth() == 0) std::this_thread::yield();
+    }));
+    ASSERT_TRUE(raw->Push([owned = std::move(tp), &freed]() mutable {
+      owned.Reset();
+      freed.store(true);
+    }));
+    ASSERT_TRUE(WaitUntil([&] { return freed.load(); }));
+  }
+  pool->Shutdown();  // the last turns free their task processors before their threads end
+}
+
+// Pushes race Suspend and Resume from another thread (and a producer that suspends and
+// resumes around its own pushes): no task runs twice or concurrently, each producer's order
+// holds, and once the last Resume returned every task runs: no wake-up is lost between a push
+// that finds the processor suspended and a Resume.
+TEST(ExecStress, PushesRacingSuspendAndResumeLoseNoWakeUp) {
+  constexpr int kProducers = 3;
+  const int per_producer = Scaled(30'000);
+  Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-suspend", .initial_size = 2});
+  struct State {
+    std::array<int, kProducers> last{};
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<int> out_of_order{0};
+    std::atomic<int> ran{0};
+  } state;
+  state.last.fill(-1);
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .batch_limit = 4});
+  std::atomic<bool> done{false};
+  std::latch start(kProducers + 1);
+  std::thread toggler([&] {
+    start.arrive_and_wait();
+    std::minstd_rand random(7);
+    while (!done.load()) {
+      const int times = 1 + static_cast<int>(random() % 2);
+      for (int i = 0; i < times; ++i) tp->Suspend();
+      for (unsigned spin = random() % 64; spin > 0; --spin) std::this_thread::yield();
+      for (int i = 0; i < times; ++i) tp->Resume();
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      start.arrive_and_wait();
+      for (int seq = 0; seq < per_producer; ++seq) {
+        if (p == 0 && seq % 512 == 0) tp->Suspend();
+        ASSERT_TRUE(tp->Push([&state, p, seq] {
+          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
+          int& last = state.last[static_cast<std::size_t>(p)];
+          if (last != seq - 1) state.out_of_order.fetch_add(1);
+          last = seq;
+          state.inside.fetch_sub(1);
+          state.ran.fetch_add(1, std::memory_order_release);
+        }));
+        if (p == 0 && seq % 512 == 511) tp->Resume();
+      }
+      if (p == 0 && per_producer % 512 != 0) tp->Resume();
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  done.store(true);
+  toggler.join();
+  EXPECT_FALSE(tp->IsSuspended());
+  const int total = kProducers * per_producer;
+  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }))
+      << "ran " << state.ran.load() << " of " << total << ", depth " << tp->Depth();
+  EXPECT_EQ(state.overlaps.load(), 0);
+  EXPECT_EQ(state.out_of_order.load(), 0);
+  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
+  tp.Reset();
+  pool->Shutdown();
+}
+
+// Suspend adds to the count without the task processor's lock while Resume lowers it under
+// that lock: two threads suspending and resuming at once must leave the count balanced, no
+// Resume finding it at zero because a suspension was lost.
+TEST(ExecStress, ConcurrentSuspendsAndResumesKeepTheCountBalanced) {
+  ScopedMisuseAction action(MisuseAction::kLog);
+  const std::uint64_t misuse_before = MisuseReportCount();
+  Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress-suspend-count"});
+  const int pairs = Scaled(200'000);
+  std::latch start(2);
+  auto toggle = [&] {
+    start.arrive_and_wait();
+    for (int i = 0; i < pairs; ++i) {
+      tp->Suspend();
+      tp->Resume();
+    }
+  };
+  std::thread first(toggle);
+  std::thread second(toggle);
+  first.join();
+  second.join();
+  EXPECT_EQ(MisuseReportCount(), misuse_before);
+  EXPECT_FALSE(tp->IsSuspended());
+  EXPECT_TRUE(tp->PushAndWait([] {}));
+}
+
 // Pushes from several threads race turns (short batches, so turns end, yield and start
 // again), a suspender and readers of the depth: every reading is a depth that was possible
 // (never above what was pushed, never above the maximum Stats() reports beside it), and at the
