@@ -1352,12 +1352,6 @@ TEST(Cache, CensusOfAnAggregatingCacheCountsItsAggregates) {
   EXPECT_EQ(cache->Stats().held_entry_copies, 0u);
 }
 
-// --- Allocations -----------------------------------------------------------------------------
-
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-// A caching topic with nobody on its output: an update of an existing entry allocates nothing
-// (the message comes from the bus's recycled blocks, the id fits a string's inline buffer, the
-// replaced entry is reused once no reader can reach it).
 // A local snapshot replaced in place while no reader is inside the cache cannot be reached by
 // any reader any more: the cache's reference to it passes to the change the write returns, so
 // the replaced snapshot goes with the change (here: with the caller's last reference), not a
@@ -1414,6 +1408,12 @@ TEST(Cache, AnEntryKeepsWhatAProbeReadsInItsFirstLine) {
   EXPECT_LE(chars_end - start, 64u);
 }
 
+// --- Allocations -----------------------------------------------------------------------------
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// A caching topic with nobody on its output: an update of an existing entry allocates nothing
+// (the message comes from the bus's recycled blocks, the id fits a string's inline buffer, the
+// replaced entry is reused once no reader can reach it).
 TEST(Cache, CachingAnUpdateWithoutReceiversAllocatesNothing) {
   auto cache = Cache::Create(&CacheableId);
   auto topic = Topic::Create("SomeTopic");
