@@ -8,7 +8,9 @@
 //   1. probes the table for the current entry (the writer mutex keeps it current);
 //   2. if it stores a local snapshot into an existing entry, the cache has no aggregate function
 //      and no reader holds the entry whole (below), exchanges the entry's local snapshot pointer
-//      and retires the replaced snapshot into the shard's limbo: steps 3-5 are skipped;
+//      and hands the entry's reference to the replaced snapshot to the change it returns if no
+//      reader is inside an epoch then, or else retires the replaced snapshot into the shard's
+//      limbo (CacheShard::HandOverReplaced): steps 3-5 are skipped;
 //   3. otherwise builds the next entry (reused from this thread's pool, or new), a copy with one
 //      node's slot replaced or removed, and runs the aggregate function on it (user code, under
 //      `writer`);
@@ -265,6 +267,8 @@ struct alignas(64) CacheShard {
   static constexpr std::size_t kMinCapacity = 16;
   // Limbo size from which a write tries to empty it (reading every reader's epoch slot).
   static constexpr std::size_t kLimboBatch = 8;
+  // Writes that retire a replaced snapshot without a scan after a scan found a reader.
+  static constexpr std::uint32_t kHandOverBackoff = 15;
 
   ~CacheShard() {
     // No reader is left (each holds the cache): what waits in the limbo goes at once (not into
@@ -301,7 +305,8 @@ struct alignas(64) CacheShard {
         if (free_slot == t.Capacity()) free_slot = i;
       } else if (CacheSlot::Matches(w, hash)) {
         const CacheEntry* e = CacheSlot::EntryOf(w);
-        if (e->hash_ == hash && e->type_ == type && IdEquals(e->id_, id)) return i;
+        // The entry's first line only (cache.h, "Layout"): the tag stands in for the hash.
+        if (e->type_ == type && IdEquals(e->id_, id)) return i;
       }
     }
   }
@@ -339,8 +344,10 @@ struct alignas(64) CacheShard {
 
   // Stores `snapshot` as `entry`'s local snapshot in place, with one atomic exchange, unless a
   // reader holds the entry whole (then nothing is done and false returned: the caller builds a
-  // new entry). The replaced snapshot waits in the limbo, with the entry's reference, for the
-  // readers that may have loaded it; `replaced` receives it with a reference of its own, or null.
+  // new entry). `replaced` receives the replaced snapshot with a reference for the caller, or
+  // null. That reference is the entry's own when no reader is inside an epoch after the
+  // exchange (HandOverReplaced); otherwise the snapshot waits in the limbo, with the entry's
+  // reference, for the readers that may have loaded it, and the caller gets a new reference.
   bool WriteLocalInPlace(CacheEntry& entry, Message* snapshot, Message*& replaced)
       PLEXUS_REQUIRES(writer) {
     if (entry.pinned_.load(std::memory_order_relaxed)) return false;
@@ -354,10 +361,41 @@ struct alignas(64) CacheShard {
         entry.local_.exchange(Ref<Message>(snapshot).Detach(), std::memory_order_seq_cst);
     entry.writing_.store(false, std::memory_order_release);
     if (old != nullptr) {
-      Retire(nullptr, nullptr, old);
-      replaced = Ref<Message>(old).Detach();
+      if (HandOverReplaced()) {
+        replaced = old;
+      } else {
+        Retire(nullptr, nullptr, old);
+        replaced = Ref<Message>(old).Detach();
+      }
     }
     return true;
+  }
+
+  // Whether the entry's reference to a snapshot just replaced in place (by a sequentially
+  // consistent exchange, the unlink) may pass to the writer's caller at once, instead of waiting
+  // in the limbo while the caller takes a reference of its own. A reader reaches a local
+  // snapshot only by loading the entry's pointer inside an epoch guard, and takes its reference
+  // inside the guard. With no reader inside a guard after the unlink (NoReaderInside, whose
+  // loads follow the exchange in the single total order), every reader either left its guard
+  // (its leave, a release store, follows the reference it took: the scan's load that read it
+  // orders that increment before any decrement of the caller's) or announced itself after the
+  // scan's load of its slot, and so after the exchange, and loads the new pointer. Nobody can
+  // take a reference from the old pointer any more: the entry's reference is the caller's to
+  // keep or drop. This spares the caller's increment on the replaced snapshot and the limbo's
+  // decrement a few writes later, each a cache miss when another thread (the update's
+  // subscriber) wrote the count last, and the snapshot's slot in the limbo.
+  //
+  // While readers are inside guards the scan fails at the first slot it reads (a line the
+  // reader writes: a miss); after a failure the shard's next kHandOverBackoff writes retire
+  // without scanning, so a shard read all the time pays that miss once in that many writes.
+  bool HandOverReplaced() PLEXUS_REQUIRES(writer) {
+    if (hand_over_backoff != 0) {
+      --hand_over_backoff;
+      return false;
+    }
+    if (EpochDomain::Get().NoReaderInside()) return true;
+    hand_over_backoff = kHandOverBackoff;
+    return false;
   }
 
   // `e`, found by a reader inside its epoch, for the reader to keep: marked held, so that no
@@ -436,6 +474,8 @@ struct alignas(64) CacheShard {
   std::size_t live PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry
   std::size_t used PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry or a tombstone
   std::vector<Retired> limbo PLEXUS_GUARDED_BY(writer);
+  // Writes left that retire a replaced snapshot without looking for readers (HandOverReplaced).
+  std::uint32_t hand_over_backoff PLEXUS_GUARDED_BY(writer) = 0;
   // Snapshots stored and removed (Cache::Stats sums the shards). Written under `writer` only,
   // so a load and a store, not a locked add; read by Stats at any time.
   std::atomic<std::uint64_t> puts{0};
@@ -574,7 +614,8 @@ inline const CacheEntry* Cache::Find(const MessageType* type, std::string_view i
       continue;
     }
     const CacheEntry* e = bus_internal::CacheSlot::EntryOf(w);
-    if (e->hash_ == hash && e->type_ == type && bus_internal::IdEquals(e->id_, id)) return e;
+    // The entry's first line only (cache.h, "Layout"): the tag stands in for the hash.
+    if (e->type_ == type && bus_internal::IdEquals(e->id_, id)) return e;
   }
 }
 

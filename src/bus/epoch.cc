@@ -32,14 +32,16 @@ EpochDomain::Slot* EpochDomain::Acquire() noexcept {
       return s;
     }
   }
-  // Slots are never freed: a scan may be walking the list at any time.
+  // Slots are never freed: a scan may be walking the list at any time. The link is sequentially
+  // consistent, as the scans' loads of the head are: a scan that does not see a new slot comes
+  // before its link, and so before its reader's first announcement, in the single total order.
   Slot* s = new Slot();
   s->in_use.store(true, std::memory_order_relaxed);
   Slot* head = slots_.load(std::memory_order_relaxed);
   do {
     s->next = head;
   } while (
-      !slots_.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
+      !slots_.compare_exchange_weak(head, s, std::memory_order_seq_cst, std::memory_order_relaxed));
   return s;
 }
 
@@ -62,6 +64,13 @@ std::uint64_t EpochDomain::TryAdvance() noexcept {
   // A failed exchange means another writer advanced it: as good.
   epoch_.compare_exchange_strong(e, e + 1, std::memory_order_seq_cst);
   return epoch_.load(std::memory_order_seq_cst);
+}
+
+bool EpochDomain::NoReaderInside() const noexcept {
+  for (Slot* s = slots_.load(std::memory_order_seq_cst); s != nullptr; s = s->next) {
+    if (s->announced.load(std::memory_order_seq_cst) != 0) return false;
+  }
+  return true;
 }
 
 bool EpochDomain::SafeToFree(std::uint64_t stamp) noexcept {

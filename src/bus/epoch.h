@@ -41,6 +41,14 @@ class EpochDomain {
   // Advances the epoch by one if every reader inside a guard has announced the current one.
   // Returns the epoch after the attempt.
   std::uint64_t TryAdvance() noexcept;
+  // Whether no reader is inside a guard now. Called by a writer just after it unlinked an
+  // object (a sequentially consistent store): true means every reader that could have loaded
+  // the object has left its guard, with whatever references it took, so the writer may let the
+  // object go (or hand its reference on) at once, without stamping it. Stops at the first
+  // reader inside a guard (see "Ordering" above: either this scan sees a reader's announcement,
+  // or that reader's loads see the unlink; a slot read as 0 was last written by a leave, a
+  // release store that follows every reference its reader took).
+  bool NoReaderInside() const noexcept;
 
   struct Slot {
     // 0: not inside a guard; otherwise the epoch the reader announced.

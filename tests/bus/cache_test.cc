@@ -1352,6 +1352,62 @@ TEST(Cache, CensusOfAnAggregatingCacheCountsItsAggregates) {
   EXPECT_EQ(cache->Stats().held_entry_copies, 0u);
 }
 
+// A local snapshot replaced in place while no reader is inside the cache cannot be reached by
+// any reader any more: the cache's reference to it passes to the change the write returns, so
+// the replaced snapshot goes with the change (here: with the caller's last reference), not a
+// few writes later out of the cache's limbo.
+TEST(Cache, CA10_AReplacedSnapshotGoesWithTheChangeWhenNoReaderIsInside) {
+  auto cache = Cache::Create(&CacheableId);
+  const Ref<Message> v1 = Make("1", 1);
+  const Ref<Message> v2 = Make("1", 2);
+  cache->Put(v1, "1");
+  EXPECT_EQ(v1->RefCount(), 2);  // the test's and the entry's
+  {
+    CacheChange change = cache->Put(v2, "1");
+    ASSERT_EQ(change.old_snapshot, v1);
+    // The test's and the change's: the cache keeps none.
+    EXPECT_EQ(v1->RefCount(), 2);
+  }
+  EXPECT_EQ(v1->RefCount(), 1);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), v2);
+
+  // Through a caching topic: the update carries the only reference besides the test's.
+  auto topic = Topic::Create("SomeTopic");
+  auto caching = CachingTopic::Create(topic, cache);
+  Ref<Message> update;
+  Subscription sub = Subscription::Create(
+      caching->Output(),
+      [&update](const Message& m, bool is_final) {
+        if (!is_final && CacheUpdateType().Get(m) != nullptr)
+          update = Ref<Message>(const_cast<Message*>(&m));
+      },
+      InMode(DeliveryMode::kSynchronous));
+  const Ref<Message> v3 = Make("1", 3);
+  topic->Publish(v3);
+  ASSERT_NE(update, nullptr);
+  EXPECT_EQ(UpdateOf(update).old_snapshot, v2);
+  EXPECT_EQ(v2->RefCount(), 2);  // the test's and the update's
+  update.Reset();
+  EXPECT_EQ(v2->RefCount(), 1);
+  EXPECT_EQ(cache->Get(Cacheable(), "1"), v3);
+}
+
+// A probe and a read reach an entry through its first cache line: the entry starts a line, and
+// its id (with the characters of an id shorter than 16 bytes inline), the last of the fields a
+// probe compares, ends inside it.
+TEST(Cache, AnEntryKeepsWhatAProbeReadsInItsFirstLine) {
+  auto cache = Cache::Create(&CacheableId);
+  cache->Put(Make("1700000000.1234", 1), "1700000000.1234");
+  const Ref<const CacheEntry> entry = cache->GetEntry(Cacheable(), "1700000000.1234");
+  ASSERT_NE(entry, nullptr);
+  const auto start = reinterpret_cast<std::uintptr_t>(entry.get());
+  EXPECT_EQ(start % 64, 0u);
+  const auto id_end = reinterpret_cast<std::uintptr_t>(&entry->Id()) + sizeof(std::string);
+  EXPECT_LE(id_end - start, 64u);
+  const auto chars_end = reinterpret_cast<std::uintptr_t>(entry->Id().data()) + 16;
+  EXPECT_LE(chars_end - start, 64u);
+}
+
 // --- Allocations -----------------------------------------------------------------------------
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
