@@ -41,6 +41,42 @@ using plexus_test::ScopedMisuseAction;
 using plexus_test::WaitForLaterTimer;
 using plexus_test::WaitUntil;
 
+// Numbered tasks of several producers, as they run on one task processor: whether two ever
+// overlapped, whether a producer's tasks ran out of its push order, and how many ran.
+template <int kProducers>
+struct ProducerOrder {
+  std::array<int, kProducers> last;  // written by the tasks only, one at a time
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> out_of_order{0};
+  std::atomic<int> ran{0};
+
+  ProducerOrder() { last.fill(-1); }
+
+  // The task producer `p` pushes as its `seq`-th.
+  auto TaskFor(int p, int seq) {
+    return [this, p, seq] {
+      if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+      int& previous = last[static_cast<std::size_t>(p)];
+      if (previous != seq - 1) out_of_order.fetch_add(1);
+      previous = seq;
+      inside.fetch_sub(1);
+      ran.fetch_add(1, std::memory_order_release);
+    };
+  }
+
+  // Waits until all `per_producer` tasks of every producer ran, then checks that they ran one
+  // at a time and in order.
+  void ExpectAllRanInOrder(int per_producer, const TaskProcessor& tp) {
+    const int total = kProducers * per_producer;
+    ASSERT_TRUE(WaitUntil([&] { return ran.load(std::memory_order_acquire) == total; }))
+        << "ran " << ran.load() << " of " << total << ", depth " << tp.Depth();
+    EXPECT_EQ(overlaps.load(), 0);
+    EXPECT_EQ(out_of_order.load(), 0);
+    for (int seen : last) EXPECT_EQ(seen, per_producer - 1);
+  }
+};
+
 // Producers push until they are refused while the task processor is shut down, in drain mode
 // (every accepted task runs exactly once) or discard mode (every accepted task runs or is
 // counted as discarded, never both).
@@ -219,14 +255,7 @@ TEST(ExecStress, TimerDropsTheLastGroupReferenceAfterItsCallback) {
 TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
   constexpr int kProducers = 4;
   const int per_producer = Scaled(50'000);
-  struct State {
-    std::array<int, kProducers> last{};  // written by the tasks only, one at a time
-    std::atomic<int> inside{0};
-    std::atomic<int> overlaps{0};
-    std::atomic<int> out_of_order{0};
-    std::atomic<int> ran{0};
-  } state;
-  state.last.fill(-1);
+  ProducerOrder<kProducers> order;
   LogCapture log;  // deep queues raise (logged) alerts
   Ref<TaskProcessor> tp = TaskProcessor::Create({.name = "stress/fifo"});
   std::latch start(kProducers);
@@ -235,23 +264,12 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
     producers.emplace_back([&, p] {
       start.arrive_and_wait();
       for (int seq = 0; seq < per_producer; ++seq) {
-        ASSERT_TRUE(tp->Push([&state, p, seq] {
-          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
-          int& last = state.last[static_cast<std::size_t>(p)];
-          if (last != seq - 1) state.out_of_order.fetch_add(1);
-          last = seq;
-          state.inside.fetch_sub(1);
-          state.ran.fetch_add(1, std::memory_order_release);
-        }));
+        ASSERT_TRUE(tp->Push(order.TaskFor(p, seq)));
       }
     });
   }
   for (std::thread& t : producers) t.join();
-  const int total = kProducers * per_producer;
-  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }));
-  EXPECT_EQ(state.overlaps.load(), 0);
-  EXPECT_EQ(state.out_of_order.load(), 0);
-  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
+  order.ExpectAllRanInOrder(per_producer, *tp);
 }
 
 // Producers push in small bursts and now and then wait for the task processor to catch up, so
@@ -262,14 +280,7 @@ TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
   constexpr int kProducers = 3;
   const int per_producer = Scaled(40'000);
   Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-turn-ends", .initial_size = 2});
-  struct State {
-    std::array<int, kProducers> last{};  // written by the tasks only, one at a time
-    std::atomic<int> inside{0};
-    std::atomic<int> overlaps{0};
-    std::atomic<int> out_of_order{0};
-    std::atomic<int> ran{0};
-  } state;
-  state.last.fill(-1);
+  ProducerOrder<kProducers> order;
   Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .batch_limit = 3});
   std::latch start(kProducers);
   std::vector<std::thread> producers;
@@ -278,14 +289,7 @@ TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
       std::minstd_rand random(static_cast<unsigned>(p + 1));
       start.arrive_and_wait();
       for (int seq = 0; seq < per_producer; ++seq) {
-        ASSERT_TRUE(tp->Push([&state, p, seq] {
-          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
-          int& last = state.last[static_cast<std::size_t>(p)];
-          if (last != seq - 1) state.out_of_order.fetch_add(1);
-          last = seq;
-          state.inside.fetch_sub(1);
-          state.ran.fetch_add(1, std::memory_order_release);
-        }));
+        ASSERT_TRUE(tp->Push(order.TaskFor(p, seq)));
         if (random() % 16 == 0) {
           // Let the queue drain (the turn then ends) before the next burst.
           ASSERT_TRUE(WaitUntil([&] { return tp->Depth() == 0; }));
@@ -294,11 +298,8 @@ TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
     });
   }
   for (std::thread& t : producers) t.join();
+  order.ExpectAllRanInOrder(per_producer, *tp);
   const int total = kProducers * per_producer;
-  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }));
-  EXPECT_EQ(state.overlaps.load(), 0);
-  EXPECT_EQ(state.out_of_order.load(), 0);
-  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
   ASSERT_TRUE(
       WaitUntil([&] { return tp->Stats().processed == static_cast<std::uint64_t>(total); }));
   const TaskProcessorStats s = tp->Stats();
@@ -472,14 +473,7 @@ TEST(ExecStress, PushesRacingSuspendAndResumeLoseNoWakeUp) {
   constexpr int kProducers = 3;
   const int per_producer = Scaled(30'000);
   Ref<ThreadPool> pool = ThreadPool::Create({.name = "stress-suspend", .initial_size = 2});
-  struct State {
-    std::array<int, kProducers> last{};
-    std::atomic<int> inside{0};
-    std::atomic<int> overlaps{0};
-    std::atomic<int> out_of_order{0};
-    std::atomic<int> ran{0};
-  } state;
-  state.last.fill(-1);
+  ProducerOrder<kProducers> order;
   Ref<TaskProcessor> tp = TaskProcessor::Create({.pool = pool, .batch_limit = 4});
   std::atomic<bool> done{false};
   std::latch start(kProducers + 1);
@@ -500,14 +494,7 @@ TEST(ExecStress, PushesRacingSuspendAndResumeLoseNoWakeUp) {
       start.arrive_and_wait();
       for (int seq = 0; seq < per_producer; ++seq) {
         if (p == 0 && seq % 512 == 0) tp->Suspend();
-        ASSERT_TRUE(tp->Push([&state, p, seq] {
-          if (state.inside.fetch_add(1) != 0) state.overlaps.fetch_add(1);
-          int& last = state.last[static_cast<std::size_t>(p)];
-          if (last != seq - 1) state.out_of_order.fetch_add(1);
-          last = seq;
-          state.inside.fetch_sub(1);
-          state.ran.fetch_add(1, std::memory_order_release);
-        }));
+        ASSERT_TRUE(tp->Push(order.TaskFor(p, seq)));
         if (p == 0 && seq % 512 == 511) tp->Resume();
       }
       if (p == 0 && per_producer % 512 != 0) tp->Resume();
@@ -517,12 +504,7 @@ TEST(ExecStress, PushesRacingSuspendAndResumeLoseNoWakeUp) {
   done.store(true);
   toggler.join();
   EXPECT_FALSE(tp->IsSuspended());
-  const int total = kProducers * per_producer;
-  ASSERT_TRUE(WaitUntil([&] { return state.ran.load(std::memory_order_acquire) == total; }))
-      << "ran " << state.ran.load() << " of " << total << ", depth " << tp->Depth();
-  EXPECT_EQ(state.overlaps.load(), 0);
-  EXPECT_EQ(state.out_of_order.load(), 0);
-  for (int last : state.last) EXPECT_EQ(last, per_producer - 1);
+  order.ExpectAllRanInOrder(per_producer, *tp);
   tp.Reset();
   pool->Shutdown();
 }
