@@ -274,8 +274,8 @@ TEST(ExecStress, ManyProducersToOneProcessorKeepPerProducerOrder) {
 
 // Producers push in small bursts and now and then wait for the task processor to catch up, so
 // its turns keep ending (often with a push arriving just as the turn looks at the queue) and
-// the queue keeps crossing from one segment to the next: every task runs once, in its
-// producer's order, one at a time, and the counts are exact.
+// starting again: every task runs once, in its producer's order, one at a time, and the counts
+// are exact.
 TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
   constexpr int kProducers = 3;
   const int per_producer = Scaled(40'000);
@@ -311,7 +311,7 @@ TEST(ExecStress, PushesRacingTurnEndsLoseNoTask) {
 }
 
 // Pushes race a shutdown, draining or discarding, with the queue sometimes deep (suspended
-// first, so that the rest spans several segments) and sometimes short: every accepted task
+// first, so that many tasks wait) and sometimes short: every accepted task
 // either ran or was destroyed unrun and counted as discarded, none both, none twice, none
 // lost, and every push after the shutdown is refused.
 TEST(ExecStress, PushesRacingShutdownRunOrDiscardEachTaskOnce) {
@@ -391,8 +391,8 @@ TEST(ExecStress, PushesRacingShutdownRunOrDiscardEachTaskOnce) {
   pool->Shutdown();
 }
 
-// A task discards its own task processor's queue, which spans several segments (the one the
-// running task sits in among them), while producers are still pushing: the running task
+// A task discards its own task processor's queue, deep and with the running task taken from
+// it, while producers are still pushing: the running task
 // finishes intact, every other accepted task ran or was counted discarded, and none ran twice.
 TEST(ExecStress, TaskDiscardingItsOwnDeepQueue) {
   const int rounds = Scaled(200);
@@ -405,7 +405,7 @@ TEST(ExecStress, TaskDiscardingItsOwnDeepQueue) {
     std::atomic<std::size_t> discarded{0};
     std::atomic<bool> discarder_done{false};
     tp->Suspend();
-    // Some tasks first, so that the discarding one sits at a different slot each round.
+    // Some tasks first, so that the discarding one sits at a different place each round.
     for (int i = 0; i < round % 40; ++i) {
       ASSERT_TRUE(tp->Push([&ran] { ran.fetch_add(1); }));
       accepted.fetch_add(1);
