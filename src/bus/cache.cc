@@ -265,7 +265,9 @@ void GiveBackRipeBuffer(Ripe&& ripe) noexcept {
 // table pointer lives on.
 struct alignas(64) CacheShard {
   static constexpr std::size_t kMinCapacity = 16;
-  // Limbo size from which a write tries to empty it (reading every reader's epoch slot).
+  // Limbo size from which a write tries to empty it (reading every reader's epoch slot), at
+  // least: the batch is as large as the number of reader threads, so that the scan costs each
+  // write a bounded share however many threads read (see CollectRipe).
   static constexpr std::size_t kLimboBatch = 8;
   // Writes that retire a replaced snapshot without a scan after a scan found a reader.
   static constexpr std::uint32_t kHandOverBackoff = 15;
@@ -432,7 +434,7 @@ struct alignas(64) CacheShard {
   }
 
   // Whether a write should try to empty the limbo (CollectRipe).
-  bool LimboFull() const PLEXUS_REQUIRES(writer) { return limbo.size() >= kLimboBatch; }
+  bool LimboFull() const PLEXUS_REQUIRES(writer) { return limbo.size() >= collect_at; }
 
   // Moves what no reader can reach any more out of the limbo into `ripe`.
   void CollectRipe(Ripe& ripe) PLEXUS_REQUIRES(writer) {
@@ -442,6 +444,10 @@ struct alignas(64) CacheShard {
     // three plain words: the moves below are memmoves.)
     std::size_t n = 0;
     while (n < limbo.size() && domain.SafeToFree(limbo[n].stamp)) ++n;
+    // The next try comes a batch later, whether this one freed anything or not: each try may
+    // read every reader's slot (TryAdvance), so with a batch of at least LiveReaders() writes
+    // between tries a write pays for about one slot read, not one per reader thread.
+    collect_at = limbo.size() - n + std::max<std::size_t>(kLimboBatch, domain.LiveReaders());
     if (n == 0) return;
     ripe.insert(ripe.end(), limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
     limbo.erase(limbo.begin(), limbo.begin() + static_cast<std::ptrdiff_t>(n));
@@ -474,6 +480,8 @@ struct alignas(64) CacheShard {
   std::size_t live PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry
   std::size_t used PLEXUS_GUARDED_BY(writer) = 0;  // slots holding an entry or a tombstone
   std::vector<Retired> limbo PLEXUS_GUARDED_BY(writer);
+  // The limbo size at which the next write tries to empty it (LimboFull).
+  std::size_t collect_at PLEXUS_GUARDED_BY(writer) = kLimboBatch;
   // Writes left that retire a replaced snapshot without looking for readers (HandOverReplaced).
   std::uint32_t hand_over_backoff PLEXUS_GUARDED_BY(writer) = 0;
   // Snapshots stored and removed (Cache::Stats sums the shards). Written under `writer` only,

@@ -9,22 +9,20 @@ static_assert(std::is_trivially_destructible_v<EpochDomain>);
 
 constinit thread_local EpochReader tl_epoch_reader;
 
-namespace {
-
 // Hands this thread's slot back to the domain when the thread exits (never inside a guard: a
 // guard lives on the stack of a function that returns).
 struct SlotReturn {
   ~SlotReturn() {
     if (tl_epoch_reader.slot != nullptr) {
       tl_epoch_reader.slot->in_use.store(false, std::memory_order_release);
+      EpochDomain::Get().live_readers_.fetch_sub(1, std::memory_order_relaxed);
     }
     tl_epoch_reader.slot = nullptr;
   }
 };
 
-}  // namespace
-
 EpochDomain::Slot* EpochDomain::Acquire() noexcept {
+  live_readers_.fetch_add(1, std::memory_order_relaxed);
   for (Slot* s = slots_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
     bool free = false;
     if (!s->in_use.load(std::memory_order_relaxed) &&
@@ -67,6 +65,9 @@ std::uint64_t EpochDomain::TryAdvance() noexcept {
 }
 
 bool EpochDomain::NoReaderInside() const noexcept {
+  // The count only decides whether to look: a stale one costs a scan or a stamp, never a wrong
+  // answer, since the scan reads every slot of the list whatever the count says.
+  if (live_readers_.load(std::memory_order_relaxed) > kMaxScannedReaders) return false;
   for (Slot* s = slots_.load(std::memory_order_seq_cst); s != nullptr; s = s->next) {
     if (s->announced.load(std::memory_order_seq_cst) != 0) return false;
   }

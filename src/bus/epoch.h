@@ -10,7 +10,10 @@
 //
 // Readers never wait and never write a shared line: a guard stores the reader's own slot twice
 // (announce, leave); nesting is counted in a thread-local and costs nothing. The writer's side
-// (TryAdvance) reads every registered reader's slot, so writers call it only now and then.
+// (TryAdvance, NoReaderInside) reads every registered reader's slot, a cache miss for each
+// reader that read lately, so its cost grows with the threads that read: writers call
+// TryAdvance once per batch of retired objects as large as the number of reader threads
+// (LiveReaders), and NoReaderInside answers without a scan once there are more than a few.
 //
 // Ordering: the announce store, the readers' loads of the shared pointers, the writers' unlink
 // stores and TryAdvance's scan are all sequentially consistent: either the scan sees a reader's
@@ -47,8 +50,18 @@ class EpochDomain {
   // object go (or hand its reference on) at once, without stamping it. Stops at the first
   // reader inside a guard (see "Ordering" above: either this scan sees a reader's announcement,
   // or that reader's loads see the unlink; a slot read as 0 was last written by a leave, a
-  // release store that follows every reference its reader took).
+  // release store that follows every reference its reader took). With more than
+  // kMaxScannedReaders reader threads it does not scan and answers false ("maybe"), which is
+  // always safe: the writer then stamps the object as usual. A scan per write that reads a
+  // line per reader thread would make every write slower with each thread that reads.
   bool NoReaderInside() const noexcept;
+  static constexpr std::uint32_t kMaxScannedReaders = 8;
+
+  // Threads that hold a reader slot now (took one with their first guard and have not exited).
+  // A count kept as threads come and go, not by a scan.
+  std::uint32_t LiveReaders() const noexcept {
+    return live_readers_.load(std::memory_order_relaxed);
+  }
 
   struct Slot {
     // 0: not inside a guard; otherwise the epoch the reader announced.
@@ -63,6 +76,7 @@ class EpochDomain {
  private:
   constexpr EpochDomain() = default;
   Slot* Acquire() noexcept;
+  friend struct SlotReturn;
 
   // Constant-initialized and trivially destructible: never torn down, so threads that exit
   // after static destruction still hand their slot back; and reached without a guard check.
@@ -70,6 +84,7 @@ class EpochDomain {
 
   std::atomic<std::uint64_t> epoch_{1};
   std::atomic<Slot*> slots_{nullptr};
+  std::atomic<std::uint32_t> live_readers_{0};
 };
 
 // A thread's slot and how deep its guards are nested. Plain data, constant-initialized, so a

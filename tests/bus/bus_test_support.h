@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,51 @@ namespace plexus_test {
 
 // The bound of every wait on a recorder: far beyond what a passing test needs.
 inline constexpr std::chrono::seconds kBusWaitLimit{30};
+
+// Threads that each run a body and then wait, alive, until released (by Release or the
+// destructor, which also joins them); the constructor returns once every thread is waiting. A
+// body may wait earlier, inside a scope whose state the test looks at, by calling ParkHere on
+// the object it is given.
+class ParkedThreads {
+ public:
+  ParkedThreads(int n, std::function<void(ParkedThreads&)> body) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this, body] {
+        body(*this);
+        ParkHere();  // at once if the body waited already and was released
+      });
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kBusWaitLimit, [&] { return parked_ >= n; });
+  }
+  ~ParkedThreads() { Release(); }
+  ParkedThreads(const ParkedThreads&) = delete;
+  ParkedThreads& operator=(const ParkedThreads&) = delete;
+
+  void ParkHere() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++parked_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int parked_ = 0;
+  bool released_ = false;
+  std::vector<std::thread> threads_;
+};
 
 // Sanitized builds run 5-20x slower: stress loops shrink there.
 inline constexpr bool kBusSanitized = plexus::kSanitizeThread || plexus::kSanitizeAddress;

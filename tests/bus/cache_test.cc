@@ -21,6 +21,7 @@
 
 #include "bus/bus_test_support.h"
 #include "core/test_support.h"
+#include "epoch.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plexus/bus/bus.h"
@@ -1390,6 +1391,32 @@ TEST(Cache, CA10_AReplacedSnapshotGoesWithTheChangeWhenNoReaderIsInside) {
   update.Reset();
   EXPECT_EQ(v2->RefCount(), 1);
   EXPECT_EQ(cache->Get(Cacheable(), "1"), v3);
+}
+
+// With more reader threads than a write looks at (EpochDomain::kMaxScannedReaders), a write
+// does not look for readers inside the cache: the replaced snapshot is not handed to the change
+// but waits in the limbo, and goes once the writes that follow have moved the epoch past it.
+TEST(Cache, CA10_WithManyReaderThreadsAReplacedSnapshotWaitsForTheEpoch) {
+  using bus_internal::EpochDomain;
+  auto cache = Cache::Create(&CacheableId);
+  const Ref<Message> v1 = Make("1", 1);
+  cache->Put(v1, "1");
+  plexus_test::ParkedThreads readers(
+      static_cast<int>(EpochDomain::kMaxScannedReaders) + 1,
+      [&cache](plexus_test::ParkedThreads&) { EXPECT_NE(cache->Get(Cacheable(), "1"), nullptr); });
+  ASSERT_GT(EpochDomain::Get().LiveReaders(), EpochDomain::kMaxScannedReaders);
+  {
+    CacheChange change = cache->Put(Make("1", 2), "1");
+    ASSERT_EQ(change.old_snapshot, v1);
+    EXPECT_EQ(v1->RefCount(), 3);  // the test's, the change's and the limbo's
+  }
+  EXPECT_EQ(v1->RefCount(), 2);
+  // The limbo is looked at once per batch of writes as large as the number of reader threads.
+  const int bound = 4 * static_cast<int>(EpochDomain::Get().LiveReaders() + 8);
+  int writes = 0;
+  while (v1->RefCount() > 1 && writes < bound) cache->Put(Make("1", 3 + writes++), "1");
+  EXPECT_EQ(v1->RefCount(), 1);
+  EXPECT_GT(writes, 1);  // not at the first write: the epoch had to move twice
 }
 
 // A probe and a read reach an entry through its first cache line: the entry starts a line, and
