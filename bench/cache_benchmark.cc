@@ -36,6 +36,12 @@
 // made from the bus's recycled blocks; an update of an existing entry allocates nothing).
 // The publisher stays within kWindow messages of its subscriber. The id function returns a view
 // of the id (the form for snapshots that hold their ids), so it builds no string per publish.
+//
+// Write row:
+//   BM_Cache_Put_BesideIdleReaders/readers:R  the benchmark thread puts a new snapshot of a
+//                                 random object per iteration (Cache::Put) while R other
+//                                 threads, which each read the cache once, sit idle: what a
+//                                 write spends on the epoch domain's reader slots, by R.
 
 #include <benchmark/benchmark.h>
 #include <urcu.h>
@@ -45,6 +51,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -452,5 +459,66 @@ void BM_Cache_CachingPublish_NoOutputSubscriber(benchmark::State& state) {
 BENCHMARK(BM_Cache_PlainPublish_Pool)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_Cache_CachingPublish_Pool)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_Cache_CachingPublish_NoOutputSubscriber)->MinTime(0.3)->UseRealTime();
+
+// --- A write beside many reader threads --------------------------------------------------------
+
+// `n` threads that each read the cache once (so each holds a reader slot of the epoch domain)
+// and then wait, alive and outside the cache, until the row ends.
+class IdleReaders {
+ public:
+  IdleReaders(const plexus::Ref<plexus::Cache>& cache, int n) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this, cache, i] {
+        benchmark::DoNotOptimize(cache->Get(SnapshotType(), Ids()[i % kObjects]).get());
+        std::unique_lock<std::mutex> lock(mu_);
+        ++ready_;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return done_; });
+      });
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this, n] { return ready_ == n; });
+  }
+  ~IdleReaders() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int ready_ = 0;
+  bool done_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The benchmark thread puts a new snapshot of a random one of the 10 000 cached objects per
+// iteration (Cache::Put, no topic) while `readers` other threads have read the cache and sit
+// idle. What a write spends looking at the readers' epoch slots shows as the rows part: it
+// should not grow with the number of threads that ever read.
+void BM_Cache_Put_BesideIdleReaders(benchmark::State& state) {
+  const plexus::Ref<plexus::Cache> cache = plexus::Cache::Create(&SnapshotId);
+  for (int i = 0; i < kObjects; ++i) cache->Put(SnapshotType().Make(Snapshot{i, 0}), Ids()[i]);
+  const IdleReaders readers(cache, static_cast<int>(state.range(0)));
+  Rng rng{0xFEEDull};
+  std::uint64_t version = 1;
+  for (auto _ : state) {
+    const int id = static_cast<int>(rng.Next() % kObjects);
+    benchmark::DoNotOptimize(
+        cache->Put(SnapshotType().Make(Snapshot{id, version++}), Ids()[id]).SnapshotChanged());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+BENCHMARK(BM_Cache_Put_BesideIdleReaders)
+    ->ArgName("readers")
+    ->Arg(0)
+    ->Arg(8)
+    ->Arg(64)
+    ->UseRealTime();
 
 }  // namespace
