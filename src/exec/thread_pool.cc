@@ -769,7 +769,7 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     if (TakeWork(self, task)) {
       if (!active) {
-        MutexLock lock(mu_);
+        mu_.Acquire();
         if (stop_idle_ > 0) {
           // Asked to leave as an idle thread after it looked: run the task as a zombie.
           // (Zombies are interchangeable: should another one leave first, this thread stays
@@ -784,18 +784,20 @@ void ThreadPool::WorkerMain(Worker* self) {
         }
         active = true;
         NotifyStateLocked();
-      }
-      if (self->watching) {
-        // A busy worker watches no more; look once more (without the lock), after saying so,
-        // so that a slot filled meanwhile by a worker that counted on us still gets a watcher.
-        StopWatching(self);
-        if (AnySlotFull(self) && blind_sleepers_.load(std::memory_order_seq_cst) != 0) {
-          bool wake = false;
-          {
-            MutexLock lock(mu_);
-            wake = AlertBlindLocked();
+        mu_.Release();
+        if (self->watching) {
+          // A busy worker watches no more; look once more (without the lock), after saying
+          // so, so that a slot filled meanwhile by a worker that counted on us still gets a
+          // watcher. (Only an idle worker watches: a busy one has nothing to check per task.)
+          StopWatching(self);
+          if (AnySlotFull(self) && blind_sleepers_.load(std::memory_order_seq_cst) != 0) {
+            bool wake = false;
+            {
+              MutexLock lock(mu_);
+              wake = AlertBlindLocked();
+            }
+            if (wake) work_cv_.NotifyOne();
           }
-          if (wake) work_cv_.NotifyOne();
         }
       }
       core_internal::RunCatching(

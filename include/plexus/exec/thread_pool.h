@@ -222,8 +222,9 @@ class ThreadPool final : public RefCounted {
   const SourceLocation created_at_;
 
   // Validated: observer callbacks run under it, and may take locks of their own. Taken by
-  // pushes from outside the pool and by workers that go idle or steal; a worker that runs
-  // tasks from its own run queue does not take it.
+  // pushes from outside the pool and by workers that go idle or take from the global queue; a
+  // worker that runs tasks from its own run queue, steals or rescues does not take it, and
+  // nothing that reads every worker runs under it.
   mutable Mutex mu_;
   CondVar work_cv_;
   // Ring buffer of globally queued tasks (capacity a power of two); steady-state pushes
