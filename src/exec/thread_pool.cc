@@ -871,9 +871,9 @@ void ThreadPool::WorkerMain(Worker* self) {
     // Full run-next slots of others: sleep with a bound, to come back for them. Count
     // ourselves blind first (see the file comment), note the alerts, and look without the
     // lock: a scan of every worker under it would hold up every push and every other
-    // sleeper. A filler that counted on us meanwhile bumped slot_alerts_; so did a push
-    // (count_), a shrink (stop_idle_) or a shutdown whose notice we could not get before we
-    // count ourselves a sleeper: look again then.
+    // sleeper. A filler that counted on us meanwhile bumped slot_alerts_, and a push, a
+    // shrink or a shutdown that came meanwhile found no sleeper to notify: in either case
+    // look again instead of sleeping.
     blind_sleepers_.fetch_add(1, std::memory_order_seq_cst);
     const std::uint64_t alerts = slot_alerts_;
     mu_.Release();
