@@ -34,6 +34,37 @@
 // kGlobalCheckInterval-th take looks at the global queue first, so that a worker fed by its own
 // hand-offs cannot starve pushes from outside.
 //
+// Reading the workers without the lock: mu_ guards the global queue, which every push from
+// outside the pool takes, so nothing that reads every worker runs under it. The pool keeps a
+// table of every Worker object it made (WorkerTable: pointers published once, never changed;
+// a full table is replaced by one twice its size and the old one kept, since a reader may
+// still hold it), and a Worker outlives its thread: a leaving thread puts it on a free list
+// (its slot and run queue are empty then) and the next thread started takes it, bumping its
+// generation. Workers are freed with the pool. So a thief or a watcher reads a live object
+// through any pointer it ever saw, without the pool's lock: a retired Worker shows an empty
+// queue and slot, a recycled one the new thread's, guarded as ever by the Worker's own lock
+// and slot state word; a watch notes the generation, so that a rescue never takes a new
+// thread's slot for the one it watched. (The other way, a snapshot republished at every
+// start and exit, allocates under the lock at every change of the pool's size, and needs the
+// readers to pin the snapshot; the number of Worker objects here is the most threads the
+// pool ever ran at once.) Stealing then takes no pool lock: a thief scans the table from a
+// place of its own (a per-worker random start, as Go's scheduler does, so that thieves spread
+// over the victims) and takes the oldest task of a run queue under that worker's lock, which
+// keeps local_queued_ exact as before. A rescue reads only the thief's own watches and the
+// victim's atomics.
+//
+// Watching without the lock: a worker about to sleep counts itself blind (under mu_), notes
+// slot_alerts_, releases mu_, looks at the slots, and takes mu_ again to count itself a
+// sleeper and wait. Before, mu_ was held from the blind count to the wait, so a filler that
+// saw it blind and took mu_ to wake someone always found it among the sleepers. Now it may
+// find it between its look and its sleep, not yet a sleeper: so such a filler (and a worker
+// that stops watching and sees a full slot) bumps slot_alerts_ under mu_, and a blind worker
+// that finds it moved looks again instead of sleeping. The filler's section comes after the
+// blind count (it read that count), so either the sleeper sees the bump, or it was already
+// waiting and counted when the filler asked ShouldWakeLocked. Likewise a push, a shrink or a
+// shutdown that came during the look finds no sleeper to wake, so the worker checks the
+// global queue, stop_idle_ and shutting_down_ again after it takes mu_ back.
+//
 // Wake-ups (after Go's scheduler): a sleeper is woken only for work that another thread could
 // take (the global queue, a run queue) and only when no worker is spinning, since a spinner
 // will find it; a worker that takes from the global queue and leaves work behind wakes the
@@ -128,6 +159,13 @@ class TaskRing {
 
 struct ThreadPool::Worker {
   std::thread thread;
+  // The Worker's place in the table of workers, for its whole life.
+  std::size_t index = 0;
+  // Bumped (under the pool's mu_) each time the Worker is handed to a new thread; a watch
+  // notes it, so that a rescue never takes a new thread's slot for the one it watched.
+  std::atomic<std::uint32_t> generation{0};
+  // The next Worker in the pool's free list (under the pool's mu_, while the Worker is in it).
+  Worker* next_free = nullptr;
   // The run-next slot. `next_state` says who may touch `next`: the owner fills it only from
   // kSlotEmpty (plain store of kSlotFull after the move) and takes it by kSlotFull ->
   // kSlotEmpty; a thief claims it by kSlotFull -> kSlotClaimed, moves the task out and stores
@@ -136,8 +174,9 @@ struct ThreadPool::Worker {
   std::atomic<std::uint32_t> next_state{kSlotEmpty};
   // Takes so far: written by the owner only (plain stores), read by watchers.
   std::atomic<std::uint32_t> ticks{0};
-  // A leaf lock over the run queue: the owner takes it to push and pop, thieves under the
-  // pool's mu_. Uncontended unless someone steals.
+  // A leaf lock over the run queue: the owner and thieves take it to push and pop (thieves
+  // without the pool's mu_; the owner's flush to the global queue with it). Uncontended
+  // unless someone steals.
   sync_internal::AnnotatedMutex mu;
   TaskRing queue PLEXUS_GUARDED_BY(mu);
   // queue.Size(), changed under mu; only the owner adds, so a zero it reads without the lock
@@ -145,18 +184,33 @@ struct ThreadPool::Worker {
   std::atomic<std::size_t> queued{0};
   // Owned by the worker's thread.
   std::uint32_t next_streak = 0;
-  // Slots this worker watches (under the pool's mu_): whose, the owner's take count then, and
-  // since when it has not moved.
+  // Where this worker's next steal starts its scan (a xorshift state), so that thieves spread
+  // over the victims instead of all trying the first one.
+  std::uint32_t steal_seed = 1;
+  // Slots this worker watches (its own thread only, without the pool's lock): whose, that
+  // Worker's generation, the owner's take count then, and since when it has not moved; in
+  // table order. `watched_before` is the previous look's list, kept to reuse its capacity.
   struct Watch {
     Worker* victim;
+    std::uint32_t generation;
     std::uint32_t ticks;
     std::int64_t since;
   };
   std::vector<Watch> watched;
+  std::vector<Watch> watched_before;
   std::uint32_t ticks_sum = 0;  // the others' take counts at the last look
   bool watching = false;        // counted in slot_watchers_
   std::uint32_t blocking = 0;   // nested ScopedBlockingWaits on this worker
   bool spin_pays = true;        // the idle policy's memory (see above)
+};
+
+// The table of workers: `capacity` pointers, each published once (release) and then never
+// changed. A full table is replaced by one twice its size holding the same pointers; readers
+// that still hold the old one read a prefix of the workers, which is all they could have seen.
+struct ThreadPool::WorkerTable {
+  explicit WorkerTable(std::size_t n) : capacity(n), slots(new std::atomic<Worker*>[n]()) {}
+  const std::size_t capacity;
+  const std::unique_ptr<std::atomic<Worker*>[]> slots;
 };
 
 Ref<ThreadPool> ThreadPool::Create(ThreadPoolOptions options, SourceLocation where) {
@@ -181,7 +235,14 @@ ThreadPool::ThreadPool(ThreadPoolOptions options, SourceLocation where)
   StartThreadsLocked(options_.initial_size);
 }
 
-ThreadPool::~ThreadPool() = default;
+ThreadPool::~ThreadPool() {
+  // Shutdown joined every thread: nobody reads the table or a Worker any more.
+  MutexLock lock(mu_);
+  WorkerTable* table = worker_table_.load(std::memory_order_relaxed);
+  const std::size_t n = worker_count_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i) delete table->slots[i].load(std::memory_order_relaxed);
+  for (WorkerTable* t : worker_tables_) delete t;
+}
 
 void ThreadPool::LastReferenceDropped() const {
   auto* self = const_cast<ThreadPool*>(this);
@@ -331,9 +392,17 @@ void ThreadPool::WakeForSlot() {
   bool wake = false;
   {
     MutexLock lock(mu_);
-    wake = ShouldWakeLocked();
+    wake = AlertBlindLocked();
   }
   if (wake) work_cv_.NotifyOne();
+}
+
+bool ThreadPool::AlertBlindLocked() {
+  // A worker counted blind may not sleep yet: it looks at the slots without the lock and
+  // only then takes it to count itself a sleeper, so ShouldWakeLocked may not count it. It
+  // compares slot_alerts_ under the lock before it sleeps, and looks again if it moved.
+  ++slot_alerts_;
+  return ShouldWakeLocked();
 }
 
 bool ThreadPool::EveryWakeupPending(std::size_t sleepers) const noexcept {
@@ -404,9 +473,22 @@ bool ThreadPool::TakeGlobal(Task& out) {
   return true;
 }
 
-bool ThreadPool::StealLocked(Worker* self, Task& out) {
-  for (Worker* victim : workers_) {
+bool ThreadPool::Steal(Worker* self, Task& out) {
+  // The count first: its acquire makes the table we load next hold at least that many.
+  const std::size_t n = worker_count_.load(std::memory_order_acquire);
+  if (n < 2) return false;
+  WorkerTable* table = worker_table_.load(std::memory_order_acquire);
+  std::uint32_t x = self->steal_seed;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  self->steal_seed = x;
+  std::size_t i = x % n;
+  for (std::size_t k = 0; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
+    Worker* victim = table->slots[i].load(std::memory_order_acquire);
     if (victim == self || victim->queued.load(std::memory_order_relaxed) == 0) continue;
+    // A victim whose thread left (or a Worker recycled since) is a live object: its queue is
+    // empty, or belongs to the thread that has it now; either way its own lock guards it.
     MutexLock lock(victim->mu);
     // The oldest task of the victim's run queue.
     if (!victim->queue.PopFront(out)) continue;
@@ -417,13 +499,13 @@ bool ThreadPool::StealLocked(Worker* self, Task& out) {
   return false;
 }
 
-bool ThreadPool::RescueLocked(Worker* self, Task& out) {
+bool ThreadPool::Rescue(Worker* self, Task& out) {
   const std::int64_t now = MonotonicNanos();
   for (const Worker::Watch& watch : self->watched) {
     if (now - watch.since < kRescueAfterNs) continue;
-    // The victim may have left since (its Worker deleted): only those still here.
-    if (std::find(workers_.begin(), workers_.end(), watch.victim) == workers_.end()) continue;
     Worker* victim = watch.victim;
+    // Its thread left since, and the Worker may serve another thread: not the slot we saw.
+    if (victim->generation.load(std::memory_order_relaxed) != watch.generation) continue;
     if (victim->ticks.load(std::memory_order_relaxed) != watch.ticks) continue;
     std::uint32_t full = kSlotFull;
     if (!victim->next_state.compare_exchange_strong(full, kSlotClaimed, std::memory_order_acquire,
@@ -447,30 +529,40 @@ bool ThreadPool::TakeWork(Worker* self, Task& out) {
   if (TakeOwn(self, out)) return true;
   if (!global_first && TakeGlobal(out)) return true;
   if (local_queued_.load(std::memory_order_relaxed) == 0 && self->watched.empty()) return false;
-  MutexLock lock(mu_);
-  return StealLocked(self, out) || RescueLocked(self, out);
+  return Steal(self, out) || Rescue(self, out);
 }
 
-bool ThreadPool::WatchSlotsLocked(Worker* self) {
-  // Count ourselves blind first, then look (see the file comment); watchers_ drops only after
-  // blind_sleepers_ rose, so a filler never sees neither while we are about to sleep.
-  blind_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+bool ThreadPool::WatchSlots(Worker* self) {
+  // The caller counted us blind first; we look now (see the file comment). watchers_ drops
+  // only after blind_sleepers_ rose, so a filler never sees neither while we are about to
+  // sleep.
   const bool was_watching = self->watching;
-  StopWatchingLocked(self);
+  StopWatching(self);
   const std::int64_t now = MonotonicNanos();
-  std::vector<Worker::Watch> old;
-  old.swap(self->watched);
+  self->watched_before.swap(self->watched);
+  self->watched.clear();
+  const std::size_t n = worker_count_.load(std::memory_order_acquire);
+  WorkerTable* table = worker_table_.load(std::memory_order_acquire);
+  // Allocates only when the pool has more workers than ever before.
+  if (self->watched.capacity() < n) self->watched.reserve(n);
+  // Both lists are in table order: one pass over the previous look finds a slot's watch.
+  auto old = self->watched_before.cbegin();
+  const auto old_end = self->watched_before.cend();
   std::uint32_t sum = 0;
-  for (Worker* w : workers_) {
+  for (std::size_t i = 0; i < n; ++i) {
+    Worker* w = table->slots[i].load(std::memory_order_acquire);
     if (w == self) continue;
     const std::uint32_t ticks = w->ticks.load(std::memory_order_relaxed);
     sum += ticks;
     if (w->next_state.load(std::memory_order_seq_cst) != kSlotFull) continue;
+    const std::uint32_t generation = w->generation.load(std::memory_order_relaxed);
     std::int64_t since = now;
-    for (const Worker::Watch& o : old) {
-      if (o.victim == w && o.ticks == ticks) since = o.since;
+    while (old != old_end && old->victim->index < i) ++old;
+    if (old != old_end && old->victim == w && old->generation == generation &&
+        old->ticks == ticks) {
+      since = old->since;
     }
-    self->watched.push_back({w, ticks, since});
+    self->watched.push_back({w, generation, ticks, since});
   }
   // A watcher stays one while the pool is busy, so that steady hand-offs wake no one.
   // One such watcher is enough.
@@ -484,10 +576,20 @@ bool ThreadPool::WatchSlotsLocked(Worker* self) {
   return true;
 }
 
-void ThreadPool::StopWatchingLocked(Worker* self) {
+void ThreadPool::StopWatching(Worker* self) noexcept {
   if (!self->watching) return;
   self->watching = false;
   slot_watchers_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+bool ThreadPool::AnySlotFull(const Worker* self) const noexcept {
+  const std::size_t n = worker_count_.load(std::memory_order_acquire);
+  WorkerTable* table = worker_table_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    const Worker* w = table->slots[i].load(std::memory_order_acquire);
+    if (w != self && w->next_state.load(std::memory_order_seq_cst) == kSlotFull) return true;
+  }
+  return false;
 }
 
 void ThreadPool::FlushLocalLocked(Worker* worker) {
@@ -524,12 +626,53 @@ std::size_t ThreadPool::LiveThreadsLocked() const {
 void ThreadPool::StartThreadsLocked(std::size_t n) {
   if (n == 0) return;
   for (std::size_t i = 0; i < n; ++i) {
-    auto* worker = new Worker;
+    Worker* worker = AcquireWorkerLocked();
     ++idle_;  // a new thread counts as idle until it finds work
-    workers_.push_back(worker);
+    ++running_;
     worker->thread = std::thread([this, worker] { WorkerMain(worker); });
   }
   NotifyStateLocked();
+}
+
+ThreadPool::Worker* ThreadPool::AcquireWorkerLocked() {
+  if (free_workers_ != nullptr) {
+    // The thread that had it left with its slot and run queue empty (an idle thread took
+    // nothing; a zombie flushed them), and touches it no more. What a thief or a watcher
+    // holding a stale pointer reads is therefore a live object: an empty queue, or the new
+    // thread's, under the Worker's own lock; the generation tells a watch it changed hands.
+    Worker* worker = free_workers_;
+    free_workers_ = worker->next_free;
+    worker->next_free = nullptr;
+    worker->generation.fetch_add(1, std::memory_order_relaxed);
+    // The owner-only state starts afresh (written before the new thread starts). The take
+    // count goes on from where it was: a watch of the old thread never matches it again.
+    worker->next_streak = 0;
+    worker->watched.clear();
+    worker->watched_before.clear();
+    worker->ticks_sum = 0;
+    worker->spin_pays = true;
+    return worker;
+  }
+  auto* worker = new Worker;
+  const std::size_t n = worker_count_.load(std::memory_order_relaxed);
+  WorkerTable* table = worker_table_.load(std::memory_order_relaxed);
+  if (table == nullptr || n == table->capacity) {
+    auto* bigger = new WorkerTable(table == nullptr ? 8 : table->capacity * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+      bigger->slots[i].store(table->slots[i].load(std::memory_order_relaxed),
+                             std::memory_order_relaxed);
+    }
+    worker_tables_.push_back(bigger);
+    worker_table_.store(bigger, std::memory_order_release);
+    table = bigger;
+  }
+  worker->index = n;
+  worker->steal_seed = static_cast<std::uint32_t>(n) * 2654435761u + 1;  // any non-zero seed
+  if (worker->steal_seed == 0) worker->steal_seed = 1;
+  table->slots[n].store(worker, std::memory_order_release);
+  // After the table (see Steal).
+  worker_count_.store(n + 1, std::memory_order_release);
+  return worker;
 }
 
 void ThreadPool::NotifyStateLocked() {
@@ -626,7 +769,7 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     if (TakeWork(self, task)) {
       if (!active) {
-        MutexLock lock(mu_);
+        mu_.Acquire();
         if (stop_idle_ > 0) {
           // Asked to leave as an idle thread after it looked: run the task as a zombie.
           // (Zombies are interchangeable: should another one leave first, this thread stays
@@ -641,16 +784,19 @@ void ThreadPool::WorkerMain(Worker* self) {
         }
         active = true;
         NotifyStateLocked();
+        mu_.Release();
         if (self->watching) {
-          // A busy worker watches no more; look once more, after saying so, so that a slot
-          // filled meanwhile by a worker that counted on us still gets a watcher.
-          StopWatchingLocked(self);
-          const bool any_full = std::any_of(workers_.begin(), workers_.end(), [&](Worker* w) {
-            return w != self && w->next_state.load(std::memory_order_seq_cst) == kSlotFull;
-          });
-          if (any_full && blind_sleepers_.load(std::memory_order_seq_cst) != 0 &&
-              ShouldWakeLocked()) {
-            work_cv_.NotifyOne();
+          // A busy worker watches no more; look once more (without the lock), after saying
+          // so, so that a slot filled meanwhile by a worker that counted on us still gets a
+          // watcher. (Only an idle worker watches: a busy one has nothing to check per task.)
+          StopWatching(self);
+          if (AnySlotFull(self) && blind_sleepers_.load(std::memory_order_seq_cst) != 0) {
+            bool wake = false;
+            {
+              MutexLock lock(mu_);
+              wake = AlertBlindLocked();
+            }
+            if (wake) work_cv_.NotifyOne();
           }
         }
       }
@@ -722,8 +868,22 @@ void ThreadPool::WorkerMain(Worker* self) {
       mu_.Release();
       continue;
     }
-    // Full run-next slots of others: sleep with a bound, to come back for them.
-    const bool watch = WatchSlotsLocked(self);
+    // Full run-next slots of others: sleep with a bound, to come back for them. Count
+    // ourselves blind first (see the file comment), note the alerts, and look without the
+    // lock: a scan of every worker under it would hold up every push and every other
+    // sleeper. A filler that counted on us meanwhile bumped slot_alerts_, and a push, a
+    // shrink or a shutdown that came meanwhile found no sleeper to notify: in either case
+    // look again instead of sleeping.
+    blind_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint64_t alerts = slot_alerts_;
+    mu_.Release();
+    const bool watch = WatchSlots(self);
+    mu_.Acquire();
+    if ((!watch && slot_alerts_ != alerts) || count_ != 0 || shutting_down_ || stop_idle_ > 0) {
+      if (!watch) blind_sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      mu_.Release();
+      continue;
+    }
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     if (local_queued_.load(std::memory_order_seq_cst) != 0) {
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
@@ -758,14 +918,16 @@ void ThreadPool::WorkerMain(Worker* self) {
     }
     mu_.Release();
   }
-  // Leave (mu_ held): hand the thread object to the next control call to join.
-  StopWatchingLocked(self);
-  auto it = std::find(workers_.begin(), workers_.end(), self);
-  if (it != workers_.end()) workers_.erase(it);
+  // Leave (mu_ held): hand the thread object to the next control call to join, and the
+  // Worker (its slot and run queue empty) to the next thread started; it stays in the table,
+  // so that thieves and watchers holding it read a live object.
+  StopWatching(self);
   finished_.push_back(std::move(self->thread));
-  delete self;
+  self->next_free = free_workers_;
+  free_workers_ = self;
+  --running_;
   MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
-  const bool last = workers_.empty();
+  const bool last = running_ == 0;
   mu_.Release();
   if (options_.thread_end) options_.thread_end();
   tls_worker_of = nullptr;
@@ -817,7 +979,7 @@ void ThreadPool::Shutdown(SourceLocation where) {
     shutting_down_ = true;
     work_cv_.NotifyAll();
     // Workers run what is queued, then leave; the last to leave wakes us.
-    while (!workers_.empty()) work_cv_.Wait(mu_);
+    while (running_ != 0) work_cv_.Wait(mu_);
     while (count_ > 0) {
       discarded.emplace_back();
       (void)PopLocked(discarded.back());
@@ -851,7 +1013,11 @@ std::size_t ThreadPool::IdleCount() const {
 std::size_t ThreadPool::QueueSize() const {
   MutexLock lock(mu_);
   std::size_t n = count_;
-  for (const Worker* w : workers_) {
+  // Workers whose thread left count nothing (their slot and queue are empty).
+  const std::size_t workers = worker_count_.load(std::memory_order_acquire);
+  const WorkerTable* table = worker_table_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < workers; ++i) {
+    const Worker* w = table->slots[i].load(std::memory_order_acquire);
     n += w->queued.load(std::memory_order_relaxed) +
          (w->next_state.load(std::memory_order_relaxed) != kSlotEmpty ? 1 : 0);
   }

@@ -811,5 +811,200 @@ TEST(ExecStress, OneTaskAtATimeIsAlwaysPickedUp) {
   }
 }
 
+// Serializers on one pool handing tokens to each other: a token task records itself, then
+// (while it has hops left) pushes the next token to another serializer and a leaf task to a
+// third. Both pushes come from a task of the pool, so they take the worker's run-next slot, the
+// first displaced into its run queue, where idle workers steal it. Every push from a source to
+// a target is numbered, so that each target checks it ran every task once, one at a time, in
+// each source's push order.
+class HandOffMesh {
+ public:
+  static constexpr int kSerializers = 6;
+  static constexpr int kSources = kSerializers + 1;  // the test thread is the last
+
+  HandOffMesh(const Ref<ThreadPool>& pool, std::uint32_t batch_limit) {
+    for (int i = 0; i < kSerializers; ++i) {
+      tps_.push_back(TaskProcessor::Create({.pool = pool, .batch_limit = batch_limit}));
+    }
+  }
+
+  // From the test thread: a token with `hops` hops left to serializer `to`; returns how many
+  // tasks it makes in all.
+  std::int64_t Seed(int to, int hops) {
+    Send(kSources - 1, to, hops);
+    return 2 * std::int64_t{hops} + 1;
+  }
+
+  std::int64_t Ran() const {
+    std::int64_t ran = 0;
+    for (const auto& order : order_) ran += order.ran.load(std::memory_order_acquire);
+    return ran;
+  }
+
+  // Once every task ran and no task runs any more.
+  void ExpectEachRanOnceInOrder() const {
+    for (int t = 0; t < kSerializers; ++t) {
+      const auto& order = order_[static_cast<std::size_t>(t)];
+      EXPECT_EQ(order.overlaps.load(), 0) << "serializer " << t;
+      EXPECT_EQ(order.out_of_order.load(), 0) << "serializer " << t;
+      for (int s = 0; s < kSources; ++s) {
+        EXPECT_EQ(order.last[static_cast<std::size_t>(s)],
+                  sent_[static_cast<std::size_t>(s)][static_cast<std::size_t>(t)] - 1)
+            << "from " << s << " to " << t;
+      }
+    }
+  }
+
+  void Clear() { tps_.clear(); }
+
+ private:
+  // Called by the tasks of `from` (one at a time), or by the test thread for the last source.
+  void Send(int from, int to, int hops) {
+    int& sent = sent_[static_cast<std::size_t>(from)][static_cast<std::size_t>(to)];
+    auto record = order_[static_cast<std::size_t>(to)].TaskFor(from, sent++);
+    ASSERT_TRUE(tps_[static_cast<std::size_t>(to)]->Push([this, record, to, hops] {
+      record();
+      if (hops == 0) return;
+      // Two targets other than this serializer, and other than each other.
+      const int next = (to + 1 + hops % (kSerializers - 1)) % kSerializers;
+      const int leaf =
+          (next + 1) % kSerializers == to ? (next + 2) % kSerializers : (next + 1) % kSerializers;
+      Send(to, next, hops - 1);
+      Send(to, leaf, 0);
+    }));
+  }
+
+  std::vector<Ref<TaskProcessor>> tps_;
+  std::array<ProducerOrder<kSources>, kSerializers> order_;
+  std::array<std::array<int, kSerializers>, kSources> sent_{};
+};
+
+// Thieves scan the workers without the pool's lock, and a worker's thread may leave (idle
+// timeout, SetSize down) or a new one start (auto-increment, SetSize up) in the middle of a
+// scan, its Worker then serving the next thread started. Hand-offs keep the run queues full
+// while a resizer keeps changing the size (down to zero: pushes then grow the pool back).
+TEST(ExecStress, StealsRacingWorkersThatLeaveAndStartRunEveryTaskOnceInOrder) {
+  std::atomic<int> started{0};
+  std::atomic<int> ended{0};
+  ThreadPoolOptions options{.name = "steal-churn",
+                            .initial_size = 2,
+                            .max_size = 8,
+                            .auto_increment = 1,
+                            .idle_timeout = 1ms};
+  options.thread_start = [&started] { started.fetch_add(1); };
+  options.thread_end = [&ended] { ended.fetch_add(1); };
+  Ref<ThreadPool> pool = ThreadPool::Create(std::move(options));
+  const int rounds = Scaled(200);
+  {
+    HandOffMesh mesh(pool, 64);
+    std::atomic<bool> stop{false};
+    std::thread resizer([&] {
+      std::mt19937 rng(17);
+      while (!stop.load()) {
+        pool->SetSize(static_cast<int>(rng() % 6));
+        std::this_thread::yield();
+      }
+    });
+    std::int64_t expected = 0;
+    for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < 4; ++i) expected += mesh.Seed((r + i) % HandOffMesh::kSerializers, 12);
+      // Drain to idle, so that idle workers time out between rounds.
+      ASSERT_TRUE(WaitUntil([&] { return mesh.Ran() == expected; }))
+          << "round " << r << ": " << mesh.Ran() << " of " << expected << " tasks ran";
+    }
+    stop.store(true);
+    resizer.join();
+    mesh.ExpectEachRanOnceInOrder();
+    mesh.Clear();
+  }
+  pool.Reset();
+  EXPECT_EQ(started.load(), ended.load());
+  // How much the pool churned (in the XML report).
+  RecordProperty("threads_started", started.load());
+}
+
+// The same hand-offs racing the pool's shutdown: workers leave as soon as they see nothing
+// queued, while the others still steal from their run queues. Shutdown runs every task that
+// was queued and every hand-off they make.
+TEST(ExecStress, StealsRacingShutdownRunEveryTaskOnceInOrder) {
+  const int rounds = Scaled(100);
+  for (int r = 0; r < rounds; ++r) {
+    Ref<ThreadPool> pool = ThreadPool::Create({.name = "steal-shutdown", .initial_size = 4});
+    // No turn yields: a yield pushes from outside the run-next slot, which shutdown refuses.
+    HandOffMesh mesh(pool, 1u << 30);
+    std::int64_t expected = 0;
+    for (int i = 0; i < 4; ++i) expected += mesh.Seed((r + i) % HandOffMesh::kSerializers, 16);
+    pool->Shutdown();
+    EXPECT_EQ(mesh.Ran(), expected) << "round " << r;
+    mesh.ExpectEachRanOnceInOrder();
+    mesh.Clear();
+  }
+}
+
+// Tasks that block until their hand-off ran need a watcher to rescue the slot, while the pool
+// shrinks and grows and idle workers time out: a watch may name a Worker whose thread left
+// and which now serves a new thread. Every task runs exactly once, and each blocked one is
+// released.
+TEST(ExecStress, RescuesRacingRecycledWorkersLoseNoTask) {
+  constexpr int kPairs = 6;
+  constexpr int kBlockingPairs = 2;
+  // Never fewer threads than blocking tasks plus one, so that someone is left to rescue.
+  constexpr int kMinThreads = kBlockingPairs + 1;
+  auto pool = ThreadPool::Create(
+      {.name = "rescue-churn", .initial_size = 4, .min_size = kMinThreads, .idle_timeout = 1ms});
+  std::vector<Ref<TaskProcessor>> from;
+  std::vector<Ref<TaskProcessor>> to;
+  for (int i = 0; i < kPairs; ++i) {
+    from.push_back(TaskProcessor::Create({.pool = pool}));
+    to.push_back(TaskProcessor::Create({.pool = pool}));
+  }
+  std::atomic<bool> stop{false};
+  std::thread resizer([&] {
+    std::mt19937 rng(23);
+    while (!stop.load()) {
+      pool->SetSize(kMinThreads + static_cast<int>(rng() % 4));
+      std::this_thread::yield();
+    }
+  });
+  std::atomic<std::int64_t> ran{0};
+  const int rounds = Scaled(200);
+  std::int64_t expected = 0;
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < kPairs; ++i) {
+      TaskProcessor* target = to[static_cast<std::size_t>(i)].get();
+      const bool blocks = i < kBlockingPairs;
+      expected += 2;
+      ASSERT_TRUE(from[static_cast<std::size_t>(i)]->Push([&ran, target, blocks] {
+        if (!blocks) {
+          target->Push([&ran] { ran.fetch_add(1); });
+          ran.fetch_add(1);
+          return;
+        }
+        auto handed_ran = std::make_shared<std::promise<void>>();
+        std::future<void> handed_done = handed_ran->get_future();
+        target->Push([&ran, handed_ran] {
+          ran.fetch_add(1);
+          handed_ran->set_value();
+        });
+        handed_done.wait();
+        ran.fetch_add(1);
+      }));
+    }
+    // Drain now and then, so that idle workers time out and their Workers get recycled.
+    if (r % 8 == 7) {
+      ASSERT_TRUE(WaitUntil([&] { return ran.load() == expected; }))
+          << "round " << r << ": " << ran.load() << " of " << expected << " tasks ran";
+    }
+  }
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == expected; }))
+      << ran.load() << " of " << expected << " tasks ran";
+  stop.store(true);
+  resizer.join();
+  from.clear();
+  to.clear();
+  pool->Shutdown();
+  EXPECT_EQ(ran.load(), expected);
+}
+
 }  // namespace
 }  // namespace plexus

@@ -174,18 +174,29 @@ class ThreadPool final : public RefCounted {
   bool TakeWork(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
   bool TakeOwn(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
   bool TakeGlobal(Task& out) PLEXUS_EXCLUDES(mu_);
-  bool StealLocked(Worker* self, Task& out) PLEXUS_REQUIRES(mu_);
+  // Takes the oldest task of another worker's run queue, scanning the workers from a place of
+  // its own (without the pool's lock; each victim's queue under the victim's own lock).
+  bool Steal(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
   // Takes over the run-next slot of a worker that `self` saw stuck in one task (its slot full
-  // and its take count unchanged for kRescueAfterNs).
-  bool RescueLocked(Worker* self, Task& out) PLEXUS_REQUIRES(mu_);
-  // Called by an idle worker about to sleep: notes the full run-next slots of the others.
-  // Returns whether it must sleep with a bounded wait to come back for them.
-  bool WatchSlotsLocked(Worker* self) PLEXUS_REQUIRES(mu_);
+  // and its take count unchanged for kRescueAfterNs). Without the pool's lock.
+  bool Rescue(Worker* self, Task& out) PLEXUS_EXCLUDES(mu_);
+  // Called by an idle worker about to sleep, already counted in blind_sleepers_, without the
+  // pool's lock: notes the full run-next slots of the others. Returns whether it must sleep
+  // with a bounded wait to come back for them (it then counts as a watcher, not blind).
+  bool WatchSlots(Worker* self) PLEXUS_EXCLUDES(mu_);
+  // Whether some other worker's run-next slot is full (a look without the pool's lock).
+  bool AnySlotFull(const Worker* self) const noexcept;
   // Called by a worker that just filled its run-next slot: wakes a sleeper when every idle
   // worker sleeps without watching the slots.
   void WakeForSlot() PLEXUS_EXCLUDES(mu_);
-  // Stops `self` counting as a slot watcher.
-  void StopWatchingLocked(Worker* self) PLEXUS_REQUIRES(mu_);
+  // For a full slot that a blind sleeper may have missed: tells a worker between its look at
+  // the slots and its sleep to look again (slot_alerts_), and says whether to wake a sleeper.
+  bool AlertBlindLocked() PLEXUS_REQUIRES(mu_);
+  // Stops `self` counting as a slot watcher (the worker's own thread only).
+  void StopWatching(Worker* self) noexcept;
+  // A Worker for a new thread: one whose thread left (recycled), or a new one, published in
+  // the table of workers.
+  Worker* AcquireWorkerLocked() PLEXUS_REQUIRES(mu_);
   // Moves a worker's run-next slot and run queue to the global queue.
   void FlushLocalLocked(Worker* worker) PLEXUS_REQUIRES(mu_);
   // Whether a sleeper should be woken for new work: none is spinning and a sleeper has no
@@ -211,8 +222,9 @@ class ThreadPool final : public RefCounted {
   const SourceLocation created_at_;
 
   // Validated: observer callbacks run under it, and may take locks of their own. Taken by
-  // pushes from outside the pool and by workers that go idle or steal; a worker that runs
-  // tasks from its own run queue does not take it.
+  // pushes from outside the pool and by workers that go idle or take from the global queue; a
+  // worker that runs tasks from its own run queue, steals or rescues does not take it, and
+  // nothing that reads every worker runs under it.
   mutable Mutex mu_;
   CondVar work_cv_;
   // Ring buffer of globally queued tasks (capacity a power of two); steady-state pushes
@@ -261,7 +273,25 @@ class ThreadPool final : public RefCounted {
   // Threads started for blocked workers, not yet given back.
   std::size_t loans_ PLEXUS_GUARDED_BY(mu_) = 0;
   bool shutting_down_ PLEXUS_GUARDED_BY(mu_) = false;
-  std::vector<Worker*> workers_ PLEXUS_GUARDED_BY(mu_);
+  // Bumped under mu_ by a worker that filled a run-next slot (or saw one full) while some
+  // sleeper was blind; a worker that looked at the slots without the lock compares it before
+  // it sleeps (see the file comment of thread_pool.cc).
+  std::uint64_t slot_alerts_ PLEXUS_GUARDED_BY(mu_) = 0;
+  // Threads started and not yet left.
+  std::size_t running_ PLEXUS_GUARDED_BY(mu_) = 0;
+  // Every Worker object the pool made, readable without mu_ (thieves, watchers): a table of
+  // pointers whose entries, once published, never change. A Worker outlives its thread: it
+  // goes to free_workers_ and serves the next thread started, and is freed with the pool, so
+  // a stale pointer always reads a live object (see the file comment of thread_pool.cc).
+  struct WorkerTable;
+  std::atomic<WorkerTable*> worker_table_{nullptr};
+  // Entries of the table published so far (release; read with acquire before the table).
+  std::atomic<std::size_t> worker_count_{0};
+  // Every table made (a full one is replaced by one twice its size; the old ones stay, since
+  // a thief may be reading them), freed with the pool.
+  std::vector<WorkerTable*> worker_tables_ PLEXUS_GUARDED_BY(mu_);
+  // Workers whose thread left, linked through Worker::next_free.
+  Worker* free_workers_ PLEXUS_GUARDED_BY(mu_) = nullptr;
   // Exited workers, joined by the next control call.
   std::vector<std::thread> finished_ PLEXUS_GUARDED_BY(mu_);
 };
