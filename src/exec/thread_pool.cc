@@ -929,9 +929,11 @@ void ThreadPool::WorkerMain(Worker* self) {
   MaybeLendLocked();  // a zombie leaving may have been the last worker not blocked
   const bool last = running_ == 0;
   mu_.Release();
-  if (options_.thread_end) options_.thread_end();
+  // No longer a worker of this pool before the hook runs: its Worker already serves the next
+  // thread, so what the hook pushes to this pool goes through the global queue, not a slot.
   tls_worker_of = nullptr;
   tls_worker = nullptr;
+  if (options_.thread_end) options_.thread_end();
   if (last) work_cv_.NotifyAll();  // Shutdown waits for the last worker to leave
 }
 

@@ -258,6 +258,25 @@ TEST(ThreadPool, EXE04_IdleTimeoutReturnsThePoolToEmpty) {
   EXPECT_EQ(pool->ActiveCount() + pool->IdleCount(), 0u);
 }
 
+// A thread leaving the pool runs thread_end after it left: a task processor on the same pool
+// that the hook pushes to runs its task on a thread still there (the leaving thread's run-next
+// slot, which the next thread started may take over, is not where it goes).
+TEST(ThreadPool, AThreadEndHookThatPushesToThePoolHasItsTaskRun) {
+  std::atomic<bool> ran{false};
+  Ref<TaskProcessor> processor;
+  std::atomic<bool> pushed{false};
+  Ref<ThreadPool> pool = ThreadPool::Create({.initial_size = 2, .thread_end = [&] {
+                                               if (!pushed.exchange(true))
+                                                 processor->Push([&ran] { ran = true; });
+                                             }});
+  processor = TaskProcessor::Create({.pool = pool});
+  pool->SetSize(1);  // one thread leaves and runs the hook
+  EXPECT_TRUE(WaitUntil([&] { return ran.load(); }));
+  EXPECT_TRUE(pushed.load());
+  processor = nullptr;
+  pool->Shutdown();
+}
+
 TEST(ThreadPool, EXE05_PushThenGrowRunsTheTask) {
   RecordingObserver observer;
   Ref<ThreadPool> pool = ThreadPool::Create({.observer = &observer});

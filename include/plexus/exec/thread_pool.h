@@ -94,7 +94,8 @@ struct ThreadPoolOptions {
   std::chrono::milliseconds idle_timeout{0};
   // Not owned; must outlive the pool.
   ThreadPoolObserver* observer = nullptr;
-  // Run on each worker thread when it starts and before it exits.
+  // Run on each worker thread when it starts and before it exits. thread_end runs once the
+  // thread has left the pool: what it pushes to the pool queues as from any other thread.
   std::function<void()> thread_start;
   std::function<void()> thread_end;
 };
