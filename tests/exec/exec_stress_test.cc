@@ -681,6 +681,27 @@ TEST(ExecStress, PushStormFromOutsideAndHandOffsInsideLoseNoWakeUp) {
   pool->Shutdown();
 }
 
+// A task that hands one task to `target` and, when `blocks`, waits until that task ran (so
+// that another worker must take over its run-next slot); each of the two counts in `ran`.
+Task HandOff(std::atomic<std::int64_t>& ran, TaskProcessor* target, bool blocks) {
+  return [&ran, target, blocks] {
+    if (!blocks) {
+      target->Push([&ran] { ran.fetch_add(1); });
+      ran.fetch_add(1);
+      return;
+    }
+    // Shared: set_value may still be returning when the waiter wakes and leaves.
+    auto handed_ran = std::make_shared<std::promise<void>>();
+    std::future<void> handed_done = handed_ran->get_future();
+    target->Push([&ran, handed_ran] {
+      ran.fetch_add(1);
+      handed_ran->set_value();
+    });
+    handed_done.wait();
+    ran.fetch_add(1);
+  };
+}
+
 // Task processors hand work to each other from inside the pool while some of the handing
 // tasks block (on a future or a CondVar) until the work they handed off has run: every
 // blocked worker's run-next slot must be rescued by another worker, whatever it is doing.
@@ -704,31 +725,19 @@ TEST(ExecStress, TasksBlockedOnTheirHandOffsAreAllRescued) {
       const bool blocks = i < kBlockingPairs;
       const bool on_future = (r + i) % 2 == 0;
       ASSERT_TRUE(from[static_cast<std::size_t>(i)]->Push([&, target, blocks, on_future] {
-        if (!blocks) {
-          target->Push([&] { ran.fetch_add(1); });
-          ran.fetch_add(1);
+        if (!blocks || on_future) {
+          HandOff(ran, target, blocks)();
           return;
         }
-        if (on_future) {
-          // Shared: set_value may still be returning when the waiter wakes and leaves.
-          auto handed_ran = std::make_shared<std::promise<void>>();
-          std::future<void> handed_done = handed_ran->get_future();
-          target->Push([&ran, handed_ran] {
-            ran.fetch_add(1);
-            handed_ran->set_value();
-          });
-          handed_done.wait();
-        } else {
-          bool handed_ran = false;
-          target->Push([&] {
-            ran.fetch_add(1);
-            MutexLock lock(mu);
-            handed_ran = true;
-            cv.NotifyAll();
-          });
+        bool handed_ran = false;
+        target->Push([&] {
+          ran.fetch_add(1);
           MutexLock lock(mu);
-          while (!handed_ran) cv.Wait(mu);
-        }
+          handed_ran = true;
+          cv.NotifyAll();
+        });
+        MutexLock lock(mu);
+        while (!handed_ran) cv.Wait(mu);
         ran.fetch_add(1);
       }));
     }
@@ -765,21 +774,7 @@ TEST(ExecStress, HandOffsWhileWokenWorkersWaitForACpuLoseNoWakeUp) {
       // One pair in each burst blocks on its hand-off: its slot must be rescued.
       const bool blocks = i == burst % kPairs;
       expected += 2;
-      ASSERT_TRUE(a[static_cast<std::size_t>(i)]->Push([&ran, target, blocks] {
-        if (!blocks) {
-          target->Push([&ran] { ran.fetch_add(1); });
-          ran.fetch_add(1);
-          return;
-        }
-        auto handed_ran = std::make_shared<std::promise<void>>();
-        std::future<void> handed_done = handed_ran->get_future();
-        target->Push([&ran, handed_ran] {
-          ran.fetch_add(1);
-          handed_ran->set_value();
-        });
-        handed_done.wait();
-        ran.fetch_add(1);
-      }));
+      ASSERT_TRUE(a[static_cast<std::size_t>(i)]->Push(HandOff(ran, target, blocks)));
     }
     // Drain to idle: the next burst lands on workers that spin, sleep or were just woken.
     ASSERT_TRUE(WaitUntil([&] { return ran.load() == expected; }))
@@ -974,21 +969,7 @@ TEST(ExecStress, RescuesRacingRecycledWorkersLoseNoTask) {
       TaskProcessor* target = to[static_cast<std::size_t>(i)].get();
       const bool blocks = i < kBlockingPairs;
       expected += 2;
-      ASSERT_TRUE(from[static_cast<std::size_t>(i)]->Push([&ran, target, blocks] {
-        if (!blocks) {
-          target->Push([&ran] { ran.fetch_add(1); });
-          ran.fetch_add(1);
-          return;
-        }
-        auto handed_ran = std::make_shared<std::promise<void>>();
-        std::future<void> handed_done = handed_ran->get_future();
-        target->Push([&ran, handed_ran] {
-          ran.fetch_add(1);
-          handed_ran->set_value();
-        });
-        handed_done.wait();
-        ran.fetch_add(1);
-      }));
+      ASSERT_TRUE(from[static_cast<std::size_t>(i)]->Push(HandOff(ran, target, blocks)));
     }
     // Drain now and then, so that idle workers time out and their Workers get recycled.
     if (r % 8 == 7) {
