@@ -15,7 +15,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -27,6 +29,11 @@ using Clock = std::chrono::steady_clock;
 // How often readiness is polled: short enough that a test starts within a few ms of the
 // server, long enough not to spin a core that the server itself needs.
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
+
+// A picked port is only free when picked: another process (ctest runs tests in parallel) may
+// bind it before the server does. A server that cannot bind exits at start-up, and is
+// started again on fresh ports, up to this many times in all.
+constexpr int kLaunchAttempts = 3;
 
 bool IsExecutable(const std::string& path) {
   return !path.empty() && ::access(path.c_str(), X_OK) == 0;
@@ -93,6 +100,24 @@ long JsonNumber(const std::string& json, const std::string& key) {
   return std::strtol(json.c_str() + colon + 1, nullptr, 10);
 }
 
+// A loopback port the kernel picks for a bind to port 0, released again; 0 on failure.
+int BindEphemeralPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -117,20 +142,18 @@ std::string NatsServerBinary() {
 }
 
 int PickFreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  // The kernel may hand the same ephemeral port to two binds in a row once the first socket
+  // is closed, so a port given out before (say, as a server's route port, not yet bound by
+  // the server) is never given out again by this process.
+  static std::mutex mu;
+  static std::set<int> given;
+  std::lock_guard<std::mutex> lock(mu);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const int port = BindEphemeralPort();
+    if (port == 0) return 0;
+    if (given.insert(port).second) return port;
   }
-  ::close(fd);
-  return port;
+  return 0;
 }
 
 std::unique_ptr<NatsServer> NatsServer::Start(Options options,
@@ -147,13 +170,18 @@ std::unique_ptr<NatsServer> NatsServer::Start(Options options,
     return nullptr;
   }
   server->dir_ = dir_template;
-  if (options.client_port == 0) options.client_port = PickFreePort();
-  if (!options.cluster_name.empty() && options.cluster_port == 0) {
-    options.cluster_port = PickFreePort();
-  }
   server->options_ = std::move(options);
-  if (!server->Launch(ready_within)) return nullptr;
-  return server;
+  const bool pick_client = server->options_.client_port == 0;
+  const bool pick_cluster =
+      !server->options_.cluster_name.empty() && server->options_.cluster_port == 0;
+  for (int attempt = 1;; ++attempt) {
+    if (pick_client) server->options_.client_port = PickFreePort();
+    if (pick_cluster) server->options_.cluster_port = PickFreePort();
+    if (server->Launch(ready_within)) return server;
+    if (attempt == kLaunchAttempts) return nullptr;
+    std::cerr << "nats-server " << server->options_.name << ": starting again (attempt "
+              << attempt + 1 << " of " << kLaunchAttempts << ")\n";
+  }
 }
 
 NatsServer::~NatsServer() {
@@ -303,12 +331,29 @@ void NatsServer::Stop() {
 bool NatsServer::Restart(std::chrono::milliseconds ready_within) {
   Stop();
   // The client port was freed by the old process; a killed server's listening socket is
-  // closed by the kernel at once, so the same port binds again.
-  return Launch(ready_within);
+  // closed by the kernel at once, so the same port binds again. Only the monitoring port is
+  // new at each attempt.
+  for (int attempt = 1; attempt <= kLaunchAttempts; ++attempt) {
+    if (Launch(ready_within)) return true;
+  }
+  return false;
 }
 
 std::unique_ptr<NatsCluster> NatsCluster::Start(int n, std::chrono::milliseconds ready_within) {
   if (n < 1) return nullptr;
+  // A member retries its own client port, but the route ports are shared by every member:
+  // one that another process took means starting the whole cluster again on fresh ones.
+  for (int attempt = 1; attempt <= kLaunchAttempts; ++attempt) {
+    if (auto cluster = StartOnce(n, ready_within)) return cluster;
+    if (attempt < kLaunchAttempts) {
+      std::cerr << "nats-server cluster: starting again (attempt " << attempt + 1 << " of "
+                << kLaunchAttempts << ")\n";
+    }
+  }
+  return nullptr;
+}
+
+std::unique_ptr<NatsCluster> NatsCluster::StartOnce(int n, std::chrono::milliseconds ready_within) {
   std::vector<int> route_ports;
   for (int i = 0; i < n; ++i) route_ports.push_back(PickFreePort());
   auto cluster = std::unique_ptr<NatsCluster>(new NatsCluster());

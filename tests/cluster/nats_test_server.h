@@ -32,8 +32,9 @@ class NatsServer {
   };
 
   // Starts a server and waits (bounded by `ready_within`) until it accepts clients and, in a
-  // cluster, until it has routes to every other member that is running. Null on failure (the
-  // reason is written to stderr, with the server's log).
+  // cluster, until it has routes to every other member that is running. Ports left 0 are
+  // picked, again at each of a few attempts. Null on failure (the reason is written to
+  // stderr, with the server's log).
   static std::unique_ptr<NatsServer> Start(
       Options options, std::chrono::milliseconds ready_within = std::chrono::seconds(20));
 
@@ -73,10 +74,13 @@ class NatsCluster {
   std::vector<std::string> Urls() const;  // in server order
 
  private:
+  static std::unique_ptr<NatsCluster> StartOnce(int n, std::chrono::milliseconds ready_within);
   std::vector<std::unique_ptr<NatsServer>> servers_;
 };
 
-// A free loopback TCP port (bound and released; the usual small race is accepted).
+// A free loopback TCP port (bound and released), never one this process was given before.
+// Another process may still bind it first: Start and Restart start a server again on fresh
+// ports when it could not bind.
 int PickFreePort();
 
 }  // namespace plexus::cluster::testing

@@ -7,6 +7,7 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <set>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -152,6 +153,17 @@ TEST(NatsTestServer, PickFreePortGivesALoopbackPort) {
   const int port = PickFreePort();
   EXPECT_GT(port, 0);
   EXPECT_LT(port, 65536);
+}
+
+// The kernel may give the same ephemeral port to two binds in a row; a cluster's route port
+// picked before a member's client port must never be picked again for it.
+TEST(NatsTestServer, PickFreePortNeverGivesAPortTwice) {
+  std::set<int> ports;
+  for (int i = 0; i < 200; ++i) {
+    const int port = PickFreePort();
+    ASSERT_GT(port, 0);
+    EXPECT_TRUE(ports.insert(port).second) << "port " << port << " given twice";
+  }
 }
 
 }  // namespace
