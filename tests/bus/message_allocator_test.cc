@@ -1,14 +1,19 @@
 // Message blocks: a message's block goes back to the thread that made it, whichever thread
 // drops the message; blocks freed on another thread come back in batches (and all of them when
 // that thread exits); blocks of a maker that exited are given back to the system by whoever
-// drops them last. Under AddressSanitizer messages use operator new directly (so that it sees
-// every block): the reuse checks are skipped there, the lifetime cases still run.
+// drops them last; every block starts on cache lines of its own. Under AddressSanitizer messages
+// use operator new directly (so that it sees every block): the reuse checks are skipped there, the
+// lifetime cases still run.
+
+#include "message_allocator.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -89,6 +94,86 @@ TEST(MessageAllocator, FullBatchesGoBackWhileTheDroppingThreadRuns) {
     EXPECT_EQ(reused.size(), second_blocks.size());
   });
   maker.join();
+}
+
+// A payload of `n` bytes, to fill each block size in turn.
+template <std::size_t N>
+struct Bytes {
+  unsigned char data[N];
+};
+
+template <std::size_t N>
+const TypedMessageType<Bytes<N>>& BytesType() {
+  static const auto type =
+      TypedMessageType<Bytes<N>>::Create("MessageAllocatorTest.Bytes" + std::to_string(N));
+  return type;
+}
+
+// The 128-byte units of memory (pairs of cache lines) `m`, of `size` bytes, lies on.
+std::pair<std::uintptr_t, std::uintptr_t> PairsOf(const Message* m, std::size_t size) {
+  const auto at = reinterpret_cast<std::uintptr_t>(m);
+  return {at / 128, (at + size - 1) / 128};
+}
+
+// A block is a 16-byte header and the message, and starts on a 128-byte boundary: a message is
+// made on one thread and read (and dropped) on another, and every cache line it lies on, or
+// shares with another block (the L2 prefetcher fetches lines in aligned pairs), costs a line
+// transfer per message.
+template <std::size_t N>
+void ExpectBlocksOnLinesOfTheirOwn() {
+  constexpr std::size_t kSize = sizeof(bus_internal::InlineMessage<Bytes<N>>);
+  std::vector<Ref<Message>> made;
+  for (int i = 0; i < 64; ++i) made.push_back(BytesType<N>().Make(Bytes<N>{}));
+  std::set<std::uintptr_t> pairs;
+  for (const Ref<Message>& m : made) {
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m.get()) % 128, 16u) << N << "-byte payload";
+    const auto [first, last] = PairsOf(m.get(), kSize);
+    EXPECT_EQ(last - first + 1, (16 + kSize + 127) / 128) << N << "-byte payload";
+    for (std::uintptr_t pair = first; pair <= last; ++pair) {
+      EXPECT_TRUE(pairs.insert(pair).second) << "two messages share a pair of lines";
+    }
+  }
+}
+
+TEST(MessageAllocator, EveryBlockSizeStartsOnLinesOfItsOwn) {
+  if (kSanitizeAddress) GTEST_SKIP() << "messages use operator new under AddressSanitizer";
+  std::thread maker([] {
+    ExpectBlocksOnLinesOfTheirOwn<8>();    // 64-byte blocks (carved as 128)
+    ExpectBlocksOnLinesOfTheirOwn<16>();   // 128: a 72-byte message (two 8-byte fields)
+    ExpectBlocksOnLinesOfTheirOwn<120>();  // 192-byte blocks (carved as 256)
+    ExpectBlocksOnLinesOfTheirOwn<180>();  // 256-byte blocks
+  });
+  maker.join();
+}
+
+TEST(MessageAllocator, AThreadThatDropsWhatItMadeAndExitsLeavesNoSlab) {
+  if (kSanitizeAddress) GTEST_SKIP() << "messages use operator new under AddressSanitizer";
+  const std::int64_t before = bus_internal::LiveMessageSlabs();
+  std::thread maker([before] {
+    std::vector<Ref<Message>> made = MakeMessages(1000);  // several slabs
+    EXPECT_GT(bus_internal::LiveMessageSlabs(), before + 1);
+    made.clear();
+  });
+  maker.join();
+  EXPECT_EQ(bus_internal::LiveMessageSlabs(), before);
+}
+
+TEST(MessageAllocator, ASlabOutlivesItsThreadUntilItsLastBlockGoesBack) {
+  if (kSanitizeAddress) GTEST_SKIP() << "messages use operator new under AddressSanitizer";
+  const std::int64_t before = bus_internal::LiveMessageSlabs();
+  std::vector<Ref<Message>> made;
+  std::thread maker([&made] { made = MakeMessages(1000); });
+  maker.join();
+  std::vector<Ref<Message>> last;
+  last.push_back(std::move(made.back()));
+  made.pop_back();
+  // Dropped on threads that exit, so that no block waits in a batch of this thread's.
+  DropOnAnotherThread(std::move(made));
+  EXPECT_EQ(bus_internal::LiveMessageSlabs(), before + 1) << "the last block holds its slab";
+  ASSERT_NE(IntType().Get(*last[0]), nullptr);
+  EXPECT_EQ(*IntType().Get(*last[0]), 999);
+  DropOnAnotherThread(std::move(last));
+  EXPECT_EQ(bus_internal::LiveMessageSlabs(), before);
 }
 
 TEST(MessageAllocator, MessagesOutliveTheThreadThatMadeThem) {
