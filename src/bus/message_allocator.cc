@@ -21,15 +21,16 @@
 // goes with the last of its blocks.
 //
 // Blocks are carved one after the other from slabs of kSlabBytes that a thread takes from the
-// system, aligned to their size, so that a block finds its slab by masking its address. A
-// block starts on a 128-byte boundary and owns every byte up to the next block: a message is
+// system; a block's header points to its slab, whose head names the owning cache. A block
+// starts on a 128-byte boundary and owns every byte up to the next block: a message is
 // written on one thread and read on another, so every cache line it lies on is a line
 // transfer, and so is a line it shares with another block. On malloc's 16-byte alignment a
 // 72-byte message (a 128-byte block) lay on three lines in some places instead of two, and
 // shared lines with the blocks beside it; 128 bytes rather than 64 because the L2 prefetcher
 // fetches 128-byte-aligned pairs of lines, and a pair split between two blocks would bring the
 // next block's line to the subscriber while the publisher writes it. A slab goes back to the
-// system when its last block was given back and its thread no longer carves from it.
+// system when its last block was given back and its thread no longer carves from it, so a
+// message that outlives its thread keeps the slab it was carved from (16 KiB) until it goes.
 
 #include <atomic>
 #include <cstddef>
@@ -49,16 +50,22 @@ constexpr std::size_t kClasses = 4;       // blocks of 64, 128, 192, 256 bytes (
 constexpr std::size_t kMaxLocal = 4096;   // free blocks kept per class; more go back
 constexpr std::size_t kReturnBatch = 32;  // foreign blocks chained before one remote return
 constexpr std::size_t kSlabBytes = 16 * 1024;
-constexpr std::align_val_t kSlabAlign{kSlabBytes};
 constexpr std::size_t kBlockAlign = 128;  // a pair of cache lines (see the file comment)
+constexpr std::align_val_t kSlabAlign{kBlockAlign};
 
 // The bytes a block of class `c` takes in its slab: its size, rounded up to kBlockAlign.
 constexpr std::size_t CarvedBytes(std::size_t c) {
   return ((c + 1) * kClassBytes + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
 }
 
-// The head of a slab, in its first kBlockAlign bytes; its blocks follow.
+struct ThreadCache;
+
+// The head of a slab, in its first kBlockAlign bytes; its blocks follow. Read at every free
+// (the owner), written only when a block is carved or given back to the system.
 struct alignas(kBlockAlign) Slab {
+  explicit Slab(ThreadCache* made_by) : owner(made_by) {}
+  // The thread cache its blocks go back to.
+  ThreadCache* const owner;
   // Blocks carved from it and not yet given back to the system, plus one while its thread
   // still carves from it.
   std::atomic<std::int64_t> live{1};
@@ -74,18 +81,15 @@ void ReleaseSlab(Slab* slab, std::int64_t n) {
   live_slabs.fetch_sub(1, std::memory_order_relaxed);
 }
 
-struct ThreadCache;
-
 struct Block {
-  ThreadCache* owner;
+  Slab* slab;
   Block* next;
 };
 static_assert(sizeof(Block) <= kHeader);
 
 // Gives `b` back to the system: to its slab, which goes with its last block.
 void GiveBack(Block* b) {
-  const auto at = reinterpret_cast<std::uintptr_t>(b);
-  ReleaseSlab(reinterpret_cast<Slab*>(at & ~(std::uintptr_t{kSlabBytes} - 1)), 1);
+  ReleaseSlab(b->slab, 1);
 }
 
 Block* const kClosed = reinterpret_cast<Block*>(std::uintptr_t{1});
@@ -223,13 +227,14 @@ ThreadCache& Mine() {
     void* raw = ::operator new(kSlabBytes, kSlabAlign);
     live_slabs.fetch_add(1, std::memory_order_relaxed);
     if (cache.slab != nullptr) ReleaseSlab(cache.slab, 1);
-    cache.slab = new (raw) Slab();
+    cache.slab = new (raw) Slab(&cache);
     cache.carve = static_cast<unsigned char*>(raw) + sizeof(Slab);
     cache.carve_end = static_cast<unsigned char*>(raw) + kSlabBytes;
   }
   cache.slab->live.fetch_add(1, std::memory_order_relaxed);
   auto* b = reinterpret_cast<Block*>(cache.carve);
   cache.carve += bytes;
+  b->slab = cache.slab;
   return b;
 }
 
@@ -267,7 +272,6 @@ void* AllocateMessage(std::size_t size) {
     }
   } else {
     b = CarveBlock(cache, CarvedBytes(c));
-    b->owner = &cache;
     cache.owned.fetch_add(1, std::memory_order_relaxed);
   }
   return reinterpret_cast<unsigned char*>(b) + kHeader;
@@ -281,7 +285,7 @@ void FreeMessage(void* p, std::size_t size) noexcept {
   }
   const std::size_t c = ClassOf(total);
   Block* b = reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeader);
-  ThreadCache* owner = b->owner;
+  ThreadCache* owner = b->slab->owner;
   if (owner == tls_cache_ptr) {
     if (owner->local_count[c] < kMaxLocal) {
       b->next = owner->local[c];
