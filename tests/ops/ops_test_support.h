@@ -14,11 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -188,17 +191,37 @@ inline std::filesystem::path TempDir(const std::string& tag) {
   return made != nullptr ? std::filesystem::path(made) : std::filesystem::path();
 }
 
-// A loopback port that was free a moment ago (for tools that must be told a port).
+// A loopback port that was free a moment ago (for tools that must be told a port), never one
+// this process was given before: the kernel may hand a port just closed to the next bind, so
+// two picks in a row could otherwise name the same port. Another process can still take it
+// before the tool binds it: a caller starts the tool again on a fresh port when it exits.
 inline std::uint16_t FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  static std::mutex mu;
+  static std::set<std::uint16_t> given;
+  const std::lock_guard<std::mutex> lock(mu);
+  for (;;) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    const std::uint16_t port = ntohs(addr.sin_port);
+    if (given.insert(port).second) return port;
+  }
+}
+
+// Whether the child `pid` has exited (it is reaped if so); `status` gets its exit status.
+inline bool HasExited(pid_t pid, int& status) {
+  int raw = 0;
+  pid_t r = 0;
+  while ((r = ::waitpid(pid, &raw, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (r != pid) return false;
+  status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  return true;
 }
 
 // The samples of a Prometheus text page: "name{labels}" -> value, for lines that are not
