@@ -8,6 +8,7 @@
 
 #include "message_type_registry.h"
 #include "plexus/core/internal/cpu_relax.h"
+#include "plexus/core/internal/prefetch.h"
 #include "plexus/core/internal/run_catching.h"
 #include "plexus/core/log.h"
 #include "plexus/core/misuse.h"
@@ -279,7 +280,7 @@ void SubscriptionCore::RunTurn() {
     for (std::uint32_t i = 0; i < n; ++i) {
       // The next message was made on the publisher's core: fetch its line (for writing: the
       // turn drops its reference) while this one's callback runs.
-      if (i + 1 < n) __builtin_prefetch(batch[i + 1], 1, 3);
+      if (i + 1 < n) core_internal::PrefetchForWrite(batch[i + 1]);
       Invoke(batch[i]);
       mailbox_.NoteHandled();
       batch[i]->DecRef(SourceLocation::current(), &mailbox_);
