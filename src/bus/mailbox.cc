@@ -12,8 +12,9 @@
 namespace plexus::bus_internal {
 namespace {
 
-// Message references per segment (a segment is then 128 bytes, its header included).
-constexpr std::uint32_t kSegmentSlots = 14;
+// Message references per segment: a segment is then 112 bytes, its header included, and with
+// the block header of the message allocator, which it comes from, one 128-byte block.
+constexpr std::uint32_t kSegmentSlots = 12;
 // Message references in a mailbox's first segment. Most subscriptions receive their subscribe
 // notice and then little or nothing for a long time, and the tail segment stays allocated
 // while the mailbox is idle: a first segment of one slot keeps an idle subscription 112 bytes
@@ -30,15 +31,28 @@ static_assert(sizeof(Mailbox) == 2 * kCacheLineSize,
               "one line for the producers, one for the consumer (mailbox.h, Layout)");
 
 // A segment's slots follow its header in the same block; their number is the segment's own.
+//
+// Full segments come from the message allocator: a segment is made by a publisher and, once
+// the turn has emptied it and the spares are full, freed by the subscription's thread, the
+// pattern that allocator is for (a queue that swings deeper than the spares hold, under a
+// burst, would otherwise cost a malloc and a cross-thread free per kSegmentSlots messages).
+// A first, one-slot segment comes from the global allocator: it is the one an idle
+// subscription keeps, and a block of the message allocator would take 128 bytes for its 24.
 struct Mailbox::Segment {
   static Segment* Make(std::uint32_t slot_count) {
     static_assert(sizeof(Segment) % alignof(Message*) == 0, "the slots follow the header");
-    void* block = ::operator new(sizeof(Segment) + slot_count * sizeof(Message*));
+    const std::size_t bytes = Bytes(slot_count);
+    void* block = slot_count == kSegmentSlots ? AllocateMessage(bytes) : ::operator new(bytes);
     return new (block) Segment(slot_count);
   }
   static void Free(Segment* segment) noexcept {
+    const std::uint32_t slot_count = segment->slot_count;
     segment->~Segment();
-    ::operator delete(segment);
+    if (slot_count == kSegmentSlots) {
+      FreeMessage(segment, Bytes(slot_count));
+    } else {
+      ::operator delete(segment);
+    }
   }
   Message*& Slot(std::uint32_t i) noexcept { return reinterpret_cast<Message**>(this + 1)[i]; }
 
@@ -46,6 +60,9 @@ struct Mailbox::Segment {
   const std::uint32_t slot_count;
 
  private:
+  static constexpr std::size_t Bytes(std::uint32_t slot_count) noexcept {
+    return sizeof(Segment) + slot_count * sizeof(Message*);
+  }
   explicit Segment(std::uint32_t n) noexcept : slot_count(n) {}
   ~Segment() = default;
 };

@@ -57,7 +57,29 @@ void FailNextAllocationOfSize(std::size_t size) {
 [[gnu::noinline]] void Free(void* p) noexcept {
   std::free(p);
 }
+// Over-aligned allocations (the message allocator's slabs) are not counted, but one can be
+// made to fail like the others.
+[[gnu::noinline]] void* AllocateAligned(std::size_t size, std::align_val_t align) {
+  if (size == tl_fail_size && size != 0) [[unlikely]] {
+    tl_fail_size = 0;
+    throw std::bad_alloc();
+  }
+  const auto alignment = static_cast<std::size_t>(align);
+  void* p = std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
 }  // namespace plexus_test
+
+void* operator new(std::size_t size, std::align_val_t align) {
+  return plexus_test::AllocateAligned(size, align);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  plexus_test::Free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  plexus_test::Free(p);
+}
 
 void* operator new(std::size_t size) {
   return plexus_test::Allocate(size);

@@ -30,6 +30,8 @@ namespace plexus_test {
 // The global operator new of this binary (cache_test.cc) fails the calling thread's next
 // allocation of `size` bytes with std::bad_alloc; 0 disarms it.
 void FailNextAllocationOfSize(std::size_t size);
+// The calling thread's calls of the global operator new so far (cache_test.cc).
+std::uint64_t AllocationCount();
 }  // namespace plexus_test
 #endif
 
@@ -249,22 +251,28 @@ TEST(PublishHandoff, AFailedQueueAllocationUnwindsTheFanOut) {
   Subscription first = Counting(topic, count, DeliveryMode::kPool);
   Subscription second = Counting(topic, count, DeliveryMode::kPool);
   // Each mailbox holds its subscribe notice in a one-slot first segment: the next message
-  // needs a full segment (128 bytes, mailbox.cc).
+  // needs a full segment, a block of the publishing thread's message allocator. A thread that
+  // never made a message has no slab to carve it from, so its first publish asks the system for
+  // one (an over-aligned allocation of 16 KiB, message_allocator.cc): that is what fails here.
+  constexpr std::size_t kSlabBytes = 16 * 1024;
 
   auto destroyed = std::make_shared<std::atomic<int>>(0);
   const Ref<Message> kept = TrackedType().Make(Tracked(destroyed));
-  plexus_test::FailNextAllocationOfSize(128);
-  EXPECT_THROW(topic->Publish(kept), std::bad_alloc);
-  EXPECT_EQ(kept->RefCount(), 1);
-
   Ref<Message> handed = TrackedType().Make(Tracked(destroyed));
-  plexus_test::FailNextAllocationOfSize(128);
-  EXPECT_THROW(topic->Publish(std::move(handed)), std::bad_alloc);
-  EXPECT_EQ(handed, nullptr);
-  EXPECT_EQ(destroyed->load(), 1);
+  std::thread publisher([&] {
+    plexus_test::FailNextAllocationOfSize(kSlabBytes);
+    EXPECT_THROW(topic->Publish(kept), std::bad_alloc);
+    EXPECT_EQ(kept->RefCount(), 1);
 
-  plexus_test::FailNextAllocationOfSize(0);  // disarmed, whatever happened above
-  EXPECT_EQ(target->RefCount(), 3);          // the test's, the forward handle's and the snapshot's
+    plexus_test::FailNextAllocationOfSize(kSlabBytes);
+    EXPECT_THROW(topic->Publish(std::move(handed)), std::bad_alloc);
+    EXPECT_EQ(handed, nullptr);
+    EXPECT_EQ(destroyed->load(), 1);
+    plexus_test::FailNextAllocationOfSize(0);  // disarmed, whatever happened above
+  });
+  publisher.join();
+
+  EXPECT_EQ(target->RefCount(), 3);  // the test's, the forward handle's and the snapshot's
   forward.Cancel();
   EXPECT_EQ(target->RefCount(), 1);
 
@@ -273,6 +281,48 @@ TEST(PublishHandoff, AFailedQueueAllocationUnwindsTheFanOut) {
   ASSERT_TRUE(first.UnsubscribeAndJoin());
   ASSERT_TRUE(second.UnsubscribeAndJoin());
   EXPECT_EQ(destroyed->load(), 2);
+}
+#endif
+
+#ifdef PLEXUS_TEST_ALLOCATION_FAILURES
+// A queue that swings far deeper than its spare segments keep (a subscriber held up while a
+// burst comes) takes its extra segments from the message allocator, which the subscriber's
+// thread gives them back to: the second burst asks the system for nothing (the first may have
+// carved slabs, and slabs are not counted).
+TEST(PublishHandoff, AQueueDeeperThanItsSparesAllocatesNothing) {
+  Ref<Topic> topic = Topic::Create("handoff-deep");
+  constexpr int kBurst = 3000;  // some 250 segments, against 32 spares
+  // The subscriber stops at the first message of each burst until that burst's gate opens, so
+  // the whole burst queues up behind it.
+  Gate gates[2];
+  const Gate::Waiter waiters[2] = {gates[0].waiter(), gates[1].waiter()};
+  auto count = std::make_shared<std::atomic<int>>(0);
+  SubscriptionOptions options = InMode(DeliveryMode::kDedicatedThread);
+  // No congestion alert: its log line would be the burst's only allocations.
+  options.high_water = 4 * kBurst;
+  options.low_water = kBurst;
+  Subscription sub = Subscribe(
+      topic,
+      [count, &waiters](const Message& m) {
+        if (TrackedType().Get(m) == nullptr) return;
+        const int seen = count->fetch_add(1);
+        if (seen % kBurst == 0) waiters[seen / kBurst].Wait();
+      },
+      std::move(options));
+  auto destroyed = std::make_shared<std::atomic<int>>(0);
+  std::uint64_t second_burst = 0;
+  for (int burst = 0; burst < 2; ++burst) {
+    const std::uint64_t allocations = plexus_test::AllocationCount();
+    for (int i = 0; i < kBurst; ++i) topic->Publish(TrackedType().Make(Tracked(destroyed)));
+    if (burst == 1) second_burst = plexus_test::AllocationCount() - allocations;
+    ASSERT_TRUE(plexus_test::WaitUntil([&] { return gates[burst].Arrived() == 1; }));
+    EXPECT_GE(sub.Stats().depth, static_cast<std::size_t>(kBurst));
+    gates[burst].Open();
+    ASSERT_TRUE(plexus_test::WaitUntil([&] { return count->load() == (burst + 1) * kBurst; }));
+  }
+  EXPECT_EQ(second_burst, 0u);
+  ASSERT_TRUE(sub.UnsubscribeAndJoin());
+  EXPECT_EQ(destroyed->load(), 2 * kBurst);
 }
 #endif
 
