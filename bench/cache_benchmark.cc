@@ -31,6 +31,11 @@
 //   BM_Cache_CachingPublish_Pool  publish on the original topic of a caching topic whose output
 //                                 has one pool subscription (which receives the updates).
 //   BM_Cache_CachingPublish_NoOutputSubscriber  the same with nobody on the output.
+//   BM_Cache_CachingPublish_Pool_100Objects  diagnostic, no target: CachingPublish_Pool over 100
+//                                 objects instead of 10 000, so that every entry stays in the
+//                                 publisher's caches. The difference between the two rows is
+//                                 what the table's misses cost (an entry of 10 000 written in
+//                                 random order is seldom in L2); the rest is the path's own.
 // Target: CachingPublish_Pool <= 2x PlainPublish_Pool (time per publish). allocs/op: operator
 // new calls per publish (any thread); the NoOutputSubscriber row's target is 0 (a message is
 // made from the bus's recycled blocks; an update of an existing entry allocates nothing).
@@ -401,7 +406,7 @@ struct PublishLoop {
   }
 };
 
-void RunPublish(benchmark::State& state, PublishRow row) {
+void RunPublish(benchmark::State& state, PublishRow row, int objects = kObjects) {
   auto pool = plexus::ThreadPool::Create({.name = "bench-cache", .initial_size = 2});
   plexus::Ref<plexus::Cache> cache = plexus::Cache::Create(&SnapshotId);
   plexus::Ref<plexus::Topic> topic = plexus::Topic::Create("bench-publish");
@@ -430,13 +435,13 @@ void RunPublish(benchmark::State& state, PublishRow row) {
   PublishLoop loop{topic, sub ? &counter : nullptr};
   Rng rng{0xC0FFEEull};
   // Every object cached (and every entry's first creation done) before the timed loop.
-  for (int i = 0; i < kObjects; ++i) loop.PublishOne(i);
-  for (int i = 0; i < kObjects; ++i) loop.PublishOne(static_cast<int>(rng.Next() % kObjects));
+  for (int i = 0; i < objects; ++i) loop.PublishOne(i);
+  for (int i = 0; i < kObjects; ++i) loop.PublishOne(static_cast<int>(rng.Next() % objects));
   loop.Drain();
   std::int64_t left = static_cast<std::int64_t>(state.max_iterations);
   const std::uint64_t allocations_before = plexus_bench::AllocationCount();
   for (auto _ : state) {
-    loop.PublishTimed(static_cast<int>(rng.Next() % kObjects));
+    loop.PublishTimed(static_cast<int>(rng.Next() % objects));
     if (--left == 0) loop.Drain();
   }
   plexus_bench::ReportAllocationsPerIteration(state, allocations_before);
@@ -455,10 +460,14 @@ void BM_Cache_CachingPublish_Pool(benchmark::State& state) {
 void BM_Cache_CachingPublish_NoOutputSubscriber(benchmark::State& state) {
   RunPublish(state, PublishRow::kCachingNoOutputSubscriber);
 }
+void BM_Cache_CachingPublish_Pool_100Objects(benchmark::State& state) {
+  RunPublish(state, PublishRow::kCaching, /*objects=*/100);
+}
 
 BENCHMARK(BM_Cache_PlainPublish_Pool)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_Cache_CachingPublish_Pool)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_Cache_CachingPublish_NoOutputSubscriber)->MinTime(0.3)->UseRealTime();
+BENCHMARK(BM_Cache_CachingPublish_Pool_100Objects)->MinTime(0.3)->UseRealTime();
 
 // --- A write beside many reader threads --------------------------------------------------------
 
