@@ -1,15 +1,18 @@
 // TaskProcessor: a serializer on a ThreadPool.
 //
 // Producers append to `incoming_` under the task processor's mutex. While the task processor
-// has work, exactly one "turn" is queued on or running in the pool (`scheduled_`); a turn
+// has work, exactly one "turn" is queued on or running in the pool (kScheduled); a turn
 // swaps `incoming_` with the empty `draining_` array (O(1), both keep their capacity, so the
 // steady state allocates nothing), runs up to `batch_limit_` tasks from it without any lock,
 // and either queues itself again behind other pool work (fairness) or, finding nothing left,
-// ends (`scheduled_ = false`). The empty -> non-empty transition of an idle task processor is
+// ends (kScheduled cleared). The empty -> non-empty transition of an idle task processor is
 // the only push that touches the pool; that push puts its task straight into `draining_`
-// (owned by no turn while none is scheduled), so the turn it queues starts without the lock: a
-// hand-off between idle serializers costs one lock pair for the push and one for the turn's
-// end, and a turn reads the clock only when it is one of those sampled for the busy time.
+// (owned by no turn while none is scheduled), so the turn it queues starts without the lock;
+// and a turn that no push reached since it last looked at `incoming_` ends with one
+// compare-and-swap on the lock's word, without the lock (exec_internal::TurnWord): a hand-off
+// between idle serializers costs one lock pair for the push and one compare-and-swap for the
+// turn's end, and a turn reads the clock only when it is one of those sampled for the busy
+// time.
 //
 // Waiting for a turn to end (Shutdown, the last reference) uses one process-wide condition
 // and a generation count that every turn end with waiters advances: turns end often, but
@@ -43,7 +46,24 @@ namespace plexus {
 
 namespace {
 
+using exec_internal::TurnWord;
+
 thread_local TaskProcessor* tls_current = nullptr;
+
+// plexus::MutexLock for a TurnWord, whose unlock may also set and clear the word's flags.
+class PLEXUS_SCOPED_CAPABILITY TurnLock {
+ public:
+  explicit TurnLock(TurnWord& mu) PLEXUS_ACQUIRE(mu) : mu_(mu) { mu_.Acquire(); }
+  ~TurnLock() PLEXUS_RELEASE() { mu_.ReleaseWith(set, clear); }
+  TurnLock(const TurnLock&) = delete;
+  TurnLock& operator=(const TurnLock&) = delete;
+
+  std::uint32_t set = 0;
+  std::uint32_t clear = 0;
+
+ private:
+  TurnWord& mu_;
+};
 
 // Polls of an empty queue before a turn ends (each a CPU pause: a few microseconds in all).
 constexpr int kEndOfTurnPolls = 512;
@@ -289,6 +309,7 @@ void TaskProcessor::LastReferenceDropped() const {
     (void)self->Shutdown(mode);
     MutexLock lock(self->mu_);
     self->free_after_turn_ = true;
+    self->mu_.Change(TurnWord::kSlowEnd, 0);
     return;
   }
   (void)self->Shutdown(mode);
@@ -365,10 +386,11 @@ bool TaskProcessor::TryPush(Task& task) {
   bool schedule = false;
   bool check_alert = false;
   {
-    MutexLock lock(mu_);
+    // A push that queued its task says how the flags change, in the unlock's own
+    // read-modify-write; one that returns early or throws changes none.
+    TurnLock unlock(mu_);
     if (shut_down_) return false;
     const std::uint64_t pushed = pushed_.load(std::memory_order_relaxed) + 1;
-    pushed_.store(pushed, std::memory_order_relaxed);
     // An upper bound of the depth, from the producers' copy of taken_. Reading taken_ moves
     // the running turn's cache line here, so it is read again only when the bound is at a
     // level that matters: below both, so is the true depth, and neither the maximum nor the
@@ -382,19 +404,22 @@ bool TaskProcessor::TryPush(Task& task) {
       if (depth > max_depth_) max_depth_ = static_cast<std::uint32_t>(depth);
       check_alert = depth >= high_water && !alerted_.load(std::memory_order_relaxed);
     }
-    if (!scheduled_ && suspended_.load(std::memory_order_relaxed) == 0) {
-      scheduled_ = true;
-      schedule = true;
-    }
+    schedule = !ScheduledLocked() && suspended_.load(std::memory_order_relaxed) == 0;
     if (schedule && incoming_.empty() && next_ == draining_.size()) {
       // No turn owns draining_ (none is scheduled) and nothing older waits: hand the task
-      // straight to the turn about to be queued, which then starts without taking mu_.
+      // straight to the turn about to be queued, which then starts without taking mu_, and
+      // whose end then finds no push (kPushed clear) and needs no lock either.
       draining_.clear();
       next_ = 0;
       draining_.push_back(std::move(task));
+      unlock.clear = TurnWord::kPushed;
     } else {
       incoming_.push_back(std::move(task));
+      unlock.set = TurnWord::kPushed;
     }
+    // Counted once the task is queued: an allocation that throws above counts nothing.
+    pushed_.store(pushed, std::memory_order_relaxed);
+    if (schedule) unlock.set |= TurnWord::kScheduled;
   }
   if (PLEXUS_UNLIKELY(check_alert)) CheckAlert();
   if (schedule) ScheduleTurn();
@@ -408,8 +433,9 @@ void TaskProcessor::ScheduleTurn(bool yielding) {
       yielding ? pool_->Push([this] { RunTurn(); }) : pool_->PushRunNext([this] { RunTurn(); });
   if (pushed) return;
   // Only a pool shut down under a live task processor gets here (Push reported it).
-  MutexLock lock(mu_);
+  mu_.Acquire();
   EndTurnLocked();
+  mu_.ReleaseWith(0, TurnWord::kScheduled);
 }
 
 bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
@@ -465,7 +491,6 @@ bool TaskProcessor::PushAndWait(Task task, SourceLocation where) {
 // -----------------------------------------------------------------------------
 
 void TaskProcessor::EndTurnLocked() {
-  scheduled_ = false;
   executing_.store(false, std::memory_order_relaxed);
   if (turn_waiters_ > 0) {
     TurnEnds& ends = TurnEnded();
@@ -496,7 +521,7 @@ void TaskProcessor::StopBusyClock(BusyClock clock) noexcept {
 void TaskProcessor::RunTurn() {
   TaskProcessor* const outer = tls_current;
   tls_current = this;
-  const BusyClock started = StartBusyClock();
+  BusyClock started = StartBusyClock();
   std::uint32_t budget = batch_limit_;
   for (;;) {
     if (next_ == draining_.size()) {
@@ -510,10 +535,23 @@ void TaskProcessor::RunTurn() {
           (budget + 1 < batch_limit_ || poll_paid_)) {
         poll_paid_ = PollForPushes();
       }
+      if (mu_.MayEndTurn()) {
+        // No push since the turn last looked at incoming_, and nobody waits for the end: end
+        // with one compare-and-swap, without the lock. Everything the turn writes comes
+        // before it: a push may queue the next turn, on another thread, right after.
+        StopBusyClock(started);
+        executing_.store(false, std::memory_order_relaxed);
+        if (mu_.TryEndTurn()) {
+          tls_current = outer;
+          return;
+        }
+        // A push came between the look and the swap: go on, timing the rest of the turn.
+        if (started.weight != 0) started.started = MonotonicNanos();
+      }
       mu_.Acquire();
       if (incoming_.empty() || suspended_.load(std::memory_order_relaxed) > 0) break;
       incoming_.swap(draining_);
-      mu_.Release();
+      mu_.ReleaseWith(0, TurnWord::kPushed);
     }
     if (PLEXUS_UNLIKELY(suspended_.load(std::memory_order_acquire) > 0)) {
       mu_.Acquire();
@@ -566,7 +604,8 @@ void TaskProcessor::FinishTurn(BusyClock started, TaskProcessor* outer) {
   StopBusyClock(started);
   const bool free_self = free_after_turn_;
   EndTurnLocked();
-  mu_.Release();
+  // A turn that stops for a suspension may leave pushes in incoming_ (kPushed stays).
+  mu_.ReleaseWith(0, TurnWord::kScheduled | (incoming_.empty() ? TurnWord::kPushed : 0));
   tls_current = outer;
   // Nothing may touch `this` past the unlock unless we own its end.
   if (free_self) delete this;
@@ -595,8 +634,8 @@ void TaskProcessor::Resume(SourceLocation where) {
     if (count == 0) {
       unbalanced = true;
     } else {
-      if (count == 1 && !scheduled_ && (!incoming_.empty() || next_ < draining_.size())) {
-        scheduled_ = true;
+      if (count == 1 && !ScheduledLocked() && (!incoming_.empty() || next_ < draining_.size())) {
+        mu_.Change(TurnWord::kScheduled, 0);
         schedule = true;
       }
     }
@@ -614,8 +653,9 @@ bool TaskProcessor::IsSuspended() const noexcept {
 
 void TaskProcessor::WaitForTurnEndLocked() {
   TurnEnds& ends = TurnEnded();
-  ++turn_waiters_;
-  while (scheduled_) {
+  // While anyone waits, the turn's end takes the lock (EndTurnLocked wakes the waiters).
+  if (turn_waiters_++ == 0) mu_.Change(TurnWord::kSlowEnd, 0);
+  while (ScheduledLocked()) {
     // Read under mu_: the turn end we wait for advances it after this, under mu_ too.
     ends.mu.Acquire();
     const std::uint64_t seen = ends.generation;
@@ -624,7 +664,7 @@ void TaskProcessor::WaitForTurnEndLocked() {
     ends.mu.Release();
     mu_.Acquire();
   }
-  --turn_waiters_;
+  if (--turn_waiters_ == 0 && !free_after_turn_) mu_.Change(0, TurnWord::kSlowEnd);
 }
 
 std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
@@ -641,7 +681,7 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
     discarded.swap(incoming_);
     // The rest of the current batch belongs to the turn; we may take it only when no turn
     // runs, or when we are that turn (a task shutting down its own task processor).
-    if (!scheduled_ || tls_current == this) {
+    if (!ScheduledLocked() || tls_current == this) {
       for (std::size_t i = next_; i < draining_.size(); ++i) {
         discarded.push_back(std::move(draining_[i]));
       }
@@ -664,8 +704,8 @@ std::size_t TaskProcessor::Shutdown(ShutdownMode mode) {
   } else if (suspended_.load(std::memory_order_relaxed) > 0) {
     // Draining means running everything: a suspended task processor is resumed for it.
     suspended_.store(0, std::memory_order_release);
-    if (!scheduled_ && (!incoming_.empty() || next_ < draining_.size())) {
-      scheduled_ = true;
+    if (!ScheduledLocked() && (!incoming_.empty() || next_ < draining_.size())) {
+      mu_.Change(TurnWord::kScheduled, 0);
       schedule = true;
     }
   }

@@ -46,9 +46,9 @@
 #include "plexus/core/ref.h"
 #include "plexus/core/source_location.h"
 #include "plexus/core/thread_annotations.h"
+#include "plexus/exec/internal/turn_word.h"
 #include "plexus/exec/task.h"
 #include "plexus/exec/thread_pool.h"
-#include "plexus/sync/internal/word_mutex.h"
 #include "plexus/sync/mutex.h"
 
 namespace plexus {
@@ -221,8 +221,13 @@ class TaskProcessor final : public RefCounted {
   // Queues a turn: on the calling worker's run-next slot, or (`yielding`, a turn that used up
   // its batch) behind the pool's other work.
   void ScheduleTurn(bool yielding = false) PLEXUS_EXCLUDES(mu_);
-  // The turn ends (nothing to run, or suspended); wakes shutdown waiters.
+  // The turn ends (nothing to run, or suspended): wakes shutdown waiters. The caller clears
+  // kScheduled as it lets go of mu_.
   void EndTurnLocked() PLEXUS_REQUIRES(mu_);
+  // Whether a turn is queued or running.
+  bool ScheduledLocked() const PLEXUS_REQUIRES(mu_) {
+    return mu_.Has(exec_internal::TurnWord::kScheduled);
+  }
   void CheckAlert() PLEXUS_EXCLUDES(mu_);
   // Waits until no turn is queued or running; lets go of mu_ while it waits.
   void WaitForTurnEndLocked() PLEXUS_REQUIRES(mu_);
@@ -240,13 +245,14 @@ class TaskProcessor final : public RefCounted {
 
   // --- Producers' end: written by every push, under mu_.
   // A leaf lock (nothing is locked under it) taken on every push and at a turn's batch
-  // boundaries; four bytes, its uncontended pair inline.
-  mutable sync_internal::WordMutex mu_;
+  // boundaries; four bytes, its uncontended pair inline. Its word also holds whether a turn is
+  // queued on the pool or running (kScheduled), whether a push went to incoming_ since the
+  // turn last looked (kPushed), and whether the turn's end must take the lock (kSlowEnd: a
+  // waiter, or free_after_turn_), so that a turn nobody pushed to ends without the lock.
+  mutable exec_internal::TurnWord mu_;
   std::atomic<std::uint32_t> high_water_;  // read by every push
   std::uint32_t max_depth_ PLEXUS_GUARDED_BY(mu_) = 0;
   std::uint32_t turn_waiters_ PLEXUS_GUARDED_BY(mu_) = 0;
-  // Set while a turn is queued on the pool or running.
-  bool scheduled_ PLEXUS_GUARDED_BY(mu_) = false;
   bool shut_down_ PLEXUS_GUARDED_BY(mu_) = false;
   // The last reference went from inside a task: the turn frees the processor as it ends.
   bool free_after_turn_ PLEXUS_GUARDED_BY(mu_) = false;

@@ -1,6 +1,7 @@
-// Internal: a leaf mutex of four bytes for plexus's hottest short critical sections: a bus
-// subscription's mailbox (a publisher's enqueue, a turn taking a batch) and a task processor's
-// queue (a push, a turn swapping its arrays or ending). Not API.
+// Internal: a leaf mutex of four bytes for plexus's hottest short critical sections, such as a
+// bus subscription's mailbox (a publisher's enqueue, a turn taking a batch). Not API. (A task
+// processor's queue uses exec_internal::TurnWord, the same lock with its turn's flags in the
+// word.)
 //
 // It is a sync_internal::FutexWord (Drepper's three-state futex mutex) and nothing else: the
 // uncontended lock and unlock are inline (one compare-and-swap, one exchange), where glibc's
